@@ -1,0 +1,169 @@
+"""Exactly-K selection of the smallest scores, with a relaxed backward pass.
+
+The forward pass is the hard K-hot mask; the backward pass is the gradient of a relaxation
+(straight-through, Paulus et al. 2020). ``1`` in every mask returned here means "drop".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advmask._checks import FLOAT_DTYPES, INT_DTYPES, check_mask_like, check_tensor
+from advmask.relaxations import get_relaxation
+
+
+def hard_bottom_k(scores: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
+    """Exactly-K mask of the smallest eligible scores per row (no gradient).
+
+    Ties are broken by position: of two equal scores, the one at the lower index is selected
+    first. ``torch.topk`` is not used because its tie order is unspecified.
+
+    Args:
+        scores: (B, T) float scores; only eligible positions are read (others may hold
+            anything, including NaN or inf).
+        k: (B,) int64 number of positions to select per row, ``0 <= k[b] <= n_b``.
+        eligible: (B, T) bool, True where a position may be selected.
+
+    Returns:
+        (B, T) mask in the dtype of ``scores`` (float32 for half-precision scores),
+        1.0 = selected; exactly ``k[b]`` ones in row ``b``, all at eligible positions.
+
+    Example:
+        >>> hard_bottom_k(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), torch.tensor([2]),
+        ...               torch.tensor([[True, True, True, False]]))
+        tensor([[0., 1., 1., 0.]])
+    """
+    # +inf sends ineligible positions after every finite eligible score; the stable sort
+    # breaks ties among equal scores by position.
+    key = torch.where(eligible, scores, torch.full_like(scores, float("inf")))
+    order = torch.sort(key, dim=1, stable=True).indices
+    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, positions)
+    selected = (rank < k.unsqueeze(1)) & eligible
+    return selected.to(_mask_dtype(scores.dtype))
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """Forward value of ``hard``, gradient of ``soft``.
+
+    Written ``hard + (soft - soft.detach())``: for finite ``soft`` the bracket is exactly
+    ``+0``, so the forward value equals ``hard`` bitwise. The common spelling
+    ``hard + soft - soft.detach()`` evaluates ``(hard + soft) - soft`` and returns
+    0.99999994 instead of 1 in float32.
+
+    Args:
+        hard: (B, T) mask without gradient.
+        soft: (B, T) finite relaxation of ``hard``, same dtype.
+
+    Returns:
+        (B, T) tensor equal to ``hard`` whose gradient flows to ``soft``.
+    """
+    return hard + (soft - soft.detach())
+
+
+def bottom_k(
+    scores: Tensor,
+    k: Tensor,
+    eligible: Tensor,
+    relaxation: str | None = "euclidean",
+    *,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> Tensor:
+    """Exactly-K mask of the smallest scores, differentiable through a relaxation.
+
+    Forward: the hard mask of :func:`hard_bottom_k`. Backward: the gradient of the named
+    relaxation (see :mod:`advmask.relaxations`), straight-through. Rows with ``k = 0`` or
+    ``k = n`` have a constant hard mask, so their gradient is exactly zero (a relaxation run
+    on them would only add a spurious gradient); ineligible positions always get zero
+    gradient.
+
+    Args:
+        scores: (B, T) float scores. Must be finite at eligible positions. Half-precision
+            scores are upcast to float32.
+        k: (B,) integer number to drop per row, ``0 <= k[b] <= eligible[b].sum()``.
+        eligible: (B, T) bool, True where a position may be dropped.
+        relaxation: name of a registered relaxation, or None for the hard mask only.
+        generator: random generator for stochastic relaxations (``"perturbed"``).
+        **options: hyper-parameters of the relaxation (for example ``temperature``).
+
+    Returns:
+        (B, T) float mask, 1.0 = drop; exactly ``k[b]`` ones in row ``b``. Carries the
+        relaxation's gradient when ``scores`` requires grad.
+
+    Raises:
+        ValueError: on shape mismatches, ``k`` out of ``[0, n_b]`` or non-finite eligible
+            scores.
+
+    Example:
+        >>> scores = torch.tensor([[0.3, -1.0, 2.0, 0.1]], requires_grad=True)
+        >>> mask = bottom_k(scores, torch.tensor([2]), torch.ones(1, 4, dtype=torch.bool))
+        >>> mask
+        tensor([[0., 1., 0., 1.]], grad_fn=<AddBackward0>)
+    """
+    relax = None if relaxation is None else get_relaxation(relaxation)
+    scores = check_tensor("scores", scores, ndim=2, dtypes=FLOAT_DTYPES)
+    eligible = check_mask_like("eligible", eligible, scores)
+    k = check_tensor("k", k, ndim=1, dtypes=INT_DTYPES)
+    if k.shape[0] != scores.shape[0]:
+        raise ValueError(f"k must have shape ({scores.shape[0]},), got {tuple(k.shape)}")
+    num_eligible = eligible.sum(1)
+    if bool(((k < 0) | (k > num_eligible)).any()):
+        bad = int(torch.nonzero((k < 0) | (k > num_eligible))[0, 0])
+        raise ValueError(
+            f"k must be in [0, n_b] (n_b = eligible positions of row b); row {bad} has "
+            f"k={int(k[bad])}, n_b={int(num_eligible[bad])}"
+        )
+    finite = torch.isfinite(scores) | ~eligible
+    if not bool(finite.all()):
+        row, col = (int(i) for i in torch.nonzero(~finite)[0])
+        raise ValueError(
+            f"scores must be finite at eligible positions; scores[{row}, {col}] = "
+            f"{float(scores[row, col])}"
+        )
+    scores = scores.to(_mask_dtype(scores.dtype))
+    k = k.to(torch.int64)
+    hard = hard_bottom_k(scores, k, eligible)
+    if relax is None or not (torch.is_grad_enabled() and scores.requires_grad):
+        return hard
+    return straight_through(hard, relaxed_bottom_k(scores, k, eligible, relax, generator, options))
+
+
+def relaxed_bottom_k(
+    scores: Tensor,
+    k: Tensor,
+    eligible: Tensor,
+    relax: Any,
+    generator: torch.Generator | None,
+    options: dict[str, Any],
+) -> Tensor:
+    """Soft mask from ``relax``, with degenerate rows and padding handled once for all.
+
+    Every relaxation is called on a well-posed problem: each row has ``n >= 2`` eligible
+    positions, ``1 <= k <= n - 1`` and finite scores. Rows that are not (``k = 0``, ``k = n``)
+    get a harmless stand-in problem whose result is replaced by the hard row through
+    ``torch.where``, which passes exactly zero gradient to the stand-in's inputs.
+    """
+    batch, length = scores.shape
+    hard = hard_bottom_k(scores.detach(), k, eligible)
+    if length < 2:
+        # No row can have 1 <= k <= n - 1: every row is degenerate.
+        return hard + 0.0 * torch.where(eligible, scores, 0.0)
+    num_eligible = eligible.sum(1)
+    active = (k >= 1) & (k < num_eligible)
+    positions = torch.arange(length, device=scores.device).expand(batch, length)
+    stand_in_eligible = positions < 2
+    safe_eligible = torch.where(active.unsqueeze(1), eligible, stand_in_eligible)
+    safe_k = torch.where(active, k, torch.ones_like(k))
+    use_scores = active.unsqueeze(1) & eligible
+    safe_scores = torch.where(use_scores, scores, positions.to(scores.dtype))
+    soft = relax(safe_scores, safe_k, safe_eligible, generator=generator, **options)
+    soft = torch.where(active.unsqueeze(1), soft, hard)
+    return torch.where(eligible, soft, torch.zeros_like(soft))
+
+
+def _mask_dtype(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
