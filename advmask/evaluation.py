@@ -1,0 +1,153 @@
+"""One evaluator for validation and test (SPEC §8).
+
+Every number says what it is: the per-sequence ``-ELBO`` and ``KL``, the importance-weighted
+NLL with its sample count, perplexities with their denominator (words + one EOS per sequence;
+BOS is not predicted) and mutual information with its estimator and ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from advmask.data import Batch
+from advmask.metrics import (
+    active_units,
+    gaussian_kl,
+    importance_weighted_log_likelihood,
+    mutual_information,
+    mutual_information_ceiling,
+)
+from advmask.vae import SequenceVAE
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics of a model on one split. All NLL-type values are in nats.
+
+    Attributes:
+        neg_elbo: mean over sequences of ``-ELBO = rec + KL`` (one ``z ~ q``).
+        kl: mean over sequences of ``KL(q(z|x) || p(z))``.
+        reconstruction: mean over sequences of ``-log p(x|z)``, ``z ~ q``.
+        ppl_elbo: ``exp(sum -ELBO / num_predictions)``, an upper bound on the perplexity.
+        nll_iw: mean importance-weighted NLL with ``iw_samples`` samples (None if not run).
+        ppl_iw: perplexity from ``nll_iw`` (None if not run).
+        mutual_information: ``I_q(x; z)`` estimate in nats.
+        mi_estimator: ``"full"`` (aggregate posterior over the whole split) or ``"batch"``.
+        mi_ceiling: the estimator's upper bound, ``log N`` or ``log batch_size``.
+        active_units: latent dimensions whose posterior mean varies (variance >= 0.01).
+        num_sequences: sequences evaluated.
+        num_words: words, without BOS and EOS.
+        num_predictions: perplexity denominator, ``num_words + num_sequences`` (one EOS each).
+        iw_samples: importance samples per sequence (0 = not run).
+    """
+
+    neg_elbo: float
+    kl: float
+    reconstruction: float
+    ppl_elbo: float
+    nll_iw: float | None
+    ppl_iw: float | None
+    mutual_information: float
+    mi_estimator: str
+    mi_ceiling: float
+    active_units: int
+    num_sequences: int
+    num_words: int
+    num_predictions: int
+    iw_samples: int
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        """Plain dictionary for JSON, with the perplexity convention spelled out."""
+        return {**asdict(self), "ppl_denominator": "words + EOS per sequence (BOS not predicted)"}
+
+
+@torch.no_grad()
+def evaluate(
+    model: SequenceVAE,
+    batches: Iterable[Batch],
+    *,
+    iw_samples: int = 0,
+    iw_chunk: int = 100,
+    mi_estimator: str = "full",
+    mi_batch_size: int = 32,
+    generator: torch.Generator | None = None,
+) -> EvaluationResult:
+    """Evaluate ``model`` (in eval mode: no masking, no dropout) on ``batches``.
+
+    Args:
+        model: the sequence VAE (pass the EMA copy to evaluate averaged weights).
+        batches: the split, as :class:`advmask.data.Batch` objects on the model's device.
+        iw_samples: importance samples per sequence for the IW-NLL; 0 skips it. The paper's
+            protocol uses 500 on the test split.
+        iw_chunk: samples decoded per chunk (memory vs speed).
+        mi_estimator: ``"full"`` or ``"batch"`` (see :func:`advmask.metrics.mutual_information`).
+        mi_batch_size: batch size of the ``"batch"`` estimator.
+        generator: random generator for every sample drawn here.
+
+    Returns:
+        An :class:`EvaluationResult`.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        totals = {"neg_elbo": 0.0, "kl": 0.0, "rec": 0.0, "nll_iw": 0.0}
+        num_sequences = num_words = 0
+        means: list[Tensor] = []
+        logvars: list[Tensor] = []
+        for batch in batches:
+            tokens, lengths = batch.tokens, batch.lengths
+            mean, logvar = model.posterior(tokens, lengths)
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device,
+                                dtype=mean.dtype)
+            z = mean + torch.exp(0.5 * logvar) * noise
+            rec = model.reconstruction_nll(tokens, lengths, z)
+            kl = gaussian_kl(mean, logvar)
+            totals["rec"] += float(rec.sum())
+            totals["kl"] += float(kl.sum())
+            totals["neg_elbo"] += float((rec + kl).sum())
+            if iw_samples > 0:
+                log_p = importance_weighted_log_likelihood(
+                    lambda zs, t=tokens, ln=lengths: model.log_likelihood(t, ln, zs),
+                    mean, logvar, num_samples=iw_samples, chunk_size=iw_chunk,
+                    generator=generator,
+                )
+                totals["nll_iw"] -= float(log_p.sum())
+            num_sequences += tokens.shape[0]
+            num_words += int((lengths - 2).sum())
+            means.append(mean.double().cpu())
+            logvars.append(logvar.double().cpu())
+        if num_sequences == 0:
+            raise ValueError("batches is empty: nothing to evaluate")
+        all_means, all_logvars = torch.cat(means), torch.cat(logvars)
+        num_predictions = num_words + num_sequences
+        cpu_generator = None
+        if generator is not None:
+            cpu_generator = torch.Generator().manual_seed(int(generator.initial_seed()))
+        mi = mutual_information(
+            all_means, all_logvars, estimator=mi_estimator, batch_size=mi_batch_size,
+            generator=cpu_generator,
+        )
+        nll_iw = totals["nll_iw"] / num_sequences if iw_samples > 0 else None
+        return EvaluationResult(
+            neg_elbo=totals["neg_elbo"] / num_sequences,
+            kl=totals["kl"] / num_sequences,
+            reconstruction=totals["rec"] / num_sequences,
+            ppl_elbo=math.exp(totals["neg_elbo"] / num_predictions),
+            nll_iw=nll_iw,
+            ppl_iw=math.exp(totals["nll_iw"] / num_predictions) if iw_samples > 0 else None,
+            mutual_information=mi,
+            mi_estimator=mi_estimator,
+            mi_ceiling=mutual_information_ceiling(num_sequences, mi_estimator, mi_batch_size),
+            active_units=active_units(all_means),
+            num_sequences=num_sequences,
+            num_words=num_words,
+            num_predictions=num_predictions,
+            iw_samples=iw_samples,
+        )
+    finally:
+        model.train(was_training)

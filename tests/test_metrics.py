@@ -1,0 +1,641 @@
+"""Evaluation metrics (SPEC §8): KL, importance-weighted NLL, perplexity, MI, active units."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from advmask.metrics import (
+    MI_ESTIMATORS,
+    MIEstimate,
+    active_units,
+    gaussian_kl,
+    gaussian_kl_per_dimension,
+    importance_weighted_log_likelihood,
+    log_normal_diag,
+    log_standard_normal,
+    mutual_information,
+    mutual_information_ceiling,
+    mutual_information_estimate,
+    perplexity,
+)
+
+F64 = torch.float64
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _posterior(num_rows: int, latent_dim: int, seed: int = 0, dtype=F64, scale: float = 1.0):
+    generator = torch.Generator().manual_seed(seed)
+    mean = scale * torch.randn(num_rows, latent_dim, generator=generator, dtype=F64)
+    logvar = 0.5 * torch.randn(num_rows, latent_dim, generator=generator, dtype=F64) - 0.5
+    return mean.to(dtype), logvar.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian KL and densities
+# --------------------------------------------------------------------------------------------
+def test_kl_is_exactly_zero_at_the_prior() -> None:
+    zeros = torch.zeros(3, 5, dtype=F64)
+    assert torch.equal(gaussian_kl(zeros, zeros), torch.zeros(3, dtype=F64))
+
+
+@given(
+    st.integers(0, 5),
+    st.integers(0, 5),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 2**16),
+)
+def test_kl_matches_torch_distributions(num_rows, latent_dim, dtype, seed) -> None:
+    # Oracle: torch.distributions' closed-form Normal-Normal KL, summed over dimensions.
+    mean, logvar = _posterior(num_rows, latent_dim, seed, dtype, scale=2.0)
+    q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mean), torch.ones_like(mean))
+    expected = torch.distributions.kl_divergence(q, p)
+    tol = 1e-12 if dtype == F64 else 1e-5
+    per_dim = gaussian_kl_per_dimension(mean, logvar)
+    assert per_dim.shape == (num_rows, latent_dim) and per_dim.dtype == dtype
+    torch.testing.assert_close(per_dim, expected, rtol=tol, atol=tol)
+    kl = gaussian_kl(mean, logvar)
+    assert kl.shape == (num_rows,) and bool((kl >= 0).all())
+    torch.testing.assert_close(kl, expected.sum(-1), rtol=tol, atol=tol)
+
+
+def test_kl_catches_logvar_sign_and_variance_confusion() -> None:
+    # logvar = log 4: KL = (0 + 4 - log 4 - 1) / 2; a sign slip (+log 4) or using std would differ.
+    kl = gaussian_kl(torch.zeros(1, 1, dtype=F64), torch.full((1, 1), math.log(4.0), dtype=F64))
+    assert abs(float(kl) - 0.5 * (3.0 - math.log(4.0))) < 1e-15
+
+
+def test_kl_is_accurate_for_tiny_logvar() -> None:
+    # exp(l) - l - 1 cancels catastrophically in float32 (absolute error ~1e-7 on a value of
+    # 2.5e-9); expm1(l) - l only loses the bits of the subtraction (relative ~eps / l = 1e-3).
+    logvar = torch.full((1, 1), 1e-4, dtype=torch.float32)
+    kl = gaussian_kl(torch.zeros(1, 1), logvar)
+    value = float(logvar)  # the float32 number actually used
+    exact = 0.5 * (math.expm1(value) - value)
+    assert abs(float(kl) - exact) < 1e-3 * exact
+    naive = 0.5 * (torch.exp(logvar) - logvar - 1)
+    assert abs(float(naive) - exact) > 0.1 * exact
+
+
+def test_kl_gradcheck() -> None:
+    mean, logvar = _posterior(3, 4, seed=1)
+    mean.requires_grad_(True)
+    logvar.requires_grad_(True)
+    assert torch.autograd.gradcheck(gaussian_kl, (mean, logvar), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_log_densities_match_torch_distributions() -> None:
+    mean, logvar = _posterior(4, 3, seed=2)
+    z = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(3), dtype=F64)
+    expected = torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_normal_diag(z, mean, logvar), expected, rtol=1e-12, atol=1e-12)
+    standard = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_standard_normal(z), standard, rtol=1e-12, atol=1e-12)
+    assert log_normal_diag(z, mean, logvar).shape == (5, 4)
+
+
+@pytest.mark.parametrize(
+    ("mean", "logvar", "error", "match"),
+    [
+        (torch.zeros(3), torch.zeros(3), ValueError, "mean must have 2 dimensions"),
+        (torch.zeros(2, 3), torch.zeros(2, 4), ValueError, "logvar must have the shape"),
+        (torch.zeros(2, 3), torch.zeros(2, 3, dtype=F64), TypeError, "logvar must have the dtype"),
+        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3), TypeError, "mean must have dtype"),
+        ([[0.0]], torch.zeros(1, 1), TypeError, "mean must be a torch.Tensor"),
+    ],
+)
+def test_posterior_validation(mean, logvar, error, match) -> None:
+    with pytest.raises(error, match=match):
+        gaussian_kl(mean, logvar)
+
+
+def test_log_density_validation() -> None:
+    with pytest.raises(ValueError, match="share the last dimension"):
+        log_normal_diag(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="z must be a tensor"):
+        log_standard_normal(torch.tensor(1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Importance-weighted log-likelihood: linear-Gaussian toy (SPEC §8.6)
+# --------------------------------------------------------------------------------------------
+class LinearGaussian:
+    """p(z) = N(0, I_D), p(x|z) = N(W z + b, s^2 I_n); log p(x) and the posterior are exact."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, noise_std: float) -> None:
+        self.weight, self.bias, self.noise_std = weight, bias, noise_std
+
+    def log_likelihood(self, x: torch.Tensor):
+        """Callable z (S, N, D) -> (S, N) log p(x_n | z) for the observations x (N, n)."""
+
+        def log_lik(z: torch.Tensor) -> torch.Tensor:
+            residual = x - (z @ self.weight.T + self.bias)  # (S, N, n)
+            variance = self.noise_std**2
+            return -0.5 * (math.log(2 * math.pi * variance) + residual.square() / variance).sum(-1)
+
+        return log_lik
+
+    def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.weight.shape[0]
+        covariance = self.weight @ self.weight.T + self.noise_std**2 * torch.eye(n, dtype=F64)
+        return torch.distributions.MultivariateNormal(self.bias, covariance).log_prob(x)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact posterior mean (N, D) and covariance (D, D)."""
+        latent_dim = self.weight.shape[1]
+        precision = torch.eye(latent_dim, dtype=F64) + self.weight.T @ self.weight / self.noise_std**2
+        covariance = torch.linalg.inv(precision)
+        mean = (x - self.bias) @ self.weight @ covariance / self.noise_std**2
+        return mean, covariance
+
+    def elbo(self, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Closed-form ELBO of a diagonal q = N(mean, diag exp(logvar))."""
+        n = self.weight.shape[0]
+        variance = self.noise_std**2
+        residual = x - mean @ self.weight.T - self.bias
+        trace = (logvar.exp() * self.weight.square().sum(0)).sum(-1)
+        expected_log_lik = -0.5 * n * math.log(2 * math.pi * variance) - 0.5 * (
+            residual.square().sum(-1) + trace
+        ) / variance
+        return expected_log_lik - gaussian_kl(mean, logvar)
+
+
+def _orthogonal_toy(seed: int = 0, n: int = 4, latent_dim: int = 3) -> LinearGaussian:
+    generator = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(n, latent_dim, generator=generator, dtype=F64))
+    scales = torch.tensor([2.0, 1.0, 0.5, 3.0], dtype=F64)[:latent_dim]
+    bias = torch.randn(n, generator=generator, dtype=F64)
+    return LinearGaussian(basis * scales, bias, noise_std=0.7)
+
+
+def _general_toy() -> tuple[LinearGaussian, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(3, 2, generator=generator, dtype=F64)
+    toy = LinearGaussian(weight, torch.zeros(3, dtype=F64), noise_std=0.5)
+    x = torch.tensor([1.5, -2.0, 0.5], dtype=F64)
+    return toy, x
+
+
+def test_iw_zero_variance_with_exact_posterior() -> None:
+    # P8.3: W has orthogonal columns, so the exact posterior is diagonal; with q equal to it,
+    # every log-weight equals log p(x) and so does log p_S, for every S and every draw.
+    toy = _orthogonal_toy()
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), dtype=F64) * 2
+    mean, covariance = toy.posterior(x)
+    assert torch.allclose(covariance, torch.diag(covariance.diagonal()), atol=1e-14)
+    logvar = covariance.diagonal().log().expand_as(mean).contiguous()
+    log_p = toy.log_marginal(x)
+    for num_samples, chunk_size in [(1, 1), (7, 3), (50, 50), (200, 64)]:
+        estimate = importance_weighted_log_likelihood(
+            toy.log_likelihood(x), mean, logvar, num_samples, chunk_size,
+            generator=torch.Generator().manual_seed(num_samples),
+        )
+        assert estimate.shape == (6,)
+        assert (estimate - log_p).abs().max() < 1e-10
+
+
+def test_iw_with_one_sample_is_the_log_weight_bitwise() -> None:
+    # P8.1: S = 1 gives log w(z_1) = log p(x|z_1) + log p(z_1) - log q(z_1|x), identically.
+    toy, x = _general_toy()
+    xs = x.expand(5, 3)
+    mean, logvar = _posterior(5, 2, seed=3)
+    seen: list[torch.Tensor] = []
+
+    def recording(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z)
+        return toy.log_likelihood(xs)(z)
+
+    estimate = importance_weighted_log_likelihood(
+        recording, mean, logvar, num_samples=1, generator=torch.Generator().manual_seed(0)
+    )
+    (z,) = seen
+    assert z.shape == (1, 5, 2)
+    log_w = toy.log_likelihood(xs)(z) + log_standard_normal(z) - log_normal_diag(z, mean, logvar)
+    assert torch.equal(estimate, log_w[0])
+
+
+def test_iw_brute_force_logsumexp_of_seen_samples() -> None:
+    # Oracle: mean of the S importance weights, computed in the linear domain from the z's the
+    # callable saw. Catches averaging per-chunk estimates and using the analytic KL per sample.
+    toy, x = _general_toy()
+    xs = x.expand(4, 3)
+    mean, logvar = _posterior(4, 2, seed=4)
+    seen: list[torch.Tensor] = []
+
+    def recording(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z)
+        return toy.log_likelihood(xs)(z)
+
+    estimate = importance_weighted_log_likelihood(
+        recording, mean, logvar, num_samples=10, chunk_size=3,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert [z.shape[0] for z in seen] == [3, 3, 3, 1]
+    z = torch.cat(seen)
+    p_x_given_z = toy.log_likelihood(xs)(z).exp()
+    q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(z).sum(-1).exp()
+    p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1).exp()
+    expected = (p_x_given_z * p / q).mean(0).log()
+    torch.testing.assert_close(estimate, expected, rtol=1e-10, atol=1e-10)
+
+
+@given(
+    st.integers(0, 4),
+    st.integers(0, 3),
+    st.integers(1, 9),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 1000),
+)
+def test_iw_chunking_invariance(num_rows, latent_dim, num_samples, dtype, seed) -> None:
+    # P8.4: chunk sizes 1, 3 or S give identical results given the same z's (same generator).
+    mean, logvar = _posterior(num_rows, latent_dim, seed, dtype)
+    weight = torch.linspace(-1, 1, 2 * latent_dim, dtype=dtype).reshape(2, latent_dim)
+
+    def log_lik(z: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (z @ weight.T - 1.0).square().sum(-1)
+
+    results = []
+    for chunk in (1, 3, num_samples):
+        results.append(
+            importance_weighted_log_likelihood(
+                log_lik, mean, logvar, num_samples, chunk,
+                generator=torch.Generator().manual_seed(seed),
+            )
+        )
+    for result in results:
+        assert result.shape == (num_rows,) and result.dtype == dtype
+        assert bool(torch.isfinite(result).all())
+        assert torch.equal(result, results[0])
+
+
+def test_iw_is_the_elbo_for_one_sample_and_increases_with_samples() -> None:
+    # P8.1/P8.2 on a linear-Gaussian toy with a mean-field q that is NOT the posterior.
+    # R independent rows (same x, same q) give R independent estimates; SE = std / sqrt(R).
+    toy, x = _general_toy()
+    post_mean, post_cov = toy.posterior(x)
+    mean_q = (post_mean + 0.3).expand(1, 2)
+    logvar_q = (post_cov.diagonal().log() + 0.5).expand(1, 2)
+    elbo = float(toy.elbo(x, mean_q, logvar_q)[0])
+    log_p = float(toy.log_marginal(x))
+    assert elbo < log_p - 0.3  # the gaps tested below are real
+
+    replicates = 4000
+    xs = x.expand(replicates, 3)
+    means, logvars = mean_q.expand(replicates, 2), logvar_q.expand(replicates, 2)
+    averages, standard_errors = {}, {}
+    for num_samples in (1, 10, 100):
+        estimate = importance_weighted_log_likelihood(
+            toy.log_likelihood(xs), means, logvars, num_samples,
+            generator=torch.Generator().manual_seed(num_samples),
+        )
+        averages[num_samples] = float(estimate.mean())
+        standard_errors[num_samples] = float(estimate.std()) / math.sqrt(replicates)
+    # E[log p_1] = ELBO (4 SE).
+    assert abs(averages[1] - elbo) < 4 * standard_errors[1]
+    # Non-decreasing in S (4 SE of the difference of independent means) and below log p(x).
+    for small, large in ((1, 10), (10, 100)):
+        se = math.hypot(standard_errors[small], standard_errors[large])
+        assert averages[large] > averages[small] - 4 * se
+    assert averages[10] > averages[1] + 4 * math.hypot(standard_errors[1], standard_errors[10])
+    for num_samples, average in averages.items():
+        assert average < log_p + 4 * standard_errors[num_samples]
+    assert averages[100] > log_p - 0.05
+
+
+def test_iw_validation() -> None:
+    mean, logvar = _posterior(2, 3)
+
+    def log_lik(z):
+        return z.sum(-1)
+
+    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+        importance_weighted_log_likelihood(log_lik, mean, logvar, num_samples=0)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        importance_weighted_log_likelihood(log_lik, mean, logvar, chunk_size=0)
+    with pytest.raises(TypeError, match="num_samples"):
+        importance_weighted_log_likelihood(log_lik, mean, logvar, num_samples=2.5)
+    with pytest.raises(TypeError, match="num_samples"):
+        importance_weighted_log_likelihood(log_lik, mean, logvar, num_samples=True)
+    with pytest.raises(TypeError, match="log_likelihood must be callable"):
+        importance_weighted_log_likelihood(None, mean, logvar)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"log_likelihood must return .* \(S_chunk, N\)"):
+        importance_weighted_log_likelihood(lambda z: z, mean, logvar, num_samples=4)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        importance_weighted_log_likelihood(log_lik, mean, logvar, generator=0)  # type: ignore[arg-type]
+
+
+def test_iw_with_no_rows_does_not_call_the_likelihood() -> None:
+    def fail(z):
+        raise AssertionError("called")
+
+    out = importance_weighted_log_likelihood(fail, torch.zeros(0, 3), torch.zeros(0, 3))
+    assert out.shape == (0,)
+
+
+# --------------------------------------------------------------------------------------------
+# Perplexity
+# --------------------------------------------------------------------------------------------
+def test_perplexity_of_a_uniform_model_is_the_vocabulary_size() -> None:
+    # Every prediction (each word and the EOS of every sequence; BOS is never predicted) costs
+    # log V, so with the right denominator PPL = V exactly. Counting words only (the authors'
+    # EOS-masking pitfall in reverse) or adding BOS would move it away from V.
+    vocab, word_counts = 50, [3, 0, 7, 1]
+    num_predictions = sum(word_counts) + len(word_counts)
+    total_nll = num_predictions * math.log(vocab)
+    assert math.isclose(perplexity(total_nll, num_predictions), vocab, rel_tol=1e-12)
+    assert perplexity(total_nll, sum(word_counts)) > vocab + 1
+    assert perplexity(total_nll, num_predictions + len(word_counts)) < vocab - 1
+
+
+@given(
+    st.floats(0.0, 500.0), st.floats(0.0, 500.0), st.integers(1, 10_000)
+)
+def test_perplexity_is_at_least_one_and_monotone(nll_a, nll_b, count) -> None:
+    ppl_a, ppl_b = perplexity(nll_a, count), perplexity(nll_b, count)
+    assert ppl_a >= 1.0 and ppl_b >= 1.0
+    if nll_a <= nll_b:
+        assert ppl_a <= ppl_b
+    assert math.isclose(ppl_a, math.exp(nll_a / count), rel_tol=1e-15)
+
+
+def test_perplexity_accepts_scalar_tensors_and_overflows_to_inf() -> None:
+    assert perplexity(torch.tensor(0.0), 3) == 1.0
+    assert perplexity(1e6, 1) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "error", "match"),
+    [
+        (1.0, 0, ValueError, "num_predictions must be >= 1"),
+        (1.0, 2.0, TypeError, "num_predictions"),
+        (float("nan"), 2, ValueError, "total_nll must be finite"),
+        ("1", 2, TypeError, "total_nll"),
+        (torch.ones(2), 2, ValueError, "total_nll must be a scalar"),
+    ],
+)
+def test_perplexity_validation(total, count, error, match) -> None:
+    with pytest.raises(error, match=match):
+        perplexity(total, count)
+
+
+# --------------------------------------------------------------------------------------------
+# Mutual information
+# --------------------------------------------------------------------------------------------
+def _brute_force_mi(mean, logvar, noise, group_size):
+    """Direct N x N x D evaluation of SPEC §8.4 per consecutive group; the oracle."""
+    values, weights = [], []
+    for start in range(0, mean.shape[0], group_size):
+        mu, lv, eps = (t[start : start + group_size] for t in (mean, logvar, noise))
+        n, d = mu.shape
+        z = mu + torch.exp(0.5 * lv) * eps
+        neg_entropy = (-0.5 * d * LOG_2PI - 0.5 * (1 + lv).sum(-1)).mean()
+        log_q = torch.distributions.Normal(mu, torch.exp(0.5 * lv)).log_prob(z[:, None, :]).sum(-1)
+        log_aggregate = torch.logsumexp(log_q, dim=1) - math.log(n)
+        values.append(float(neg_entropy - log_aggregate.mean()))
+        weights.append(n)
+    return sum(v * w for v, w in zip(values, weights)) / sum(weights)
+
+
+@given(
+    st.integers(1, 12),
+    st.integers(0, 4),
+    st.sampled_from(MI_ESTIMATORS),
+    st.integers(1, 13),
+    st.integers(1, 13),
+    st.integers(0, 1000),
+)
+def test_mi_matches_brute_force(num_rows, latent_dim, estimator, batch_size, chunk_size, seed):
+    mean, logvar = _posterior(num_rows, latent_dim, seed, scale=1.5)
+    noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(seed + 1),
+                        dtype=F64)
+    group = num_rows if estimator == "full" else batch_size
+    expected = _brute_force_mi(mean, logvar, noise, group)
+    got = mutual_information(mean, logvar, estimator, batch_size=batch_size,
+                             chunk_size=chunk_size, noise=noise)
+    assert isinstance(got, float)
+    assert abs(got - expected) < 1e-10
+
+
+def test_mi_full_chunking_equals_unchunked() -> None:
+    mean, logvar = _posterior(300, 8, seed=7, scale=2.0)
+    results = [
+        mutual_information(mean, logvar, "full", chunk_size=chunk,
+                           generator=torch.Generator().manual_seed(3))
+        for chunk in (1, 7, 128, 300, 1000)
+    ]
+    assert max(results) - min(results) < 1e-12
+
+
+def test_mi_generator_and_noise_agree() -> None:
+    mean, logvar = _posterior(20, 3, seed=8)
+    noise = torch.randn(20, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    by_generator = mutual_information(mean, logvar, generator=torch.Generator().manual_seed(4))
+    assert by_generator == mutual_information(mean, logvar, noise=noise)
+
+
+@pytest.mark.parametrize("estimator", MI_ESTIMATORS)
+def test_mi_of_posteriors_that_ignore_x_is_chi_square_noise(estimator) -> None:
+    # Exact identity: with q(z|x_j) the same for all j, q_hat = q, so the estimate is
+    # mean_i (||eps_i||^2 - D) / 2, whose expectation is 0 (no information about x).
+    mean = torch.tensor([0.3, -1.0, 2.0], dtype=F64).expand(40, 3)
+    logvar = torch.tensor([0.5, -2.0, 0.0], dtype=F64).expand(40, 3)
+    noise = torch.randn(40, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    got = mutual_information(mean, logvar, estimator, batch_size=16, noise=noise)
+    expected = float(0.5 * (noise.square().sum(-1) - 3).mean())
+    assert abs(got - expected) < 1e-12
+
+
+@pytest.mark.parametrize(("estimator", "batch_size"), [("full", 32), ("batch", 32), ("batch", 10)])
+def test_mi_of_well_separated_posteriors_reaches_the_ceiling(estimator, batch_size) -> None:
+    # Means 1000 posterior standard deviations apart: each aggregate is dominated by the own
+    # posterior, so given the noise the estimate is ceiling + mean_i (||eps_i||^2 - D) / 2 up
+    # to exp(-1e5). Checks the per-batch weighting (64 = 6 x 10 + 4 for batch_size 10).
+    num_rows, latent_dim = 64, 2
+    mean = 10.0 * torch.arange(num_rows * latent_dim, dtype=F64).reshape(num_rows, latent_dim)
+    logvar = torch.full((num_rows, latent_dim), 2 * math.log(0.01), dtype=F64)
+    noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(1),
+                        dtype=F64)
+    estimate = mutual_information_estimate(mean, logvar, estimator, batch_size=batch_size,
+                                           noise=noise)
+    chi_square_term = float(0.5 * (noise.square().sum(-1) - latent_dim).mean())
+    assert abs(estimate.value - (estimate.ceiling + chi_square_term)) < 1e-9
+    if estimator == "full":
+        assert estimate.ceiling == math.log(64)
+    elif batch_size == 32:
+        assert math.isclose(estimate.ceiling, math.log(32), rel_tol=1e-15)
+    else:
+        expected = (60 * math.log(10) + 4 * math.log(4)) / 64
+        assert math.isclose(estimate.ceiling, expected, rel_tol=1e-15)
+
+
+def test_mi_is_in_zero_to_ceiling_in_expectation() -> None:
+    # SPEC §8.4: average R estimates with fixed (mean, logvar) and check
+    # -4 SE < mean < min(log N, mean KL) + 4 SE, for both estimators.
+    replicates, num_rows = 1500, 32
+    mean, logvar = _posterior(num_rows, 4, seed=11, scale=0.7)
+    mean_kl = float(gaussian_kl(mean, logvar).mean())
+    generator = torch.Generator().manual_seed(12)
+    for estimator, batch_size in (("full", 32), ("batch", 8)):
+        draws = torch.tensor([
+            mutual_information(mean, logvar, estimator, batch_size=batch_size,
+                               generator=generator)
+            for _ in range(replicates)
+        ])
+        average = float(draws.mean())
+        se = float(draws.std()) / math.sqrt(replicates)
+        ceiling = mutual_information_ceiling(num_rows, estimator, batch_size)
+        assert -4 * se < average < min(ceiling, mean_kl) + 4 * se
+        assert average > 20 * se  # informative posteriors: clearly above 0
+
+
+def test_mi_matches_quadrature_of_the_mixture_kl() -> None:
+    # Oracle: E[MI_est] = (1/N) sum_i KL(q_i || q_hat) with q_hat the mixture of the N
+    # posteriors. In one dimension this integral is computed by quadrature on a fine grid.
+    mean = torch.tensor([[-1.0], [0.0], [0.4], [2.0], [2.5]], dtype=F64)
+    logvar = torch.tensor([[0.0], [-1.0], [-0.5], [-2.0], [0.3]], dtype=F64)
+    grid = torch.linspace(-15, 15, 300_001, dtype=F64)
+    log_q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(grid)  # (N, G)
+    log_mixture = torch.logsumexp(log_q, 0) - math.log(5)
+    integrand = (log_q.exp() * (log_q - log_mixture)).mean(0)
+    expected = float(torch.trapezoid(integrand, grid))
+    assert 0 < expected < math.log(5)
+
+    replicates = 4000
+    generator = torch.Generator().manual_seed(13)
+    draws = torch.tensor([
+        mutual_information(mean, logvar, generator=generator) for _ in range(replicates)
+    ])
+    se = float(draws.std()) / math.sqrt(replicates)
+    assert abs(float(draws.mean()) - expected) < 4 * se
+
+
+def _factorised_mi(mean, logvar, noise):
+    """The per-dimension aggregate (SPEC §15.5 pitfall): MI plus total correlation of q(z)."""
+    z = mean + torch.exp(0.5 * logvar) * noise
+    n, d = mean.shape
+    neg_entropy = (-0.5 * d * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
+    log_q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(z[:, None, :])
+    log_aggregate = (torch.logsumexp(log_q, dim=1) - math.log(n)).sum(-1)  # product over d
+    return float(neg_entropy - log_aggregate.mean())
+
+
+def test_mi_is_joint_not_factorised() -> None:
+    # Well-separated posteriors on the diagonal mean_j = (a_j, a_j): the joint estimator stays
+    # at log N, the per-dimension aggregate counts the separation twice (~ 2 log N).
+    num_rows = 50
+    line = 10.0 * torch.arange(num_rows, dtype=F64)
+    mean = torch.stack([line, line], dim=1)
+    logvar = torch.full((num_rows, 2), 2 * math.log(0.05), dtype=F64)
+    noise = torch.randn(num_rows, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    joint = mutual_information(mean, logvar, noise=noise)
+    factorised = _factorised_mi(mean, logvar, noise)
+    chi_square_term = float(0.5 * (noise.square().sum(-1) - 2).mean())
+    assert abs(joint - (math.log(num_rows) + chi_square_term)) < 1e-9
+    assert factorised > joint + 0.9 * math.log(num_rows)
+
+
+def test_mi_works_for_float32_input_and_one_row() -> None:
+    mean, logvar = _posterior(10, 3, seed=9, dtype=torch.float32)
+    value = mutual_information(mean, logvar, generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(value)
+    # N = 1: the aggregate is the posterior itself; the estimate is (||eps||^2 - D) / 2.
+    noise = torch.randn(1, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    one = mutual_information(mean[:1], logvar[:1], noise=noise)
+    assert abs(one - float(0.5 * (noise.square().sum() - 3))) < 1e-6
+
+
+def test_mi_ceiling_values() -> None:
+    assert mutual_information_ceiling(1000, "full") == math.log(1000)
+    assert mutual_information_ceiling(1000, "full", batch_size=7) == math.log(1000)
+    assert math.isclose(mutual_information_ceiling(96, "batch", 32), math.log(32), rel_tol=1e-15)
+    assert math.isclose(mutual_information_ceiling(20, "batch", 32), math.log(20), rel_tol=1e-15)
+    assert mutual_information_ceiling(1, "full") == 0.0
+    mixed = mutual_information_ceiling(100, "batch", 32)
+    assert math.isclose(mixed, (96 * math.log(32) + 4 * math.log(4)) / 100, rel_tol=1e-15)
+    assert mixed < math.log(32)
+
+
+def test_mi_estimate_record() -> None:
+    mean, logvar = _posterior(70, 2)
+    estimate = mutual_information_estimate(mean, logvar, "batch", batch_size=32,
+                                           generator=torch.Generator().manual_seed(0))
+    assert isinstance(estimate, MIEstimate)
+    assert (estimate.estimator, estimate.num_rows, estimate.batch_size) == ("batch", 70, 32)
+    assert estimate.value == mutual_information(mean, logvar, "batch", batch_size=32,
+                                                generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"estimator": "factorised"}, ValueError, "estimator must be one of"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1"),
+        ({"noise": torch.zeros(3, 2)}, ValueError, "noise must have the shape"),
+        ({"generator": "seed"}, TypeError, "generator must be a torch.Generator"),
+    ],
+)
+def test_mi_validation(kwargs, error, match) -> None:
+    mean, logvar = _posterior(4, 2)
+    with pytest.raises(error, match=match):
+        mutual_information(mean, logvar, **kwargs)
+
+
+def test_mi_rejects_empty_input_and_bad_ceiling_arguments() -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        mutual_information(torch.zeros(0, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="num_rows must be >= 1"):
+        mutual_information_ceiling(0)
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        mutual_information_ceiling(10, "per_dim")
+
+
+# --------------------------------------------------------------------------------------------
+# Active units
+# --------------------------------------------------------------------------------------------
+def test_active_units_counts_dimensions_by_unbiased_variance() -> None:
+    # Columns of +-c over N = 4 rows: mean 0, unbiased variance 4c^2/3, biased c^2.
+    # Target variances 0, 0.001, 0.005, 0.02, 1 (two active), then 0.012: active with the
+    # unbiased (N - 1) divisor, inactive with the biased one (c^2 = 0.009): catches N vs N - 1.
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=F64)
+    variances = torch.tensor([0.0, 0.001, 0.005, 0.02, 1.0, 0.012], dtype=F64)
+    means = signs[:, None] * torch.sqrt(0.75 * variances)[None, :] + torch.arange(6.0)
+    torch.testing.assert_close(means.var(0), variances, rtol=1e-12, atol=1e-15)
+    assert active_units(means) == 3
+    assert active_units(means, threshold=0.0) == 6
+    assert active_units(means, threshold=2.0) == 0
+
+
+def test_active_units_threshold_is_inclusive() -> None:
+    # Column [0, 1]: unbiased variance exactly 0.5; He et al. count A_d >= threshold.
+    means = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=F64)
+    assert active_units(means, threshold=0.5) == 1
+
+
+@given(st.integers(2, 30), st.integers(0, 6), st.sampled_from([torch.float32, torch.float64]),
+       st.integers(0, 1000))
+def test_active_units_property(num_rows, latent_dim, dtype, seed) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    scales = torch.rand(latent_dim, generator=generator, dtype=F64) * 0.4  # std in [0, 0.4)
+    means = (torch.randn(num_rows, latent_dim, generator=generator, dtype=F64) * scales).to(dtype)
+    count = active_units(means)
+    assert 0 <= count <= latent_dim
+    expected = int((means.double().var(0) >= 0.01).sum()) if latent_dim else 0
+    assert count == expected
+    assert active_units(means * 100) >= count  # scaling up never deactivates
+
+
+def test_active_units_validation() -> None:
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        active_units(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="mean must have 2 dimensions"):
+        active_units(torch.zeros(5))
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        active_units(torch.zeros(3, 2), threshold=-0.1)
+    with pytest.raises(TypeError, match="threshold"):
+        active_units(torch.zeros(3, 2), threshold="0.01")

@@ -1,0 +1,158 @@
+"""Hard bottom-K selection (SPEC §2.3-2.4) and the straight-through combination (SPEC §4)."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from advmask import bottom_k, hard_bottom_k, straight_through
+
+from .properties.strategies import selection_problems
+
+
+def brute_force_bottom_k(scores: torch.Tensor, k: int, eligible: torch.Tensor) -> torch.Tensor:
+    """The K-subset of eligible positions with the smallest score sum (unique if distinct)."""
+    positions = torch.nonzero(eligible).flatten().tolist()
+    best = min(itertools.combinations(positions, k), key=lambda s: sum(float(scores[i]) for i in s))
+    mask = torch.zeros_like(scores)
+    mask[list(best)] = 1.0
+    return mask
+
+
+@given(selection_problems())
+def test_exactly_k_and_only_eligible(problem) -> None:
+    mask = hard_bottom_k(problem.scores, problem.k, problem.eligible)
+    assert torch.equal(mask.sum(1).long(), problem.k)
+    assert torch.all(mask[~problem.eligible] == 0)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+
+
+@given(selection_problems(max_len=9))
+def test_matches_brute_force(problem) -> None:
+    mask = hard_bottom_k(problem.scores, problem.k, problem.eligible)
+    for row in range(problem.scores.shape[0]):
+        expected = brute_force_bottom_k(
+            problem.scores[row], int(problem.k[row]), problem.eligible[row]
+        )
+        assert torch.equal(mask[row], expected)
+
+
+@given(selection_problems())
+def test_selected_scores_below_unselected(problem) -> None:
+    mask = hard_bottom_k(problem.scores, problem.k, problem.eligible).bool()
+    for row in range(problem.scores.shape[0]):
+        chosen = problem.scores[row][mask[row]]
+        rest = problem.scores[row][problem.eligible[row] & ~mask[row]]
+        if chosen.numel() and rest.numel():
+            assert chosen.max() < rest.min()
+
+
+def test_ties_lower_index_first() -> None:
+    scores = torch.tensor([[9.0, 1.0, 1.0, 1.0]])
+    eligible = torch.tensor([[False, True, True, True]])
+    assert hard_bottom_k(scores, torch.tensor([2]), eligible).tolist() == [[0, 1, 1, 0]]
+
+
+@given(selection_problems(), st.data())
+def test_invariant_to_monotone_maps_and_off_eligible_values(problem, data) -> None:
+    mask = hard_bottom_k(problem.scores, problem.k, problem.eligible)
+    garbage = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf"), -1e9]))
+    changed = torch.where(problem.eligible, torch.exp(problem.scores) * 3 - 2, garbage)
+    assert torch.equal(hard_bottom_k(changed, problem.k, problem.eligible), mask)
+
+
+@given(selection_problems(), st.randoms(use_true_random=False))
+def test_permutation_equivariance(problem, rnd) -> None:
+    perm = list(range(problem.scores.shape[1]))
+    rnd.shuffle(perm)
+    perm = torch.tensor(perm)
+    mask = hard_bottom_k(problem.scores, problem.k, problem.eligible)
+    permuted = hard_bottom_k(problem.scores[:, perm], problem.k, problem.eligible[:, perm])
+    assert torch.equal(permuted, mask[:, perm])
+
+
+def test_empty_rows_and_zero_length() -> None:
+    scores = torch.randn(3, 5, dtype=torch.float64)
+    eligible = torch.zeros(3, 5, dtype=torch.bool)
+    mask = hard_bottom_k(scores, torch.zeros(3, dtype=torch.long), eligible)
+    assert torch.equal(mask, torch.zeros(3, 5, dtype=torch.float64))
+    empty = hard_bottom_k(torch.zeros(2, 0), torch.zeros(2, dtype=torch.long), eligible[:2, :0])
+    assert empty.shape == (2, 0)
+
+
+def test_half_precision_upcast() -> None:
+    scores = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.bfloat16)
+    mask = bottom_k(scores, torch.tensor([1]), torch.ones(1, 3, dtype=torch.bool), None)
+    assert mask.dtype == torch.float32
+    assert mask.tolist() == [[0.0, 1.0, 0.0]]
+
+
+def test_straight_through_is_bitwise_hard_with_soft_gradient() -> None:
+    generator = torch.Generator().manual_seed(0)
+    hard = (torch.rand(64, 32, generator=generator) < 0.5).float()
+    soft = (torch.rand(64, 32, generator=generator) * 1.5).requires_grad_()
+    mask = straight_through(hard, soft)
+    # The naive spelling (hard + soft) - soft is inexact here in float32.
+    assert not torch.equal(hard + soft - soft.detach(), hard)
+    assert torch.equal(mask, hard)
+    cotangent = torch.randn(64, 32, generator=generator)
+    (grad,) = torch.autograd.grad(mask, soft, cotangent)
+    assert torch.equal(grad, cotangent)
+
+
+def test_bottom_k_without_grad_is_hard_and_graphless() -> None:
+    scores = torch.randn(2, 6)
+    eligible = torch.ones(2, 6, dtype=torch.bool)
+    mask = bottom_k(scores, torch.tensor([2, 3]), eligible, "euclidean")
+    assert mask.grad_fn is None
+    assert torch.equal(mask, hard_bottom_k(scores, torch.tensor([2, 3]), eligible))
+
+
+def test_degenerate_rows_get_exactly_zero_gradient() -> None:
+    from advmask.relaxations import RELAXATIONS
+
+    calls = []
+
+    def spy(scores, k, eligible, *, generator=None):
+        calls.append((k.clone(), eligible.sum(1)))
+        return torch.where(eligible, torch.sigmoid(-scores), torch.zeros_like(scores))
+
+    RELAXATIONS["spy-test"] = spy
+    try:
+        scores = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+        lengths = torch.tensor([5, 5, 1, 0])
+        eligible = torch.arange(5) < lengths[:, None]
+        k = torch.tensor([0, 5, 1, 0])  # every row degenerate except none
+        k[0] = 2  # row 0 is the only well-posed one
+        mask = bottom_k(scores, k, eligible, "spy-test")
+        (grad,) = torch.autograd.grad(mask.sum() * 0 + (mask * torch.arange(5.0)).sum(), scores)
+    finally:
+        del RELAXATIONS["spy-test"]
+    assert torch.equal(mask.sum(1).long(), k)
+    assert torch.all(grad[1:] == 0)
+    assert torch.any(grad[0] != 0)
+    # The relaxation only ever sees well-posed rows.
+    seen_k, seen_n = calls[0]
+    assert torch.all((seen_k >= 1) & (seen_k <= seen_n - 1))
+
+
+def test_validation_errors_name_the_argument() -> None:
+    eligible = torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="k must be in"):
+        bottom_k(torch.zeros(1, 3), torch.tensor([4]), eligible)
+    with pytest.raises(ValueError, match=r"scores\[0, 1\]"):
+        bottom_k(torch.tensor([[0.0, float("nan"), 1.0]]), torch.tensor([1]), eligible)
+    with pytest.raises(ValueError, match="unknown relaxation 'nope'"):
+        bottom_k(torch.zeros(1, 3), torch.tensor([1]), eligible, "nope")
+    with pytest.raises(TypeError, match="scores"):
+        bottom_k(torch.zeros(1, 3, dtype=torch.long), torch.tensor([1]), eligible)
+    with pytest.raises(ValueError, match="eligible must have shape"):
+        bottom_k(torch.zeros(1, 3), torch.tensor([1]), torch.ones(1, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="k must have dtype"):
+        bottom_k(torch.zeros(1, 3), torch.tensor([1.0]), eligible)
+    # Non-finite values off the eligible positions are fine.
+    fine = bottom_k(torch.tensor([[0.0, 1.0, float("nan")]]), torch.tensor([1]),
+                    torch.tensor([[True, True, False]]), None)
+    assert fine.tolist() == [[1.0, 0.0, 0.0]]
