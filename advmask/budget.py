@@ -41,9 +41,7 @@ def num_to_drop(rate: float, num_eligible: Tensor) -> Tensor:
     return torch.minimum(k.clamp_min(0), n)
 
 
-def eligible_positions(
-    lengths: Tensor, max_length: int, protected: Tensor | None = None
-) -> Tensor:
+def eligible_positions(lengths: Tensor, max_length: int, protected: Tensor | None = None) -> Tensor:
     """Positions that may be dropped: ``t < lengths[b]`` and not protected.
 
     Eligibility comes from lengths, never from token ids: an EOS or BOS id can appear anywhere

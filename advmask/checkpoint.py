@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +20,10 @@ import torch
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(file)`` on a temporary file, then move it to ``path`` atomically.
 
+    If ``write`` (or anything up to the rename) raises, the temporary file is removed and
+    ``path`` keeps its previous content. A process killed outright can leave a hidden
+    ``.<name>.<random>.tmp`` beside ``path``, never a partial ``path``.
+
     Args:
         path: destination; its folder is created if needed.
         write: function that writes the whole content to the binary file it is given.
@@ -29,7 +33,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temporary = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
@@ -37,9 +41,37 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    # Not tempfile.mkstemp: it creates mode 0o600, which the rename would carry over to the
+    # checkpoint (unreadable by the group, unlike a file opened normally). Mode 0o666 lets the
+    # process umask decide, as open() does; O_EXCL keeps the name our own.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself durable on POSIX; directories cannot be opened on Windows.
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -60,8 +92,12 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only).
 
+    Only tensors and plain data are unpickled (``weights_only=True``): a file that holds other
+    objects is refused rather than executed.
+
     Raises:
         FileNotFoundError: naming ``path`` when it does not exist.
+        pickle.UnpicklingError: when the file holds objects other than tensors and plain data.
     """
     path = Path(path)
     if not path.is_file():

@@ -44,6 +44,10 @@ class EvaluationResult:
         num_words: words, without BOS and EOS.
         num_predictions: perplexity denominator, ``num_words + num_sequences`` (one EOS each).
         iw_samples: importance samples per sequence (0 = not run).
+        iw_gap: mean over sequences of ``-ELBO_n - NLL_IW_n``; nonnegative in expectation
+            (the IW bound is tighter), so a clearly negative value means a bug. None if not run.
+        iw_gap_se: standard error of ``iw_gap`` over sequences (Monte-Carlo noise of both
+            estimates; the sequences' own variation cancels in the difference).
     """
 
     neg_elbo: float
@@ -60,6 +64,8 @@ class EvaluationResult:
     num_words: int
     num_predictions: int
     iw_samples: int
+    iw_gap: float | None = None
+    iw_gap_se: float | None = None
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         """Plain dictionary for JSON, with the perplexity convention spelled out."""
@@ -99,24 +105,32 @@ def evaluate(
         num_sequences = num_words = 0
         means: list[Tensor] = []
         logvars: list[Tensor] = []
+        neg_elbos: list[Tensor] = []
+        nll_iws: list[Tensor] = []
         for batch in batches:
             tokens, lengths = batch.tokens, batch.lengths
             mean, logvar = model.posterior(tokens, lengths)
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device,
-                                dtype=mean.dtype)
+            noise = torch.randn(
+                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+            )
             z = mean + torch.exp(0.5 * logvar) * noise
             rec = model.reconstruction_nll(tokens, lengths, z)
             kl = gaussian_kl(mean, logvar)
             totals["rec"] += float(rec.sum())
             totals["kl"] += float(kl.sum())
             totals["neg_elbo"] += float((rec + kl).sum())
+            neg_elbos.append((rec + kl).double().cpu())
             if iw_samples > 0:
                 log_p = importance_weighted_log_likelihood(
                     lambda zs, t=tokens, ln=lengths: model.log_likelihood(t, ln, zs),
-                    mean, logvar, num_samples=iw_samples, chunk_size=iw_chunk,
+                    mean,
+                    logvar,
+                    num_samples=iw_samples,
+                    chunk_size=iw_chunk,
                     generator=generator,
                 )
                 totals["nll_iw"] -= float(log_p.sum())
+                nll_iws.append(-log_p.double().cpu())
             num_sequences += tokens.shape[0]
             num_words += int((lengths - 2).sum())
             means.append(mean.double().cpu())
@@ -129,10 +143,18 @@ def evaluate(
         if generator is not None:
             cpu_generator = torch.Generator().manual_seed(int(generator.initial_seed()))
         mi = mutual_information(
-            all_means, all_logvars, estimator=mi_estimator, batch_size=mi_batch_size,
+            all_means,
+            all_logvars,
+            estimator=mi_estimator,
+            batch_size=mi_batch_size,
             generator=cpu_generator,
         )
         nll_iw = totals["nll_iw"] / num_sequences if iw_samples > 0 else None
+        iw_gap = iw_gap_se = None
+        if iw_samples > 0:
+            gaps = torch.cat(neg_elbos) - torch.cat(nll_iws)
+            iw_gap = float(gaps.mean())
+            iw_gap_se = float(gaps.std() / math.sqrt(num_sequences)) if num_sequences > 1 else 0.0
         return EvaluationResult(
             neg_elbo=totals["neg_elbo"] / num_sequences,
             kl=totals["kl"] / num_sequences,
@@ -148,6 +170,8 @@ def evaluate(
             num_words=num_words,
             num_predictions=num_predictions,
             iw_samples=iw_samples,
+            iw_gap=iw_gap,
+            iw_gap_se=iw_gap_se,
         )
     finally:
         model.train(was_training)

@@ -67,17 +67,25 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {spec.decoder!r}")
     encoder = LSTMEncoder(spec.vocab_size, spec.embedding_dim, spec.hidden_size, spec.latent_dim)
     decoder = DECODERS[spec.decoder](
-        spec.vocab_size, spec.embedding_dim, spec.hidden_size, spec.latent_dim,
-        dropout_in=spec.dropout_in, dropout_out=spec.dropout_out,
+        spec.vocab_size,
+        spec.embedding_dim,
+        spec.hidden_size,
+        spec.latent_dim,
+        dropout_in=spec.dropout_in,
+        dropout_out=spec.dropout_out,
     )
     masker: torch.nn.Module | None = None
     if spec.dropout == "uniform":
         masker = UniformMasker(rate=spec.rate)
     elif spec.dropout == "adversarial":
         masker = AdversarialMasker(
-            vocab_size=spec.vocab_size, rate=spec.rate, kl_weight=spec.kl_weight,
-            relaxation=spec.relaxation, std=spec.std,
-            embedding_dim=spec.adversary_embedding_dim, hidden_size=spec.adversary_hidden_size,
+            vocab_size=spec.vocab_size,
+            rate=spec.rate,
+            kl_weight=spec.kl_weight,
+            relaxation=spec.relaxation,
+            std=spec.std,
+            embedding_dim=spec.adversary_embedding_dim,
+            hidden_size=spec.adversary_hidden_size,
         )
     return SequenceVAE(encoder, decoder, masker, fill=spec.fill)
 

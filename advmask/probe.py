@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import check_non_negative
+from advmask._checks import FLOAT_DTYPES, INT_DTYPES, check_non_negative, check_tensor
 
 
 def linear_probe_accuracy(
@@ -24,14 +24,19 @@ def linear_probe_accuracy(
 
     Args:
         train_features: (N, D) float features, e.g. posterior means.
-        train_labels: (N,) int64 class labels in ``[0, C)``.
-        test_features: (M, D) float.
-        test_labels: (M,) int64.
+        train_labels: (N,) integer class labels in ``[0, C)``.
+        test_features: (M, D) float, same D.
+        test_labels: (M,) integer; ``C`` is one more than the largest label of either split.
         weight_decay: L2 penalty on the weights (not the bias).
         max_iter: L-BFGS iterations.
 
     Returns:
         Fraction of test rows classified correctly, in [0, 1].
+
+    Raises:
+        TypeError: for a non-tensor or a wrong dtype.
+        ValueError: for wrong ranks, empty or mismatched rows or columns, negative labels,
+            ``weight_decay < 0`` or ``max_iter < 1``.
 
     Example:
         >>> x = torch.tensor([[0.0], [0.1], [1.0], [1.1]])
@@ -39,22 +44,50 @@ def linear_probe_accuracy(
         >>> linear_probe_accuracy(x, y, x, y)
         1.0
     """
-    check_non_negative(weight_decay, "weight_decay")
-    if train_features.ndim != 2 or test_features.ndim != 2:
-        raise ValueError("features must be (N, D) matrices")
-    if train_features.shape[0] != train_labels.shape[0]:
+    train_features = check_tensor("train_features", train_features, ndim=2, dtypes=FLOAT_DTYPES)
+    test_features = check_tensor("test_features", test_features, ndim=2, dtypes=FLOAT_DTYPES)
+    train_labels = check_tensor("train_labels", train_labels, ndim=1, dtypes=INT_DTYPES)
+    test_labels = check_tensor("test_labels", test_labels, ndim=1, dtypes=INT_DTYPES)
+    weight_decay = check_non_negative(weight_decay, "weight_decay")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int):
+        raise TypeError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    for name, features, labels in (
+        ("train", train_features, train_labels),
+        ("test", test_features, test_labels),
+    ):
+        if features.shape[0] == 0:
+            raise ValueError(
+                f"{name}_features must have at least one row, got shape {tuple(features.shape)}"
+            )
+        if features.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"{name}_features has {features.shape[0]} rows but {name}_labels has "
+                f"{labels.shape[0]}"
+            )
+        if int(labels.min()) < 0:
+            raise ValueError(f"{name}_labels must be >= 0, got {int(labels.min())}")
+    if test_features.shape[1] != train_features.shape[1]:
         raise ValueError(
-            f"train_features has {train_features.shape[0]} rows but train_labels has "
-            f"{train_labels.shape[0]}"
+            f"test_features has {test_features.shape[1]} columns but train_features has "
+            f"{train_features.shape[1]}"
         )
+    # Everything on the training features' device; cross_entropy needs int64 targets.
+    device = train_features.device
+    train_labels = train_labels.to(device=device, dtype=torch.int64)
+    test_labels = test_labels.to(device=device, dtype=torch.int64)
+    test_features = test_features.to(device)
     train_features = train_features.double()
     center = train_features.mean(0)
     scale = train_features.std(0).clamp_min(1e-8) if train_features.shape[0] > 1 else 1.0
     x_train = (train_features - center) / scale
     x_test = (test_features.double() - center) / scale
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    weight = torch.zeros(x_train.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    weight = torch.zeros(
+        x_train.shape[1], num_classes, dtype=torch.float64, device=device, requires_grad=True
+    )
+    bias = torch.zeros(num_classes, dtype=torch.float64, device=device, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:

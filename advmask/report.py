@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 # (key in a run's metrics.json "test" section, column title)
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -30,7 +31,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean and sample standard deviation of one metric over seeds (std 0 for one seed)."""
+    """Mean and sample standard deviation of one metric over seeds.
+
+    ``std`` is 0 for one seed and NaN when a value is infinite (a diverged run); ``str`` gives
+    ``"mean (std)"``, or only the mean for one seed, with two decimals.
+    """
 
     mean: float
     std: float
@@ -39,26 +44,52 @@ class Summary:
     def __str__(self) -> str:
         if self.count == 1:
             return f"{self.mean:.2f}"
-        return f"{self.mean:.2f} ({self.std:.2f})"
+        std = f"{self.std:.2f}" if math.isfinite(self.std) else "-"
+        return f"{self.mean:.2f} ({std})"
 
 
-def summarise(values: Sequence[float]) -> Summary | None:
-    """:class:`Summary` of the non-missing ``values``, or None if there are none."""
+def summarise(values: Sequence[float | None]) -> Summary | None:
+    """:class:`Summary` of the non-missing (not None, not NaN) ``values``, or None if none."""
     present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not present:
         return None
+    if not all(math.isfinite(v) for v in present):
+        # statistics refuses infinities (a perplexity can overflow to inf): the mean is +-inf
+        # (NaN for inf - inf) and the spread is undefined.
+        return Summary(sum(present) / len(present), math.nan, len(present))
     std = statistics.stdev(present) if len(present) > 1 else 0.0
     return Summary(statistics.fmean(present), std, len(present))
 
 
+def _cell(summary: Summary | None, num_runs: int) -> str:
+    if summary is None:
+        return "-"
+    # Say so when some runs lack the metric, since the "seeds" column counts all runs.
+    return str(summary) if summary.count == num_runs else f"{summary} [n={summary.count}]"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
+
+
 def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read ``metrics.json`` of each finished run directory (others raise FileNotFoundError)."""
-    runs = []
+    """Read ``metrics.json`` of each finished run directory, in order.
+
+    A directory named twice (overlapping shell globs) is read once, so that no seed counts
+    twice in a mean.
+
+    Raises:
+        FileNotFoundError: naming the missing ``metrics.json`` of an unfinished run.
+    """
+    runs, seen = [], set()
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: is the run in {run_dir} finished?")
-        runs.append(json.loads(path.read_text()))
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            runs.append(json.loads(path.read_text()))
     return runs
 
 
@@ -85,7 +116,8 @@ def results_table(
     runs = list(runs)
     probe_names = sorted({name for run in runs for name in run.get("probe", {})})
     present = [
-        (key, title_) for key, title_ in COLUMNS
+        (key, title_)
+        for key, title_ in COLUMNS
         if any(run.get(split, {}).get(key) is not None for run in runs)
     ]
     table = Table(title=title)
@@ -99,17 +131,18 @@ def results_table(
         cells = [model, str(len(group))]
         for key, _ in present:
             summary = summarise([run.get(split, {}).get(key) for run in group])
-            cells.append("-" if summary is None else str(summary))
+            cells.append(_cell(summary, len(group)))
         for name in probe_names:
             summary = summarise([run.get("probe", {}).get(name) for run in group])
-            cells.append("-" if summary is None else str(summary))
-        table.add_row(*cells)
+            cells.append(_cell(summary, len(group)))
+        # Text, not markup: "[n=2]" or a "[...]" in a model label must print as written.
+        table.add_row(*(Text(cell) for cell in cells))
     first = runs[0].get(split, {}) if runs else {}
     if first:
         table.caption = (
             f"{split}: {first.get('num_sequences')} sequences, {first.get('num_predictions')} "
             f"predictions (words + EOS); MI estimator {first.get('mi_estimator')!r} "
-            f"(ceiling {first.get('mi_ceiling', float('nan')):.2f} nats); "
+            f"(ceiling {_number(first.get('mi_ceiling'))} nats); "
             f"IW samples {first.get('iw_samples')}"
         )
     return table

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from advmask.data.vocab import UNK_ID
 from advmask.embedding import mask_embeddings
-from advmask.metrics import gaussian_kl
+from advmask.metrics import gaussian_kl_per_dimension
 from advmask.outputs import MaskerOutput
+from advmask.schedules import free_bits_kl
 
 FILL_MODES = ("zero", "unk", "learned")
 
@@ -73,9 +74,7 @@ class SequenceVAE(nn.Module):
         self.masker = masker
         self.fill = fill
         embedding_dim = decoder.embedding.embedding_dim
-        self.drop_vector = (
-            nn.Parameter(torch.zeros(embedding_dim)) if fill == "learned" else None
-        )
+        self.drop_vector = nn.Parameter(torch.zeros(embedding_dim)) if fill == "learned" else None
 
     def vae_parameters(self) -> list[nn.Parameter]:
         """Parameters of the encoder, the decoder and the fill vector (not the adversary's)."""
@@ -111,9 +110,9 @@ class SequenceVAE(nn.Module):
         if drop_mask is not None:
             embedded = mask_embeddings(embedded, drop_mask, self.fill_vector())
         logits = self.decoder(embedded, z)
-        token_nll = F.cross_entropy(
-            rearrange(logits, "b t v -> b v t").float(), targets, reduction="none"
-        )
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # bf16 autocast: the loss is computed in float32
+        token_nll = F.cross_entropy(rearrange(logits, "b t v -> b v t"), targets, reduction="none")
         steps = torch.arange(targets.shape[1], device=tokens.device)
         valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
         return torch.where(valid, token_nll, torch.zeros_like(token_nll)).sum(1)
@@ -140,8 +139,10 @@ class SequenceVAE(nn.Module):
             [
                 self.reconstruction_nll(t, ln, zz)
                 for t, ln, zz in zip(
-                    flat_tokens.split(max_rows), flat_lengths.split(max_rows),
-                    flat_z.split(max_rows), strict=True,
+                    flat_tokens.split(max_rows),
+                    flat_lengths.split(max_rows),
+                    flat_z.split(max_rows),
+                    strict=True,
                 )
             ]
         )
@@ -172,12 +173,9 @@ class SequenceVAE(nn.Module):
             masker_output = self.masker(inputs, lengths - 1, protected=is_bos)
             drop_mask = masker_output.mask
         reconstruction = self.reconstruction_nll(tokens, lengths, z, drop_mask)
-        kl = gaussian_kl(mean, logvar)
-        if free_bits > 0:
-            per_dim = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1)
-            kl_term = per_dim.mean(0).clamp_min(free_bits).sum()
-        else:
-            kl_term = kl.mean()
+        kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
+        kl = kl_per_dim.sum(-1)
+        kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()
         loss = reconstruction.mean() + kl_weight * kl_term
         if masker_output is not None:
             loss = loss + masker_output.regularizer

@@ -32,8 +32,9 @@ OPTIONS: dict[str, dict] = {"perturbed": {"num_samples": 100}}
 
 
 def median_seconds(fn, min_run_time: float) -> float:
-    return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
-        min_run_time=min_run_time).median
+    return (
+        Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+    )
 
 
 def problem(batch: int, length: int, rate: float, generator: torch.Generator):
@@ -50,21 +51,34 @@ def vectorised(name, scores, k, eligible, generator):
         leaf = scores.clone().requires_grad_()
         mask = bottom_k(leaf, k, eligible, name, generator=generator, **OPTIONS.get(name, {}))
         mask.backward(torch.ones_like(mask))
+
     return run
 
 
 def row_loop(name, scores, k, eligible, generator):
     def run():
         for row in range(scores.shape[0]):
-            leaf = scores[row:row + 1].clone().requires_grad_()
-            mask = bottom_k(leaf, k[row:row + 1], eligible[row:row + 1], name,
-                            generator=generator, **OPTIONS.get(name, {}))
+            leaf = scores[row : row + 1].clone().requires_grad_()
+            mask = bottom_k(
+                leaf,
+                k[row : row + 1],
+                eligible[row : row + 1],
+                name,
+                generator=generator,
+                **OPTIONS.get(name, {}),
+            )
             mask.backward(torch.ones_like(mask))
+
     return run
 
 
-def grid_search_projection(scores: torch.Tensor, k: torch.Tensor, eligible: torch.Tensor,
-                           rounds: int = 3, points: int = 100) -> torch.Tensor:
+def grid_search_projection(
+    scores: torch.Tensor,
+    k: torch.Tensor,
+    eligible: torch.Tensor,
+    rounds: int = 3,
+    points: int = 100,
+) -> torch.Tensor:
     """The authors' threshold search: y = clip(nu - s, 0, 1), nu from 3 x 100-point grids."""
     negated = torch.where(eligible, -scores, torch.full_like(scores, -1e4))
     low = negated.min(1).values.detach() - 1.0
@@ -86,15 +100,26 @@ def grid_reference(scores, k, eligible):
         leaf = scores.clone().requires_grad_()
         soft = grid_search_projection(leaf, k, eligible)
         soft.backward(torch.ones_like(soft))
+
     return run
 
 
-def masker_vs_score_network(length: int, batch: int, vocab: int, rate: float,
-                            relaxation: str, min_run_time: float,
-                            generator: torch.Generator) -> tuple[float, float]:
+def masker_vs_score_network(
+    length: int,
+    batch: int,
+    vocab: int,
+    rate: float,
+    relaxation: str,
+    min_run_time: float,
+    generator: torch.Generator,
+) -> tuple[float, float]:
     torch.manual_seed(0)
-    masker = AdversarialMasker(vocab_size=vocab, rate=rate, relaxation=relaxation,
-                               relaxation_options=OPTIONS.get(relaxation))
+    masker = AdversarialMasker(
+        vocab_size=vocab,
+        rate=rate,
+        relaxation=relaxation,
+        relaxation_options=OPTIONS.get(relaxation),
+    )
     tokens = torch.randint(4, vocab, (batch, length), generator=generator)
     lengths = torch.randint(length // 2, length + 1, (batch,), generator=generator)
     weights = torch.randn(batch, length, generator=generator)
@@ -107,8 +132,10 @@ def masker_vs_score_network(length: int, batch: int, vocab: int, rate: float,
         out = masker(tokens, lengths)
         ((out.mask * weights).sum() + out.regularizer).backward()
 
-    return (median_seconds(score_network_only, min_run_time),
-            median_seconds(full_masker, min_run_time))
+    return (
+        median_seconds(score_network_only, min_run_time),
+        median_seconds(full_masker, min_run_time),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,38 +152,56 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     generator = torch.Generator().manual_seed(0)
 
-    table = Table(title=f"top-K forward+backward, B={args.batch}, rate={args.rate}, "
-                        f"{torch.get_num_threads()} threads (median ms)")
-    for column in ("relaxation", "T", "vectorised", "row loop", "loop / vectorised",
-                   "grid search (authors)", "grid / vectorised"):
+    table = Table(
+        title=f"top-K forward+backward, B={args.batch}, rate={args.rate}, "
+        f"{torch.get_num_threads()} threads (median ms)"
+    )
+    for column in (
+        "relaxation",
+        "T",
+        "vectorised",
+        "row loop",
+        "loop / vectorised",
+        "grid search (authors)",
+        "grid / vectorised",
+    ):
         table.add_column(column, justify="right")
     for length in args.lengths:
         scores, k, eligible, _ = problem(args.batch, length, args.rate, generator)
         for name in args.relaxations:
-            fast = median_seconds(vectorised(name, scores, k, eligible, generator),
-                                  args.min_run_time)
-            slow = median_seconds(row_loop(name, scores, k, eligible, generator),
-                                  args.min_run_time)
+            fast = median_seconds(
+                vectorised(name, scores, k, eligible, generator), args.min_run_time
+            )
+            slow = median_seconds(row_loop(name, scores, k, eligible, generator), args.min_run_time)
             grid = ["", ""]
             if name == "euclidean":
-                reference = median_seconds(grid_reference(scores, k, eligible),
-                                           args.min_run_time)
+                reference = median_seconds(grid_reference(scores, k, eligible), args.min_run_time)
                 grid = [f"{reference * 1e3:.2f}", f"{reference / fast:.1f}x"]
             label = name + (f" (M={OPTIONS[name]['num_samples']})" if name in OPTIONS else "")
-            table.add_row(label, str(length), f"{fast * 1e3:.2f}", f"{slow * 1e3:.2f}",
-                          f"{slow / fast:.1f}x", *grid)
+            table.add_row(
+                label,
+                str(length),
+                f"{fast * 1e3:.2f}",
+                f"{slow * 1e3:.2f}",
+                f"{slow / fast:.1f}x",
+                *grid,
+            )
     console.print(table)
 
-    masker_table = Table(title="AdversarialMasker (LSTM score network, embedding 128, hidden "
-                               "128) vs its score network alone, forward+backward (median ms)")
+    masker_table = Table(
+        title="AdversarialMasker (LSTM score network, embedding 128, hidden "
+        "128) vs its score network alone, forward+backward (median ms)"
+    )
     for column in ("relaxation", "T", "score network", "masker", "masker / score network"):
         masker_table.add_column(column, justify="right")
     for length in args.lengths:
         for name in args.relaxations:
-            net, full = masker_vs_score_network(length, args.batch, 10_000, args.rate, name,
-                                                args.min_run_time, generator)
-            masker_table.add_row(name, str(length), f"{net * 1e3:.2f}", f"{full * 1e3:.2f}",
-                                 f"{full / net:.2f}x")
+            net, full = masker_vs_score_network(
+                length, args.batch, 10_000, args.rate, name, args.min_run_time, generator
+            )
+            masker_table.add_row(
+                name, str(length), f"{net * 1e3:.2f}", f"{full * 1e3:.2f}", f"{full / net:.2f}x"
+            )
     console.print(masker_table)
 
 

@@ -31,12 +31,17 @@ def median_seconds(fn, min_run_time: float, device: torch.device) -> float:
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    return Timer(stmt="fn()", globals={"fn": synchronised}).blocked_autorange(
-        min_run_time=min_run_time).median
+
+    return (
+        Timer(stmt="fn()", globals={"fn": synchronised})
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
-def make_batch(batch: int, length: int, vocab: int, device: torch.device,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    batch: int, length: int, vocab: int, device: torch.device, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     words = torch.randint(length // 2, length + 1, (batch,), generator=generator)
     words[0] = length
     tokens = torch.randint(4, vocab, (batch, length + 2), generator=generator)
@@ -51,8 +56,11 @@ def training_step(spec: ModelSpec, tokens, lengths, device):
     torch.manual_seed(0)
     model = build_sequence_vae(spec).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
-    adversary_optimizer = (torch.optim.Adam(model.masker.parameters(), lr=1e-4)
-                           if spec.dropout == "adversarial" else None)
+    adversary_optimizer = (
+        torch.optim.Adam(model.masker.parameters(), lr=1e-4)
+        if spec.dropout == "adversarial"
+        else None
+    )
 
     def step():
         out = model(tokens, lengths, kl_weight=1.0)
@@ -65,6 +73,7 @@ def training_step(spec: ModelSpec, tokens, lengths, device):
         if adversary_optimizer is not None:
             torch.nn.utils.clip_grad_norm_(model.masker.parameters(), 5.0)
             adversary_optimizer.step()
+
     return step
 
 
@@ -86,25 +95,39 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(0)
     tokens, lengths = make_batch(args.batch, args.length, args.vocab, device, generator)
 
-    base = ModelSpec(vocab_size=args.vocab, embedding_dim=args.embedding,
-                     hidden_size=args.hidden, latent_dim=32, decoder="double-lstm",
-                     rate=args.rate, relaxation=args.relaxation,
-                     adversary_embedding_dim=args.embedding,
-                     adversary_hidden_size=args.adversary_hidden or args.hidden)
+    base = ModelSpec(
+        vocab_size=args.vocab,
+        embedding_dim=args.embedding,
+        hidden_size=args.hidden,
+        latent_dim=32,
+        decoder="double-lstm",
+        rate=args.rate,
+        relaxation=args.relaxation,
+        adversary_embedding_dim=args.embedding,
+        adversary_hidden_size=args.adversary_hidden or args.hidden,
+    )
     times = {}
     for dropout in ("none", "uniform", "adversarial"):
         spec = ModelSpec(**{**base.__dict__, "dropout": dropout})
-        times[dropout] = median_seconds(training_step(spec, tokens, lengths, device),
-                                        args.min_run_time, device)
+        times[dropout] = median_seconds(
+            training_step(spec, tokens, lengths, device), args.min_run_time, device
+        )
     tokens_per_step = int((lengths - 1).sum())
-    table = Table(title=f"training step, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
-                        f"E={args.embedding}, H={args.hidden}, {args.relaxation}, {device} "
-                        f"({torch.get_num_threads()} threads)")
+    table = Table(
+        title=f"training step, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
+        f"E={args.embedding}, H={args.hidden}, {args.relaxation}, {device} "
+        f"({torch.get_num_threads()} threads)"
+    )
     for column in ("dropout", "median ms/step", "tokens/s", "ratio to none", "ratio to uniform"):
         table.add_column(column, justify="right")
     for dropout, seconds in times.items():
-        table.add_row(dropout, f"{seconds * 1e3:.1f}", f"{tokens_per_step / seconds:,.0f}",
-                      f"{seconds / times['none']:.3f}", f"{seconds / times['uniform']:.3f}")
+        table.add_row(
+            dropout,
+            f"{seconds * 1e3:.1f}",
+            f"{tokens_per_step / seconds:,.0f}",
+            f"{seconds / times['none']:.3f}",
+            f"{seconds / times['uniform']:.3f}",
+        )
     console.print(table)
 
     torch.manual_seed(0)

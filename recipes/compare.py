@@ -20,7 +20,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test", choices=("test", "valid"))
     args = parser.parse_args(argv)
     runs = load_runs(args.run_dirs)
-    Console().print(results_table(runs, title=f"{args.split} results", split=args.split))
+    table = results_table(runs, title=f"{args.split} results", split=args.split)
+    console = Console()
+    if not console.is_terminal:
+        # Redirected to a file or pipe, rich assumes 80 columns and would wrap and truncate the
+        # numbers ("102.…"); use the width the table needs instead.
+        needed = console.measure(table, options=console.options.update_width(1000)).maximum
+        console.width = max(console.width, needed)
+    console.print(table)
 
 
 if __name__ == "__main__":

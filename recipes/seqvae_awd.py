@@ -36,8 +36,7 @@ import json
 import math
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -74,28 +73,38 @@ def _flag(default: Any, help: str, choices: tuple[str, ...] | None = None) -> An
 class Config:
     """Every setting of a run; flags are generated from the fields."""
 
-    preset: str = _flag("synthetic", "settings to start from", ("synthetic", "ptb", "yahoo",
-                                                                 "yelp", "snli"))
+    preset: str = _flag(
+        "synthetic", "settings to start from", ("synthetic", "ptb", "yahoo", "yelp", "snli")
+    )
     data_dir: str | None = _flag(None, "corpus folder with train/valid/test.txt")
     out: str = _flag("runs", "where run directories are created")
-    dropout: tuple[str, ...] = _flag(("none", "uniform", "adversarial"), "variants to train",
-                                     ("none", "uniform", "adversarial"))
+    dropout: tuple[str, ...] = _flag(
+        ("none", "uniform", "adversarial"), "variants to train", ("none", "uniform", "adversarial")
+    )
     seed: tuple[int, ...] = _flag((0,), "one run per seed; tables report mean (std)")
     rate: float | None = _flag(None, "word-dropout rate for every variant (overrides the next two)")
     uniform_rate: float = _flag(0.4, "rate of uniform word dropout")
     adversarial_rate: float = _flag(0.3, "rate of adversarial word dropout")
     kl_weight: float = _flag(1.0, "lambda: weight of the adversary's KL regulariser")
+    tokenizer: str = _flag(
+        "words",
+        "the corpus's own tokens, or sentencepiece pieces trained on the training split (raw text)",
+        ("words", "sentencepiece"),
+    )
+    sentencepiece_vocab_size: int = _flag(8000, "pieces requested from sentencepiece")
     relaxation: str = _flag("euclidean", "top-K relaxation of the adversary")
-    std: str = _flag("fixed", "adversary's score std: fixed to 1 (authors) or learned",
-                     ("fixed", "softplus"))
+    std: str = _flag(
+        "fixed", "adversary's score std: fixed to 1 (authors) or learned", ("fixed", "softplus")
+    )
     fill: str = _flag("zero", "what a dropped input becomes", ("zero", "unk", "learned"))
     decoder: str = _flag("double-lstm", "decoder architecture", ("double-lstm", "lstm"))
     embedding_dim: int = _flag(512, "word embedding size")
     hidden_size: int = _flag(1024, "LSTM hidden size of encoder and decoder")
     latent_dim: int = _flag(32, "size of z")
     adversary_embedding_dim: int = _flag(512, "embedding size of the adversary")
-    adversary_hidden_size: int | None = _flag(None, "hidden size of the adversary (default: "
-                                                    "hidden_size, as the authors)")
+    adversary_hidden_size: int | None = _flag(
+        None, "hidden size of the adversary (default: hidden_size, as the authors)"
+    )
     dropout_in: float = _flag(0.5, "embedding dropout of the decoder")
     dropout_out: float = _flag(0.5, "output dropout of the decoder")
     vocab_max_size: int | None = _flag(None, "keep only the most frequent words")
@@ -128,26 +137,51 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # A few minutes on 2 CPU cores for all three variants (see advmask.data.synthetic).
     "synthetic": dict(
-        embedding_dim=64, hidden_size=128, latent_dim=16, adversary_embedding_dim=32,
-        adversary_hidden_size=64, epochs=12, patience=100, kl_warmup_steps=600,
-        adversary_lr=3e-3, test_iw_samples=50, checkpoint_every=0, log_every=20,
+        embedding_dim=64,
+        hidden_size=128,
+        latent_dim=16,
+        adversary_embedding_dim=32,
+        adversary_hidden_size=64,
+        epochs=12,
+        patience=100,
+        kl_warmup_steps=600,
+        adversary_lr=3e-3,
+        test_iw_samples=50,
+        checkpoint_every=0,
+        log_every=20,
     ),
     # Paper settings (SPEC §15-16): z = 32, batch 32, uniform 0.4, adversarial 0.2 on PTB.
     "ptb": dict(
-        data_dir=str(SHARED_DATA / "ptb"), embedding_dim=512, hidden_size=1024,
-        adversarial_rate=0.2, kl_weight=1.0, adversary_lr=1e-3,
+        data_dir=str(SHARED_DATA / "ptb"),
+        embedding_dim=512,
+        hidden_size=1024,
+        adversarial_rate=0.2,
+        kl_weight=1.0,
+        adversary_lr=1e-3,
     ),
     "yahoo": dict(
-        data_dir=str(SHARED_DATA / "yahoo"), embedding_dim=512, hidden_size=2048,
-        adversarial_rate=0.3, kl_weight=2.0, adversary_lr=1e-3,
+        data_dir=str(SHARED_DATA / "yahoo"),
+        embedding_dim=512,
+        hidden_size=2048,
+        adversarial_rate=0.3,
+        kl_weight=2.0,
+        adversary_lr=1e-3,
     ),
     "yelp": dict(
-        data_dir=str(SHARED_DATA / "yelp"), embedding_dim=512, hidden_size=2048,
-        adversarial_rate=0.3, kl_weight=2.0, adversary_lr=1e-3,
+        data_dir=str(SHARED_DATA / "yelp"),
+        embedding_dim=512,
+        hidden_size=2048,
+        adversarial_rate=0.3,
+        kl_weight=2.0,
+        adversary_lr=1e-3,
     ),
     "snli": dict(
-        data_dir=str(SHARED_DATA / "snli"), embedding_dim=512, hidden_size=1024,
-        adversarial_rate=0.3, kl_weight=0.1, adversary_lr=1e-2,
+        data_dir=str(SHARED_DATA / "snli"),
+        embedding_dim=512,
+        hidden_size=1024,
+        adversarial_rate=0.3,
+        kl_weight=0.1,
+        adversary_lr=1e-2,
     ),
 }
 
@@ -157,8 +191,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     preset_parser = argparse.ArgumentParser(add_help=False)
     preset_parser.add_argument("--preset", default="synthetic", choices=sorted(PRESETS))
     preset = preset_parser.parse_known_args(argv)[0].preset
-    return parse_config(Config, argv, defaults={"preset": preset, **PRESETS[preset]},
-                        description=__doc__.splitlines()[0])
+    return parse_config(
+        Config,
+        argv,
+        defaults={"preset": preset, **PRESETS[preset]},
+        description=__doc__.splitlines()[0],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,24 +222,36 @@ def load_data(config: Config) -> Data:
         factors = synthetic.factors
     if directory is None:
         raise SystemExit(f"--data-dir is required for preset {config.preset!r}")
-    corpus = load_corpus(directory, max_size=config.vocab_max_size,
-                         min_count=config.vocab_min_count)
+    corpus = load_corpus(
+        directory,
+        max_size=config.vocab_max_size,
+        min_count=config.vocab_min_count,
+        tokenizer=config.tokenizer,
+        sentencepiece_vocab_size=config.sentencepiece_vocab_size,
+        cache_dir=Path(config.out) / config.preset / "sentencepiece",
+    )
     splits = dict(corpus.splits)
     if config.max_train_sequences is not None:
         splits["train"] = splits["train"][: config.max_train_sequences]
         factors = {split: dict(f) for split, f in factors.items()}
         if "train" in factors:
-            factors["train"] = {k: v[: config.max_train_sequences]
-                                for k, v in factors["train"].items()}
+            factors["train"] = {
+                k: v[: config.max_train_sequences] for k, v in factors["train"].items()
+            }
     return Data(vocab=corpus.vocab, splits=splits, factors=factors)
 
 
-def epoch_batches(data: Data, config: Config, seed: int, epoch: int,
-                  device: torch.device) -> list[Batch]:
+def epoch_batches(
+    data: Data, config: Config, seed: int, epoch: int, device: torch.device
+) -> list[Batch]:
     # The order of epoch e depends only on (seed, e), so a resumed run sees the same batches.
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return [b.to(device) for b in make_batches(data.splits["train"], config.batch_size,
-                                                shuffle=True, generator=generator)]
+    return [
+        b.to(device)
+        for b in make_batches(
+            data.splits["train"], config.batch_size, shuffle=True, generator=generator
+        )
+    ]
 
 
 def eval_batches(sequences: list[list[int]], config: Config, device: torch.device) -> list[Batch]:
@@ -212,16 +262,26 @@ def eval_batches(sequences: list[list[int]], config: Config, device: torch.devic
 # 3. Model
 # --------------------------------------------------------------------------------------------
 def model_spec(config: Config, dropout: str, vocab_size: int) -> ModelSpec:
-    rate = {"none": 0.0, "uniform": config.uniform_rate,
-            "adversarial": config.adversarial_rate}[dropout]
+    rate = {"none": 0.0, "uniform": config.uniform_rate, "adversarial": config.adversarial_rate}[
+        dropout
+    ]
     if config.rate is not None and dropout != "none":
         rate = config.rate
     return ModelSpec(
-        vocab_size=vocab_size, embedding_dim=config.embedding_dim,
-        hidden_size=config.hidden_size, latent_dim=config.latent_dim, decoder=config.decoder,
-        dropout_in=config.dropout_in, dropout_out=config.dropout_out, fill=config.fill,
-        dropout=dropout, rate=rate, kl_weight=config.kl_weight, relaxation=config.relaxation,
-        std=config.std, adversary_embedding_dim=config.adversary_embedding_dim,
+        vocab_size=vocab_size,
+        embedding_dim=config.embedding_dim,
+        hidden_size=config.hidden_size,
+        latent_dim=config.latent_dim,
+        decoder=config.decoder,
+        dropout_in=config.dropout_in,
+        dropout_out=config.dropout_out,
+        fill=config.fill,
+        dropout=dropout,
+        rate=rate,
+        kl_weight=config.kl_weight,
+        relaxation=config.relaxation,
+        std=config.std,
+        adversary_embedding_dim=config.adversary_embedding_dim,
         adversary_hidden_size=config.adversary_hidden_size or config.hidden_size,
     )
 
@@ -270,7 +330,7 @@ class StopRequest:
         self.requested = True
 
 
-class Interrupted(Exception):
+class InterruptedRunError(Exception):
     """Raised after a requested stop has been checkpointed."""
 
 
@@ -280,17 +340,24 @@ def kl_schedule(config: Config, steps_per_epoch: int) -> Any:
     return LinearKLAnnealing(start=config.kl_start, warmup_steps=config.kl_warmup_steps)
 
 
-def train_step(model: SequenceVAE, forward: Any, batch: Batch, beta: float, config: Config,
-               vae_optimizer: torch.optim.Optimizer,
-               adversary_optimizer: torch.optim.Optimizer | None) -> dict[str, torch.Tensor]:
+def train_step(
+    model: SequenceVAE,
+    forward: Any,
+    batch: Batch,
+    beta: float,
+    config: Config,
+    vae_optimizer: torch.optim.Optimizer,
+    adversary_optimizer: torch.optim.Optimizer | None,
+) -> dict[str, torch.Tensor]:
     """One update of the VAE and (through the gradient reversal) of the adversary.
 
     The adversary's parameters receive the *reversed* gradient of the VAE's loss from the same
     backward pass, plus the plain gradient of its KL regulariser; each player has its own
     optimiser. Returns tensors (no host sync); the caller reads them at log intervals.
     """
-    autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16,
-                              enabled=config.precision == "bf16")
+    autocast = torch.autocast(
+        batch.tokens.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
+    )
     with autocast:
         out = forward(batch.tokens, batch.lengths, kl_weight=beta, free_bits=config.free_bits)
     vae_optimizer.zero_grad(set_to_none=True)
@@ -299,20 +366,26 @@ def train_step(model: SequenceVAE, forward: Any, batch: Batch, beta: float, conf
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.vae_parameters(), config.grad_clip)
     vae_optimizer.step()
-    stats = {"loss": out.loss.detach(), "reconstruction": out.reconstruction.mean().detach(),
-             "kl": out.kl.mean().detach()}
+    stats = {
+        "loss": out.loss.detach(),
+        "reconstruction": out.reconstruction.mean().detach(),
+        "kl": out.kl.mean().detach(),
+    }
     if out.masker is not None:
         num_eligible = out.masker.eligible.sum().clamp_min(1)
         stats["drop_fraction"] = out.masker.k.sum() / num_eligible
     if adversary_optimizer is not None:
         masker = out.masker
         stats["adversary_grad_norm"] = torch.nn.utils.clip_grad_norm_(
-            model.masker.parameters(), config.grad_clip)
+            model.masker.parameters(), config.grad_clip
+        )
         eligible = masker.eligible
-        stats["score_mean_abs"] = torch.where(eligible, masker.mean.detach().abs(), 0.0).sum() \
-            / eligible.sum().clamp_min(1)
-        stats["score_std"] = torch.where(eligible, masker.std.detach(), 0.0).sum() \
-            / eligible.sum().clamp_min(1)
+        stats["score_mean_abs"] = torch.where(
+            eligible, masker.mean.detach().abs(), 0.0
+        ).sum() / eligible.sum().clamp_min(1)
+        stats["score_std"] = torch.where(
+            eligible, masker.std.detach(), 0.0
+        ).sum() / eligible.sum().clamp_min(1)
         stats["regularizer"] = masker.regularizer.detach()
         adversary_optimizer.step()
     return stats
@@ -333,14 +406,19 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 def train_run(config: Config, dropout: str, seed: int, data: Data, console: Console) -> dict:
     """Train one variant with one seed, then test it; returns the run's metrics."""
     run_dir = Path(config.out) / config.preset / f"{dropout}-seed{seed}"
-    metrics_path, last_path, best_path = (run_dir / "metrics.json", run_dir / "last.pt",
-                                          run_dir / "best.pt")
+    metrics_path, last_path, best_path = (
+        run_dir / "metrics.json",
+        run_dir / "last.pt",
+        run_dir / "best.pt",
+    )
     if metrics_path.exists() and config.resume:
         console.print(f"[dim]{run_dir}: finished earlier, reusing its metrics[/dim]")
         return json.loads(metrics_path.read_text())
     if (metrics_path.exists() or last_path.exists()) and not config.resume:
-        raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue or reuse "
-                         "it, or choose another --out")
+        raise SystemExit(
+            f"{run_dir} already holds a run: pass --resume to continue or reuse "
+            "it, or choose another --out"
+        )
 
     device = resolve_device(config.device)
     torch.manual_seed(seed)
@@ -348,8 +426,11 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
     model = build_sequence_vae(spec).to(device)
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=config.lr)
     lr_decay = torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, gamma=config.lr_decay)
-    adversary_optimizer = (torch.optim.Adam(model.masker.parameters(), lr=config.adversary_lr)
-                           if dropout == "adversarial" else None)
+    adversary_optimizer = (
+        torch.optim.Adam(model.masker.parameters(), lr=config.adversary_lr)
+        if dropout == "adversarial"
+        else None
+    )
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     progression = Progression()
 
@@ -363,22 +444,33 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             adversary_optimizer.load_state_dict(state["adversary_optimizer"])
         progression = Progression(**state["progression"])
         torch.set_rng_state(state["rng"])
-        console.print(f"[bold]{run_dir}[/bold]: resuming at epoch {progression.epoch}, "
-                      f"step {progression.step}")
+        console.print(
+            f"[bold]{run_dir}[/bold]: resuming at epoch {progression.epoch}, "
+            f"step {progression.step}"
+        )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_json({**asdict(config), "run": {"dropout": dropout, "seed": seed},
-                   "model": asdict(spec)}, run_dir / "config.json")
+        save_json(
+            {**asdict(config), "run": {"dropout": dropout, "seed": seed}, "model": asdict(spec)},
+            run_dir / "config.json",
+        )
         data.vocab.save(run_dir / "vocab.json")
 
     def checkpoint() -> None:
-        save_checkpoint({
-            "model": model.state_dict(), "ema": ema.state_dict(),
-            "vae_optimizer": vae_optimizer.state_dict(), "lr_decay": lr_decay.state_dict(),
-            "adversary_optimizer": (adversary_optimizer.state_dict()
-                                    if adversary_optimizer is not None else None),
-            "progression": asdict(progression), "rng": torch.get_rng_state(),
-        }, last_path)
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "vae_optimizer": vae_optimizer.state_dict(),
+                "lr_decay": lr_decay.state_dict(),
+                "adversary_optimizer": (
+                    adversary_optimizer.state_dict() if adversary_optimizer is not None else None
+                ),
+                "progression": asdict(progression),
+                "rng": torch.get_rng_state(),
+            },
+            last_path,
+        )
         write_history(run_dir, progression.history)
 
     forward = torch.compile(model) if config.compile else model
@@ -386,44 +478,76 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
     steps_per_epoch = len(epoch_batches(data, config, seed, 0, device))
     beta_at = kl_schedule(config, steps_per_epoch)
     label = model_label(config, spec)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+    )
     with StopRequest() as stop, progress:
         task = progress.add_task(label, total=None, stats="")
         while not progression.finished_training:
             batches = epoch_batches(data, config, seed, progression.epoch, device)
-            progress.update(task, total=len(batches), completed=progression.step_in_epoch,
-                            description=f"{label} | epoch {progression.epoch + 1}")
+            progress.update(
+                task,
+                total=len(batches),
+                completed=progression.step_in_epoch,
+                description=f"{label} | epoch {progression.epoch + 1}",
+            )
             model.train()
-            for batch in batches[progression.step_in_epoch:]:
+            for batch in batches[progression.step_in_epoch :]:
                 beta = beta_at(progression.step + 1)
-                stats = train_step(model, forward, batch, beta, config, vae_optimizer,
-                                   adversary_optimizer)
+                stats = train_step(
+                    model, forward, batch, beta, config, vae_optimizer, adversary_optimizer
+                )
                 ema.update_parameters(model)
                 progression.step += 1
                 progression.step_in_epoch += 1
                 progress.advance(task)
                 if progression.step % config.log_every == 0:
-                    row = {"step": progression.step, "epoch": progression.epoch, "split": "train",
-                           "kl_weight": beta, "lr": vae_optimizer.param_groups[0]["lr"],
-                           **{k: float(v) for k, v in stats.items()}}
+                    row = {
+                        "step": progression.step,
+                        "epoch": progression.epoch,
+                        "split": "train",
+                        "kl_weight": beta,
+                        "lr": vae_optimizer.param_groups[0]["lr"],
+                        **{k: float(v) for k, v in stats.items()},
+                    }
                     progression.history.append(row)
-                    progress.update(task, stats=" ".join(
-                        f"{k}={row[k]:.3g}" for k in ("loss", "kl", "drop_fraction") if k in row))
+                    progress.update(
+                        task,
+                        stats=" ".join(
+                            f"{k}={row[k]:.3g}" for k in ("loss", "kl", "drop_fraction") if k in row
+                        ),
+                    )
                 if config.checkpoint_every and progression.step % config.checkpoint_every == 0:
                     checkpoint()
                 if stop.requested:
                     checkpoint()
-                    raise Interrupted(f"stopped at step {progression.step}; checkpoint in "
-                                      f"{last_path}; continue with --resume")
+                    raise InterruptedRunError(
+                        f"stopped at step {progression.step}; checkpoint in "
+                        f"{last_path}; continue with --resume"
+                    )
             lr_decay.step()
             progression.epoch += 1
             progression.step_in_epoch = 0
-            valid = evaluate(ema.module, valid_batches, iw_samples=config.valid_iw_samples,
-                             mi_estimator=config.mi_estimator,
-                             generator=torch.Generator(device).manual_seed(seed))
-            progression.history.append({"step": progression.step, "epoch": progression.epoch,
-                                        "split": "valid", **valid.as_dict()})
+            valid = evaluate(
+                ema.module,
+                valid_batches,
+                iw_samples=config.valid_iw_samples,
+                mi_estimator=config.mi_estimator,
+                generator=torch.Generator(device).manual_seed(seed),
+            )
+            progression.history.append(
+                {
+                    "step": progression.step,
+                    "epoch": progression.epoch,
+                    "split": "valid",
+                    **valid.as_dict(),
+                }
+            )
             if valid.neg_elbo < progression.best_valid:
                 progression.best_valid = valid.neg_elbo
                 progression.epochs_without_improvement = 0
@@ -432,24 +556,40 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                 progression.epochs_without_improvement += 1
             progress.console.print(
                 f"{label} epoch {progression.epoch}: valid -ELBO {valid.neg_elbo:.2f} "
-                f"KL {valid.kl:.2f} MI {valid.mutual_information:.2f} AU {valid.active_units}")
+                f"KL {valid.kl:.2f} MI {valid.mutual_information:.2f} AU {valid.active_units}"
+            )
             progression.finished_training = (
                 progression.epoch >= config.epochs
-                or progression.epochs_without_improvement >= config.patience)
+                or progression.epochs_without_improvement >= config.patience
+            )
             checkpoint()
 
     # 6. Test, once, with the best averaged weights (selected on validation only).
     best, _ = load_sequence_vae(best_path, map_location=device)
     generator = torch.Generator(device).manual_seed(seed)
     results = {
-        "model": label, "preset": config.preset, "dropout": dropout, "seed": seed,
-        "rate": spec.rate, "best_epoch_valid_neg_elbo": progression.best_valid,
-        "epochs": progression.epoch, "steps": progression.step,
-        "valid": evaluate(best, valid_batches, iw_samples=config.valid_iw_samples,
-                          mi_estimator=config.mi_estimator, generator=generator).as_dict(),
-        "test": evaluate(best, eval_batches(data.splits["test"], config, device),
-                         iw_samples=config.test_iw_samples, mi_estimator=config.mi_estimator,
-                         generator=generator).as_dict(),
+        "model": label,
+        "preset": config.preset,
+        "dropout": dropout,
+        "seed": seed,
+        "rate": spec.rate,
+        "best_epoch_valid_neg_elbo": progression.best_valid,
+        "epochs": progression.epoch,
+        "steps": progression.step,
+        "valid": evaluate(
+            best,
+            valid_batches,
+            iw_samples=config.valid_iw_samples,
+            mi_estimator=config.mi_estimator,
+            generator=generator,
+        ).as_dict(),
+        "test": evaluate(
+            best,
+            eval_batches(data.splits["test"], config, device),
+            iw_samples=config.test_iw_samples,
+            mi_estimator=config.mi_estimator,
+            generator=generator,
+        ).as_dict(),
     }
     if data.factors:
         results["probe"] = probe_factors(best, data, config, device)
@@ -457,18 +597,26 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
     return results
 
 
-def probe_factors(model: SequenceVAE, data: Data, config: Config,
-                  device: torch.device) -> dict[str, float]:
+def probe_factors(
+    model: SequenceVAE, data: Data, config: Config, device: torch.device
+) -> dict[str, float]:
     """Test accuracy of a linear probe from posterior means to each true factor."""
     means = {}
     with torch.no_grad():
         for split in ("train", "test"):
-            means[split] = torch.cat([
-                model.posterior(b.tokens, b.lengths)[0].cpu()
-                for b in eval_batches(data.splits[split], config, device)])
-    return {name: linear_probe_accuracy(means["train"], data.factors["train"][name],
-                                        means["test"], data.factors["test"][name])
-            for name in data.factors["train"]}
+            batches = eval_batches(data.splits[split], config, device)
+            # Batches are length-bucketed; put the means back in file order, the labels' order.
+            order = torch.cat([b.indices for b in batches])
+            batch_means = torch.cat(
+                [model.posterior(b.tokens, b.lengths)[0].cpu() for b in batches]
+            )
+            means[split] = torch.empty_like(batch_means).index_copy_(0, order, batch_means)
+    return {
+        name: linear_probe_accuracy(
+            means["train"], data.factors["train"][name], means["test"], data.factors["test"][name]
+        )
+        for name in data.factors["train"]
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -484,18 +632,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = parse_args(argv)
     if config.threads:
         torch.set_num_threads(config.threads)
-    console = Console()
+    # A terminal-width table ellipsises numbers when piped ("102.…"); never narrower than it needs.
+    console = Console(width=max(Console().width, 120))
     console.print(config)
     started = time.perf_counter()
     data = load_data(config)
-    console.print(f"vocabulary {len(data.vocab)}; "
-                  + ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items()))
+    console.print(
+        f"vocabulary {len(data.vocab)}; "
+        + ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
+    )
     results = []
     try:
         for dropout in config.dropout:
             for seed in config.seed:
                 results.append(train_run(config, dropout, seed, data, console))
-    except Interrupted as stop:
+    except InterruptedRunError as stop:
         console.print(f"[yellow]{stop}[/yellow]")
         raise SystemExit(130) from None
     console.print(results_table(results, title=f"{config.preset}: test results"))

@@ -105,7 +105,12 @@ def test_log_densities_match_torch_distributions() -> None:
         (torch.zeros(3), torch.zeros(3), ValueError, "mean must have 2 dimensions"),
         (torch.zeros(2, 3), torch.zeros(2, 4), ValueError, "logvar must have the shape"),
         (torch.zeros(2, 3), torch.zeros(2, 3, dtype=F64), TypeError, "logvar must have the dtype"),
-        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3), TypeError, "mean must have dtype"),
+        (
+            torch.zeros(2, 3, dtype=torch.int64),
+            torch.zeros(2, 3),
+            TypeError,
+            "mean must have dtype",
+        ),
         ([[0.0]], torch.zeros(1, 1), TypeError, "mean must be a torch.Tensor"),
     ],
 )
@@ -148,7 +153,8 @@ class LinearGaussian:
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact posterior mean (N, D) and covariance (D, D)."""
         latent_dim = self.weight.shape[1]
-        precision = torch.eye(latent_dim, dtype=F64) + self.weight.T @ self.weight / self.noise_std**2
+        scaled = self.weight / self.noise_std
+        precision = torch.eye(latent_dim, dtype=F64) + scaled.T @ scaled
         covariance = torch.linalg.inv(precision)
         mean = (x - self.bias) @ self.weight @ covariance / self.noise_std**2
         return mean, covariance
@@ -159,9 +165,10 @@ class LinearGaussian:
         variance = self.noise_std**2
         residual = x - mean @ self.weight.T - self.bias
         trace = (logvar.exp() * self.weight.square().sum(0)).sum(-1)
-        expected_log_lik = -0.5 * n * math.log(2 * math.pi * variance) - 0.5 * (
-            residual.square().sum(-1) + trace
-        ) / variance
+        expected_log_lik = (
+            -0.5 * n * math.log(2 * math.pi * variance)
+            - 0.5 * (residual.square().sum(-1) + trace) / variance
+        )
         return expected_log_lik - gaussian_kl(mean, logvar)
 
 
@@ -192,7 +199,11 @@ def test_iw_zero_variance_with_exact_posterior() -> None:
     log_p = toy.log_marginal(x)
     for num_samples, chunk_size in [(1, 1), (7, 3), (50, 50), (200, 64)]:
         estimate = importance_weighted_log_likelihood(
-            toy.log_likelihood(x), mean, logvar, num_samples, chunk_size,
+            toy.log_likelihood(x),
+            mean,
+            logvar,
+            num_samples,
+            chunk_size,
             generator=torch.Generator().manual_seed(num_samples),
         )
         assert estimate.shape == (6,)
@@ -232,7 +243,11 @@ def test_iw_brute_force_logsumexp_of_seen_samples() -> None:
         return toy.log_likelihood(xs)(z)
 
     estimate = importance_weighted_log_likelihood(
-        recording, mean, logvar, num_samples=10, chunk_size=3,
+        recording,
+        mean,
+        logvar,
+        num_samples=10,
+        chunk_size=3,
         generator=torch.Generator().manual_seed(1),
     )
     assert [z.shape[0] for z in seen] == [3, 3, 3, 1]
@@ -263,7 +278,11 @@ def test_iw_chunking_invariance(num_rows, latent_dim, num_samples, dtype, seed) 
     for chunk in (1, 3, num_samples):
         results.append(
             importance_weighted_log_likelihood(
-                log_lik, mean, logvar, num_samples, chunk,
+                log_lik,
+                mean,
+                logvar,
+                num_samples,
+                chunk,
                 generator=torch.Generator().manual_seed(seed),
             )
         )
@@ -290,7 +309,10 @@ def test_iw_is_the_elbo_for_one_sample_and_increases_with_samples() -> None:
     averages, standard_errors = {}, {}
     for num_samples in (1, 10, 100):
         estimate = importance_weighted_log_likelihood(
-            toy.log_likelihood(xs), means, logvars, num_samples,
+            toy.log_likelihood(xs),
+            means,
+            logvars,
+            num_samples,
             generator=torch.Generator().manual_seed(num_samples),
         )
         averages[num_samples] = float(estimate.mean())
@@ -325,7 +347,7 @@ def test_iw_validation() -> None:
         importance_weighted_log_likelihood(None, mean, logvar)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"log_likelihood must return .* \(S_chunk, N\)"):
         importance_weighted_log_likelihood(lambda z: z, mean, logvar, num_samples=4)
-    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator"):
         importance_weighted_log_likelihood(log_lik, mean, logvar, generator=0)  # type: ignore[arg-type]
 
 
@@ -352,9 +374,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size() -> None:
     assert perplexity(total_nll, num_predictions + len(word_counts)) < vocab - 1
 
 
-@given(
-    st.floats(0.0, 500.0), st.floats(0.0, 500.0), st.integers(1, 10_000)
-)
+@given(st.floats(0.0, 500.0), st.floats(0.0, 500.0), st.integers(1, 10_000))
 def test_perplexity_is_at_least_one_and_monotone(nll_a, nll_b, count) -> None:
     ppl_a, ppl_b = perplexity(nll_a, count), perplexity(nll_b, count)
     assert ppl_a >= 1.0 and ppl_b >= 1.0
@@ -398,7 +418,7 @@ def _brute_force_mi(mean, logvar, noise, group_size):
         log_aggregate = torch.logsumexp(log_q, dim=1) - math.log(n)
         values.append(float(neg_entropy - log_aggregate.mean()))
         weights.append(n)
-    return sum(v * w for v, w in zip(values, weights)) / sum(weights)
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
 
 
 @given(
@@ -411,12 +431,14 @@ def _brute_force_mi(mean, logvar, noise, group_size):
 )
 def test_mi_matches_brute_force(num_rows, latent_dim, estimator, batch_size, chunk_size, seed):
     mean, logvar = _posterior(num_rows, latent_dim, seed, scale=1.5)
-    noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(seed + 1),
-                        dtype=F64)
+    noise = torch.randn(
+        num_rows, latent_dim, generator=torch.Generator().manual_seed(seed + 1), dtype=F64
+    )
     group = num_rows if estimator == "full" else batch_size
     expected = _brute_force_mi(mean, logvar, noise, group)
-    got = mutual_information(mean, logvar, estimator, batch_size=batch_size,
-                             chunk_size=chunk_size, noise=noise)
+    got = mutual_information(
+        mean, logvar, estimator, batch_size=batch_size, chunk_size=chunk_size, noise=noise
+    )
     assert isinstance(got, float)
     assert abs(got - expected) < 1e-10
 
@@ -424,8 +446,9 @@ def test_mi_matches_brute_force(num_rows, latent_dim, estimator, batch_size, chu
 def test_mi_full_chunking_equals_unchunked() -> None:
     mean, logvar = _posterior(300, 8, seed=7, scale=2.0)
     results = [
-        mutual_information(mean, logvar, "full", chunk_size=chunk,
-                           generator=torch.Generator().manual_seed(3))
+        mutual_information(
+            mean, logvar, "full", chunk_size=chunk, generator=torch.Generator().manual_seed(3)
+        )
         for chunk in (1, 7, 128, 300, 1000)
     ]
     assert max(results) - min(results) < 1e-12
@@ -458,10 +481,10 @@ def test_mi_of_well_separated_posteriors_reaches_the_ceiling(estimator, batch_si
     num_rows, latent_dim = 64, 2
     mean = 10.0 * torch.arange(num_rows * latent_dim, dtype=F64).reshape(num_rows, latent_dim)
     logvar = torch.full((num_rows, latent_dim), 2 * math.log(0.01), dtype=F64)
-    noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(1),
-                        dtype=F64)
-    estimate = mutual_information_estimate(mean, logvar, estimator, batch_size=batch_size,
-                                           noise=noise)
+    noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(1), dtype=F64)
+    estimate = mutual_information_estimate(
+        mean, logvar, estimator, batch_size=batch_size, noise=noise
+    )
     chi_square_term = float(0.5 * (noise.square().sum(-1) - latent_dim).mean())
     assert abs(estimate.value - (estimate.ceiling + chi_square_term)) < 1e-9
     if estimator == "full":
@@ -481,11 +504,14 @@ def test_mi_is_in_zero_to_ceiling_in_expectation() -> None:
     mean_kl = float(gaussian_kl(mean, logvar).mean())
     generator = torch.Generator().manual_seed(12)
     for estimator, batch_size in (("full", 32), ("batch", 8)):
-        draws = torch.tensor([
-            mutual_information(mean, logvar, estimator, batch_size=batch_size,
-                               generator=generator)
-            for _ in range(replicates)
-        ])
+        draws = torch.tensor(
+            [
+                mutual_information(
+                    mean, logvar, estimator, batch_size=batch_size, generator=generator
+                )
+                for _ in range(replicates)
+            ]
+        )
         average = float(draws.mean())
         se = float(draws.std()) / math.sqrt(replicates)
         ceiling = mutual_information_ceiling(num_rows, estimator, batch_size)
@@ -507,9 +533,9 @@ def test_mi_matches_quadrature_of_the_mixture_kl() -> None:
 
     replicates = 4000
     generator = torch.Generator().manual_seed(13)
-    draws = torch.tensor([
-        mutual_information(mean, logvar, generator=generator) for _ in range(replicates)
-    ])
+    draws = torch.tensor(
+        [mutual_information(mean, logvar, generator=generator) for _ in range(replicates)]
+    )
     se = float(draws.std()) / math.sqrt(replicates)
     assert abs(float(draws.mean()) - expected) < 4 * se
 
@@ -562,12 +588,14 @@ def test_mi_ceiling_values() -> None:
 
 def test_mi_estimate_record() -> None:
     mean, logvar = _posterior(70, 2)
-    estimate = mutual_information_estimate(mean, logvar, "batch", batch_size=32,
-                                           generator=torch.Generator().manual_seed(0))
+    estimate = mutual_information_estimate(
+        mean, logvar, "batch", batch_size=32, generator=torch.Generator().manual_seed(0)
+    )
     assert isinstance(estimate, MIEstimate)
     assert (estimate.estimator, estimate.num_rows, estimate.batch_size) == ("batch", 70, 32)
-    assert estimate.value == mutual_information(mean, logvar, "batch", batch_size=32,
-                                                generator=torch.Generator().manual_seed(0))
+    assert estimate.value == mutual_information(
+        mean, logvar, "batch", batch_size=32, generator=torch.Generator().manual_seed(0)
+    )
 
 
 @pytest.mark.parametrize(
@@ -617,8 +645,12 @@ def test_active_units_threshold_is_inclusive() -> None:
     assert active_units(means, threshold=0.5) == 1
 
 
-@given(st.integers(2, 30), st.integers(0, 6), st.sampled_from([torch.float32, torch.float64]),
-       st.integers(0, 1000))
+@given(
+    st.integers(2, 30),
+    st.integers(0, 6),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 1000),
+)
 def test_active_units_property(num_rows, latent_dim, dtype, seed) -> None:
     generator = torch.Generator().manual_seed(seed)
     scales = torch.rand(latent_dim, generator=generator, dtype=F64) * 0.4  # std in [0, 0.4)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,11 +21,32 @@ def load_recipe(name: str):
 
 
 TINY = [
-    "--max-train-sequences", "96", "--batch-size", "16", "--epochs", "2",
-    "--embedding-dim", "16", "--hidden-size", "24", "--latent-dim", "4",
-    "--adversary-embedding-dim", "8", "--adversary-hidden-size", "8",
-    "--test-iw-samples", "8", "--kl-warmup-steps", "10", "--log-every", "2",
-    "--checkpoint-every", "0", "--device", "cpu",
+    "--max-train-sequences",
+    "96",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "2",
+    "--embedding-dim",
+    "16",
+    "--hidden-size",
+    "24",
+    "--latent-dim",
+    "4",
+    "--adversary-embedding-dim",
+    "8",
+    "--adversary-hidden-size",
+    "8",
+    "--test-iw-samples",
+    "8",
+    "--kl-warmup-steps",
+    "10",
+    "--log-every",
+    "2",
+    "--checkpoint-every",
+    "0",
+    "--device",
+    "cpu",
 ]
 
 
@@ -50,9 +70,16 @@ def test_every_variant_trains_and_reports_finite_metrics(tiny_runs) -> None:
             for key in ("neg_elbo", "kl", "reconstruction", "ppl_elbo", "mutual_information"):
                 assert math.isfinite(metrics[key]), (result["model"], split, key)
             assert metrics["num_predictions"] == metrics["num_words"] + metrics["num_sequences"]
-        # log p_IW >= ELBO: the IW estimate of the NLL is below the -ELBO.
-        assert result["test"]["nll_iw"] <= result["test"]["neg_elbo"]
-        assert set(result["probe"]) == {"topic", "style"} or result["probe"]
+        # log p_IW >= ELBO holds in expectation; both are Monte-Carlo estimates, so the per-
+        # sequence gap -ELBO - NLL_IW may be negative by noise, never by more than ~4 standard
+        # errors (a sign or normalisation bug in either estimate moves it by whole nats).
+        test = result["test"]
+        assert test["iw_gap"] == pytest.approx(
+            test["neg_elbo"] - test["nll_iw"], abs=1e-4
+        )  # float32 sums
+        assert test["iw_gap"] >= -4 * test["iw_gap_se"], (test["iw_gap"], test["iw_gap_se"])
+        assert set(result["probe"]) == {"topic", "style"}
+        assert all(0.0 <= accuracy <= 1.0 for accuracy in result["probe"].values())
         run_dir = out / "synthetic" / f"{result['dropout']}-seed0"
         for name in ("config.json", "metrics.json", "vocab.json", "log.csv", "best.pt", "last.pt"):
             assert (run_dir / name).is_file(), name
@@ -104,6 +131,7 @@ def test_resume_after_interruption_reproduces_the_run_exactly(recipe, tmp_path, 
     assert resumed["valid"] == straight["valid"]
     assert resumed["test"] == straight["test"]
     assert resumed["probe"] == straight["probe"]
-    saved = json.loads((tmp_path / "resumed" / "synthetic" / "adversarial-seed0" /
-                        "metrics.json").read_text())
+    saved = json.loads(
+        (tmp_path / "resumed" / "synthetic" / "adversarial-seed0" / "metrics.json").read_text()
+    )
     assert saved["test"] == straight["test"]

@@ -1,5 +1,6 @@
 """Gradient reversal (SPEC §5)."""
 
+import itertools
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_dann_schedule_shape() -> None:
     ramp = dann_schedule(100, gamma=10.0)
     values = [ramp(s) for s in range(0, 201, 10)]
     assert values[0] == 0.0
-    assert all(a <= b for a, b in zip(values, values[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(values))
     assert math.isclose(ramp(100), 2 / (1 + math.exp(-10)) - 1)
     assert ramp(200) == ramp(100)
 

@@ -153,6 +153,10 @@ def test_validation_errors_name_the_argument() -> None:
     with pytest.raises(TypeError, match="k must have dtype"):
         bottom_k(torch.zeros(1, 3), torch.tensor([1.0]), eligible)
     # Non-finite values off the eligible positions are fine.
-    fine = bottom_k(torch.tensor([[0.0, 1.0, float("nan")]]), torch.tensor([1]),
-                    torch.tensor([[True, True, False]]), None)
+    fine = bottom_k(
+        torch.tensor([[0.0, 1.0, float("nan")]]),
+        torch.tensor([1]),
+        torch.tensor([[True, True, False]]),
+        None,
+    )
     assert fine.tolist() == [[1.0, 0.0, 0.0]]

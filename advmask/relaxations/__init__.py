@@ -82,3 +82,7 @@ def get_relaxation(name: str) -> Relaxation:
 
 
 __all__ = ["RELAXATIONS", "Relaxation", "get_relaxation", "register_relaxation"]
+
+# The built-in relaxations register themselves on import; after the definitions above, which
+# they use.
+from advmask.relaxations import euclidean, lml, perturbed, sinkhorn, softmax, sst  # noqa: E402, F401

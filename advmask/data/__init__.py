@@ -1,0 +1,29 @@
+"""Corpora, vocabularies and padded batches in the SPEC §0.2 layout.
+
+* :mod:`advmask.data.vocab`: special ids (PAD 0, BOS 1, EOS 2, UNK 3) and :class:`Vocabulary`.
+* :mod:`advmask.data.corpus`: :func:`load_corpus` reads a ``train/valid/test.txt`` folder.
+* :mod:`advmask.data.batching`: :class:`Batch`, :func:`collate`, :func:`make_batches`
+  (length buckets, shuffling, sharding across ranks).
+* :mod:`advmask.data.synthetic`: :func:`make_synthetic_corpus`, sentences with known latent
+  factors (topic, style).
+"""
+
+from advmask.data.batching import Batch, collate, make_batches
+from advmask.data.corpus import Corpus, load_corpus
+from advmask.data.synthetic import SyntheticCorpus, make_synthetic_corpus
+from advmask.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "UNK_ID",
+    "Batch",
+    "Corpus",
+    "SyntheticCorpus",
+    "Vocabulary",
+    "collate",
+    "load_corpus",
+    "make_batches",
+    "make_synthetic_corpus",
+]

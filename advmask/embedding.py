@@ -1,0 +1,205 @@
+"""Applying a drop mask to decoder input embeddings (SPEC §6).
+
+A dropped input is replaced in embedding space, ``e~ = m * fill + (1 - m) * e``, not by
+replacing its token id: the id replacement has no gradient with respect to ``m``, so the
+adversary would learn nothing. The two-product form is exact for ``m`` in {0, 1} (``1 * a +
+0 * b = a``), so the forward pass equals the id replacement bitwise; the shorter
+``e + m * (fill - e)`` is not exact and is never used.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from advmask._checks import FLOAT_DTYPES, check_tensor
+from advmask.outputs import MaskerOutput
+
+FILL_MODES = ("zero", "unk", "learned")
+
+
+def mask_embeddings(embedded: Tensor, drop_mask: Tensor, fill: Tensor | None = None) -> Tensor:
+    """Replace dropped positions by ``fill``: ``m * fill + (1 - m) * e``.
+
+    Gradients (SPEC §6.2), with ``g = dL/de~``: ``dL/dm_t = <g_t, fill - e_t>``,
+    ``dL/de_t = (1 - m_t) g_t`` and ``dL/dfill = sum_t m_t g_t``.
+
+    Args:
+        embedded: (B, T, E) float input embeddings ``e``.
+        drop_mask: (B, T) float mask ``m``, 1.0 = drop (cast to the dtype of ``embedded``).
+        fill: (E,) vector a dropped input becomes, or None for the zero vector (then the
+            result is ``(1 - m) * e``, the AWD authors' choice).
+
+    Returns:
+        (B, T, E) masked embeddings; bitwise ``e`` where ``m = 0`` and ``fill`` where ``m = 1``.
+
+    Example:
+        >>> e = torch.ones(1, 3, 2)
+        >>> mask_embeddings(e, torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([5.0, 6.0]))
+        tensor([[[1., 1.],
+                 [5., 6.],
+                 [1., 1.]]])
+    """
+    embedded = check_tensor("embedded", embedded, ndim=3, dtypes=FLOAT_DTYPES)
+    drop_mask = check_tensor("drop_mask", drop_mask, ndim=2, dtypes=FLOAT_DTYPES)
+    if drop_mask.shape != embedded.shape[:2]:
+        raise ValueError(
+            f"drop_mask must have shape {tuple(embedded.shape[:2])} (the first two dimensions "
+            f"of embedded), got {tuple(drop_mask.shape)}"
+        )
+    mask = drop_mask.to(embedded.dtype).unsqueeze(-1)
+    if fill is None:
+        return (1 - mask) * embedded
+    fill = check_tensor("fill", fill, ndim=1, dtypes=FLOAT_DTYPES)
+    if fill.shape[0] != embedded.shape[2]:
+        raise ValueError(f"fill must have shape ({embedded.shape[2]},), got {tuple(fill.shape)}")
+    return mask * fill.to(embedded.dtype) + (1 - mask) * embedded
+
+
+class MaskedEmbedding(nn.Module):
+    """Drop-in wrapper of a decoder's ``nn.Embedding`` that masks its output in training mode.
+
+    Training mode: the masker chooses positions to drop and the wrapper returns
+    :func:`mask_embeddings` of the embedding; the masker's output is kept in
+    :attr:`last_output` and its regulariser in :attr:`regularizer`, to be added to the loss.
+    Eval mode: the embedding's output, untouched (bitwise), and the masker is not called.
+
+    The masker is a submodule, so its parameters appear in ``parameters()``; with an
+    :class:`advmask.AdversarialMasker` one optimiser and one backward pass train both players
+    (the gradient reversal is inside the masker).
+
+    Args:
+        embedding: the decoder's input embedding; its parameters are not copied.
+        masker: an :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None
+            (no masking).
+        fill: what a dropped input becomes: ``"zero"`` (the zero vector), ``"unk"`` (the row
+            ``unk_id`` of the embedding, learned with it; forward equals replacing the id by
+            ``unk_id``) or ``"learned"`` (a dedicated trainable vector, initialised at zero).
+        unk_id: the unknown-token id, required for ``fill="unk"``.
+
+    Attributes:
+        last_output (MaskerOutput | None): the masker's output of the last training-mode call
+            (``mask`` (B, T) float, 1.0 = dropped); None before the first one or without a
+            masker.
+
+    Example:
+        >>> from advmask.maskers import UniformMasker
+        >>> masked = MaskedEmbedding(nn.Embedding(10, 3), UniformMasker(rate=0.5))
+        >>> out = masked(torch.tensor([[4, 5, 6, 7]]), torch.tensor([4]))
+        >>> int((out == 0).all(-1).sum()), masked.last_output.k
+        (2, tensor([2]))
+    """
+
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        masker: nn.Module | None,
+        fill: str = "zero",
+        unk_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(embedding, nn.Embedding):
+            raise TypeError(f"embedding must be an nn.Embedding, got {type(embedding).__name__}")
+        if masker is not None and not isinstance(masker, nn.Module):
+            raise TypeError(f"masker must be an nn.Module or None, got {type(masker).__name__}")
+        if fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
+        if fill == "unk" and not (
+            isinstance(unk_id, int)
+            and not isinstance(unk_id, bool)
+            and 0 <= unk_id < embedding.num_embeddings
+        ):
+            raise ValueError(
+                f'unk_id must be an id in [0, {embedding.num_embeddings}) when fill="unk", '
+                f"got {unk_id!r}"
+            )
+        self.embedding = embedding
+        self.masker = masker
+        self.fill = fill
+        self.unk_id = unk_id
+        self.drop_vector = (
+            nn.Parameter(torch.zeros_like(embedding.weight[0].detach()))
+            if fill == "learned"
+            else None
+        )
+        self.last_output: MaskerOutput | None = None
+
+    @property
+    def weight(self) -> Tensor:
+        """The wrapped embedding's weight (V, E) (shared, for weight tying)."""
+        return self.embedding.weight
+
+    @property
+    def num_embeddings(self) -> int:
+        """The wrapped embedding's vocabulary size."""
+        return self.embedding.num_embeddings
+
+    @property
+    def embedding_dim(self) -> int:
+        """The wrapped embedding's size ``E``."""
+        return self.embedding.embedding_dim
+
+    @property
+    def padding_idx(self) -> int | None:
+        """The wrapped embedding's padding id."""
+        return self.embedding.padding_idx
+
+    @property
+    def regularizer(self) -> Tensor:
+        """The masker's regulariser of the last training call; a zero scalar otherwise."""
+        if self.training and self.last_output is not None:
+            return self.last_output.regularizer
+        return self.embedding.weight.new_zeros(())
+
+    def fill_vector(self) -> Tensor | None:
+        """(E,) vector a dropped input becomes; None is the zero vector."""
+        if self.fill == "unk":
+            return self.embedding.weight[self.unk_id]
+        return self.drop_vector
+
+    def forward(
+        self, tokens: Tensor, lengths: Tensor | None = None, *, protected: Tensor | None = None
+    ) -> Tensor:
+        """Embed ``tokens``, dropping inputs in training mode.
+
+        Args:
+            tokens: (B, T) integer ids.
+            lengths: (B,) valid positions per row; positions ``t >= lengths[b]`` are never
+                dropped. None: every position except those holding the embedding's
+                ``padding_idx`` (lengths then stop before the trailing padding).
+            protected: optional (T,) or (B, T) bool, True where a position must never be
+                dropped (for example BOS).
+
+        Returns:
+            (B, T, E) embeddings in the embedding's dtype.
+        """
+        embedded = self.embedding(tokens)
+        if not self.training or self.masker is None:
+            self.last_output = None
+            return embedded
+        if lengths is None:
+            lengths, protected = _lengths_from_padding(tokens, self.padding_idx, protected)
+        output = self.masker(tokens, lengths, protected=protected)
+        self.last_output = output
+        return mask_embeddings(embedded, output.mask, self.fill_vector())
+
+    def extra_repr(self) -> str:
+        return f"fill={self.fill!r}" + (f", unk_id={self.unk_id}" if self.fill == "unk" else "")
+
+
+def _lengths_from_padding(
+    tokens: Tensor, padding_idx: int | None, protected: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Lengths that exclude trailing padding; padding ids elsewhere become protected."""
+    batch, length = tokens.shape
+    if padding_idx is None:
+        return torch.full((batch,), length, dtype=torch.int64, device=tokens.device), protected
+    is_padding = tokens == padding_idx
+    # The run of padding at the end of each row: a cumulative product from the right.
+    trailing = is_padding.flip(1).to(torch.int64).cumprod(1).sum(1)
+    if protected is not None and protected.dtype == torch.bool:
+        protected = protected | is_padding
+    elif protected is None:
+        protected = is_padding
+    # (a non-bool ``protected`` is passed on unchanged for the masker to reject)
+    return length - trailing, protected

@@ -1,0 +1,342 @@
+"""Maskers: which decoder inputs to drop in a batch (1 = drop).
+
+:class:`AdversarialMasker` is adversarial word dropout (AWD, Miladinović et al. 2022): a score
+network proposes a Gaussian score per position, the ``K`` smallest sampled scores are dropped
+(exactly ``K = round_half_up(rate * n)`` per row), and the mask carries a straight-through
+gradient through a top-K relaxation, reversed, so that one loss trains both players:
+
+.. code-block:: python
+
+    out = masker(tokens, lengths)
+    loss = decoder_loss(mask=out.mask) + out.regularizer   # one backward pass
+
+The decoder minimises ``decoder_loss``; the score network, behind the gradient reversal on the
+mask, maximises it, held near N(0, 1) scores by the KL regulariser (which is outside the
+reversal). :class:`UniformMasker` is ordinary word dropout with the same call and output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advmask._checks import (
+    check_non_negative,
+    check_rate,
+    check_tensor,
+    check_tokens_lengths,
+)
+from advmask.budget import eligible_positions, num_to_drop
+from advmask.outputs import MaskerOutput
+from advmask.regularizer import score_kl
+from advmask.relaxations import get_relaxation
+from advmask.reversal import GradientReversal
+from advmask.scores import STD_MODES, build_score_network
+from advmask.selection import bottom_k, hard_bottom_k
+
+UNIFORM_MODES = ("exact", "bernoulli")
+
+
+class AdversarialMasker(nn.Module):
+    """Adversarial word dropout: drop the K positions with the smallest Gaussian scores.
+
+    Training mode: ``scores = mean + std * eps`` with ``eps ~ N(0, I)``; the mask is the hard
+    bottom-K of the scores, straight-through the relaxation ``relaxation``, behind a gradient
+    reversal of scale ``grl_scale``. Eval mode: no noise, the bottom-K of ``mean``
+    (deterministic, no gradient). Consumers such as :class:`advmask.embedding.MaskedEmbedding`
+    and :class:`advmask.vae.SequenceVAE` do not call the masker in eval mode at all.
+
+    Args:
+        vocab_size: number of token ids (for the score network's own embedding).
+        rate: fraction ``rho`` of eligible positions dropped per row, in [0, 1].
+        kl_weight: ``lambda >= 0``, weight of the KL of the scores to N(0, 1).
+        relaxation: name of a registered top-K relaxation (see :mod:`advmask.relaxations`).
+        relaxation_options: keyword options of the relaxation (for example
+            ``{"temperature": 0.5}``); checked at construction.
+        score_network: a key of :data:`advmask.scores.SCORE_NETWORKS` or a module with
+            ``forward(tokens, lengths, *, embeddings=None) -> (mean, std)``, each (B, T).
+        embedding_dim: embedding size of a named score network.
+        hidden_size: hidden size of a named score network.
+        std: std parameterisation of a named score network (``"softplus"``, ``"logvar"`` or
+            ``"fixed"``, see :data:`advmask.scores.STD_MODES`).
+        grl_scale: reversal scale ``alpha >= 0``, or a function of the training step (see
+            :class:`advmask.GradientReversal`).
+        padding_idx: padding id of a named score network's embedding (or None).
+
+    Example:
+        >>> masker = AdversarialMasker(vocab_size=50, rate=0.5, embedding_dim=8, hidden_size=8)
+        >>> out = masker(torch.randint(1, 50, (2, 6)), torch.tensor([6, 3]))
+        >>> out.mask.sum(1), out.k
+        (tensor([3., 2.], grad_fn=<SumBackward1>), tensor([3, 2]))
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        rate: float,
+        kl_weight: float = 1.0,
+        relaxation: str = "euclidean",
+        *,
+        relaxation_options: dict[str, Any] | None = None,
+        score_network: str | nn.Module = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        std: str = "softplus",
+        grl_scale: float | Callable[[int], float] = 1.0,
+        padding_idx: int | None = 0,
+    ) -> None:
+        super().__init__()
+        self.rate = check_rate(rate)
+        self.kl_weight = check_non_negative(kl_weight, "kl_weight")
+        relax = get_relaxation(relaxation)
+        if relaxation_options is None:
+            relaxation_options = {}
+        if not isinstance(relaxation_options, dict):
+            raise TypeError(f"relaxation_options must be a dict, got {relaxation_options!r}")
+        _dry_run(relaxation, relax, relaxation_options)
+        self.relaxation = relaxation
+        self.relaxation_options = dict(relaxation_options)
+        if isinstance(score_network, nn.Module):
+            self.score_network = score_network
+        else:
+            if std not in STD_MODES:
+                raise ValueError(f"std must be one of {STD_MODES}, got {std!r}")
+            self.score_network = build_score_network(
+                score_network,
+                vocab_size,
+                embedding_dim=embedding_dim,
+                hidden_size=hidden_size,
+                std=std,
+                padding_idx=padding_idx,
+            )
+        self.reversal = GradientReversal(grl_scale)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        *,
+        protected: Tensor | None = None,
+        embeddings: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
+    ) -> MaskerOutput:
+        """Choose the positions to drop.
+
+        Args:
+            tokens: (B, T) integer ids.
+            lengths: (B,) integer valid positions per row, in ``[0, T]``; positions
+                ``t >= lengths[b]`` are never dropped.
+            protected: optional (T,) or (B, T) bool, True where a position must never be
+                dropped (for example BOS).
+            embeddings: optional (B, T, E) inputs of the score network instead of its own
+                embedding of ``tokens``.
+            generator: random generator of the score noise (and of a stochastic relaxation),
+                on the device of the scores.
+            noise: optional pre-drawn (B, T) standard-normal ``eps`` (training mode only);
+                overrides ``generator`` for the scores.
+
+        Returns:
+            A :class:`advmask.MaskerOutput`; ``mask`` has exactly ``k[b]`` ones in row ``b``.
+
+        Raises:
+            TypeError: if ``tokens`` or ``lengths`` is not an integer tensor.
+            ValueError: on wrong shapes, ``lengths`` out of range, or non-finite scores at
+                eligible positions.
+        """
+        tokens, lengths = check_tokens_lengths(tokens, lengths)
+        eligible = _eligible(tokens, lengths, protected)
+        k = num_to_drop(self.rate, eligible.sum(1))
+        mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
+        _check_scores(mean, std, eligible)
+        regularizer = score_kl(mean, std, eligible, self.kl_weight)
+        if not self.training:
+            mask = hard_bottom_k(mean.detach(), k, eligible)
+            return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+        if noise is None:
+            noise = torch.randn(
+                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+            )
+        else:
+            noise = check_tensor("noise", noise, ndim=2, dtypes=(mean.dtype,))
+            if noise.shape != mean.shape:
+                raise ValueError(
+                    f"noise must have shape {tuple(mean.shape)}, got {tuple(noise.shape)}"
+                )
+        scores = mean + std * noise
+        mask = bottom_k(
+            scores, k, eligible, self.relaxation, generator=generator, **self.relaxation_options
+        )
+        # The reversal sits on the mask only: the regulariser must not be reversed (SPEC §6.3).
+        mask = self.reversal(mask)
+        return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+
+    def extra_repr(self) -> str:
+        return (
+            f"rate={self.rate}, kl_weight={self.kl_weight}, relaxation={self.relaxation!r}, "
+            f"relaxation_options={self.relaxation_options}"
+        )
+
+
+class UniformMasker(nn.Module):
+    """Uniform word dropout with the call and output of :class:`AdversarialMasker`.
+
+    * ``mode="exact"``: exactly ``K = round_half_up(rate * n)`` positions per row, a uniformly
+      random K-subset of the eligible positions (the bottom-K of N(0, 1) noise; SPEC §7b). This
+      is the ``kl_weight -> infinity`` limit of the adversarial masker.
+    * ``mode="bernoulli"``: each eligible position independently with probability ``rate``
+      (Bowman et al. 2016; SPEC §7a), per token, not one coin per time step shared by the
+      batch as in the AWD authors' code. ``k`` reports the number actually dropped.
+
+    In eval mode both modes are deterministic: the first ``K`` eligible positions of each row
+    (the bottom-K of all-zero scores). Consumers such as
+    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.vae.SequenceVAE` do not call
+    the masker in eval mode at all: no word dropout at evaluation.
+
+    The mask never carries a gradient, ``mean`` is 0, ``std`` is 1 and ``regularizer`` is 0.
+
+    Args:
+        rate: dropout rate ``rho`` in [0, 1].
+        mode: ``"exact"`` or ``"bernoulli"``.
+
+    Example:
+        >>> masker = UniformMasker(rate=0.5)
+        >>> out = masker(torch.ones(2, 4, dtype=torch.int64), torch.tensor([4, 1]))
+        >>> out.k, out.mask.sum(1)
+        (tensor([2, 1]), tensor([2., 1.]))
+    """
+
+    def __init__(self, rate: float, mode: str = "exact") -> None:
+        super().__init__()
+        self.rate = check_rate(rate)
+        if mode not in UNIFORM_MODES:
+            raise ValueError(f"mode must be one of {UNIFORM_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def forward(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        *,
+        protected: Tensor | None = None,
+        embeddings: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MaskerOutput:
+        """Choose the positions to drop (arguments as :meth:`AdversarialMasker.forward`).
+
+        ``embeddings`` is accepted for interchangeability and ignored.
+        """
+        tokens, lengths = check_tokens_lengths(tokens, lengths)
+        eligible = _eligible(tokens, lengths, protected)
+        k = num_to_drop(self.rate, eligible.sum(1))
+        dtype = torch.get_default_dtype()
+        mean = torch.zeros(tokens.shape, dtype=dtype, device=tokens.device)
+        std = torch.ones_like(mean)
+        regularizer = mean.new_zeros(())
+        if not self.training:
+            mask = hard_bottom_k(mean, k, eligible)
+        elif self.mode == "exact":
+            # Exchangeable, a.s. distinct scores: the K smallest are a uniform K-subset.
+            mask = hard_bottom_k(_standard_normal(mean, generator), k, eligible)
+        else:
+            uniform = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=dtype)
+            drop = (uniform < self.rate) & eligible
+            mask = drop.to(dtype)
+            k = drop.sum(1)
+        return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}, mode={self.mode!r}"
+
+
+@torch.no_grad()
+def drop_probabilities(
+    mean: Tensor,
+    std: Tensor,
+    k: Tensor,
+    eligible: Tensor,
+    num_samples: int = 1000,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Monte-Carlo ``P(position dropped)`` under the Gaussian scores (for saliency plots).
+
+    Draws ``num_samples`` score vectors ``mean + std * eps`` and averages their hard bottom-K
+    masks. Each row of the result sums to ``k[b]`` (every sample drops exactly ``k[b]``).
+
+    Args:
+        mean: (B, T) float score means (for example ``MaskerOutput.mean``).
+        std: (B, T) float score standard deviations, > 0.
+        k: (B,) int64 number dropped per row.
+        eligible: (B, T) bool.
+        num_samples: Monte-Carlo samples ``S`` (memory O(S * B * T)).
+        generator: random generator of the noise.
+
+    Returns:
+        (B, T) float in [0, 1]; 0 off ``eligible``. Standard error per entry
+        ``sqrt(p (1 - p) / num_samples)``.
+
+    Example:
+        >>> p = drop_probabilities(torch.zeros(1, 4), torch.ones(1, 4), torch.tensor([1]),
+        ...                        torch.ones(1, 4, dtype=torch.bool), num_samples=4000)
+        >>> float(p.sum())
+        1.0
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    mean = check_tensor("mean", mean, ndim=2, dtypes=(torch.float32, torch.float64))
+    batch, length = mean.shape
+    noise = torch.randn(
+        (num_samples, batch, length), generator=generator, device=mean.device, dtype=mean.dtype
+    )
+    scores = (mean + std * noise).reshape(num_samples * batch, length)
+    masks = hard_bottom_k(scores, k.repeat(num_samples), eligible.repeat(num_samples, 1))
+    return masks.reshape(num_samples, batch, length).mean(0)
+
+
+def _eligible(tokens: Tensor, lengths: Tensor, protected: Tensor | None) -> Tensor:
+    batch, length = tokens.shape
+    if protected is not None:
+        if not isinstance(protected, Tensor) or protected.dtype != torch.bool:
+            got = protected.dtype if isinstance(protected, Tensor) else type(protected).__name__
+            raise TypeError(f"protected must be a bool tensor, got {got}")
+        if tuple(protected.shape) not in ((length,), (batch, length)):
+            raise ValueError(
+                f"protected must have shape ({length},) or ({batch}, {length}), got "
+                f"{tuple(protected.shape)}"
+            )
+        protected = protected.to(tokens.device)
+    return eligible_positions(lengths.to(torch.int64), length, protected)
+
+
+def _check_scores(mean: Tensor, std: Tensor, eligible: Tensor) -> None:
+    """NaN/inf or non-positive std at an eligible position means a diverged score network."""
+    bad = eligible & ~(torch.isfinite(mean) & torch.isfinite(std) & (std > 0))
+    if bool(bad.any()):
+        row, col = (int(i) for i in torch.nonzero(bad)[0])
+        value, scale = float(mean[row, col].detach()), float(std[row, col].detach())
+        raise ValueError(
+            f"scores must be finite (std > 0) at eligible positions; at [{row}, {col}] the "
+            f"score mean is {value} and std {scale}"
+        )
+
+
+def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _dry_run(name: str, relax: Callable[..., Tensor], options: dict[str, Any]) -> None:
+    """Call the relaxation once on a tiny problem so that bad options fail at construction."""
+    try:
+        relax(
+            torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+            torch.tensor([1]),
+            torch.ones(1, 2, dtype=torch.bool),
+            **options,
+        )
+    except TypeError as error:  # unknown keyword
+        raise TypeError(
+            f"relaxation_options {options!r} are not accepted by relaxation {name!r}: {error}"
+        ) from error

@@ -1,0 +1,33 @@
+"""Encoder and decoders of the sequence VAE.
+
+* :class:`LSTMEncoder` — ``q(z|x)`` from a one-layer LSTM over the sentence.
+* :class:`LSTMDecoder` — the standard text-VAE decoder (``z`` concatenated to every input).
+* :class:`DoubleLSTMDecoder` — the AWD authors' decoder (two cells per step), with
+  :func:`double_lstm_reference`, its slow oracle.
+
+:data:`DECODERS` maps the names used in configurations to the decoder classes; every decoder
+takes ``(vocab_size, embedding_dim, hidden_size, latent_dim, *, dropout_in, dropout_out)``, has
+an ``embedding`` attribute and maps ``(embedded (B, T, E), z (B, D))`` to logits (B, T, V).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from advmask.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
+from advmask.models.encoder import LSTMEncoder
+from advmask.models.lstm_decoder import LSTMDecoder
+
+DECODERS: dict[str, type[nn.Module]] = {
+    "lstm": LSTMDecoder,
+    "double-lstm": DoubleLSTMDecoder,
+}
+"""Decoder classes by configuration name."""
+
+__all__ = [
+    "DECODERS",
+    "DoubleLSTMDecoder",
+    "LSTMDecoder",
+    "LSTMEncoder",
+    "double_lstm_reference",
+]

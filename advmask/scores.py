@@ -1,0 +1,335 @@
+"""Score networks of the adversary: tokens -> a Gaussian score per position (SPEC §1).
+
+A score network maps token ids ``tokens`` (B, T) and ``lengths`` (B,) to the mean and standard
+deviation of an independent Gaussian per position; the adversary then drops the ``K`` positions
+with the smallest sampled scores ``mean + std * eps``. A small score therefore means "drop".
+
+Each network owns its embedding table. It MUST NOT share parameters with the VAE (SPEC §1.2):
+the adversary receives the reversed gradient, which would otherwise leak into the VAE's
+parameters. To feed representations computed elsewhere, pass ``embeddings=`` (detach them first
+if they belong to the VAE).
+
+Scores at valid positions (``t < lengths[b]``) depend neither on the padding length nor on the
+ids at padding positions (SPEC P1.5): the unidirectional recurrent networks are causal, the
+bidirectional LSTM packs its input, and the transformer masks padding keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from advmask._checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths
+
+#: How the standard deviation of the scores is parameterised.
+#: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position (SPEC §1.2).
+#: ``"logvar"``: ``std = exp(raw / 2)``, learned per position (SPEC §1.2 default).
+#: ``"fixed"``: ``std = 1`` (the AWD authors' code, SPEC §15.1); the head predicts the mean only.
+STD_MODES = ("softplus", "logvar", "fixed")
+
+_STD_FLOOR = 1e-4  # sigma_min of SPEC §1.2: keeps log(std) finite in the KL
+
+
+def _check_int(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+class ScoreNetwork(nn.Module):
+    """Common part of every score network: embedding, validation and the Gaussian head.
+
+    Subclasses implement :meth:`encode`, mapping embedded inputs (B, T, E) and lengths (B,) to
+    hidden states (B, T, H) such that the states at valid positions do not depend on padding.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_dim: size of the score network's own embedding.
+        hidden_size: size ``H`` of the hidden states fed to the head.
+        std: one of :data:`STD_MODES`.
+        padding_idx: id whose embedding row is zero and receives no gradient (or None).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        std: str = "softplus",
+        padding_idx: int | None = 0,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = _check_int(vocab_size, "vocab_size")
+        self.embedding_dim = _check_int(embedding_dim, "embedding_dim")
+        self.hidden_size = _check_int(hidden_size, "hidden_size")
+        if std not in STD_MODES:
+            raise ValueError(f"std must be one of {STD_MODES}, got {std!r}")
+        if padding_idx is not None and not (
+            isinstance(padding_idx, int) and 0 <= padding_idx < vocab_size
+        ):
+            raise ValueError(f"padding_idx must be None or in [0, {vocab_size}), got {padding_idx}")
+        self.std_mode = std
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        if std == "fixed":
+            # The authors' head: the mean only, no bias (SPEC §15.1).
+            self.head = nn.Linear(hidden_size, 1, bias=False)
+        else:
+            self.head = nn.Linear(hidden_size, 2)
+            with torch.no_grad():
+                # Biases at the prior (mean 0, std 1): the regulariser starts near its minimum
+                # instead of at a random offset shared by every position.
+                self.head.bias[0] = 0.0
+                self.head.bias[1] = _inverse_std(std)
+
+    def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:
+        """Hidden states (B, T, H) of embedded inputs (B, T, E); see the class docstring."""
+        raise NotImplementedError
+
+    def forward(
+        self, tokens: Tensor | None, lengths: Tensor, *, embeddings: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of the score at every position.
+
+        Args:
+            tokens: (B, T) integer ids in ``[0, vocab_size)``; may be None when ``embeddings``
+                is given.
+            lengths: (B,) integer number of valid positions per row, in ``[0, T]``.
+            embeddings: optional (B, T, embedding_dim) float inputs used instead of the
+                network's own embedding of ``tokens``.
+
+        Returns:
+            ``(mean, std)``, each (B, T) float; ``std > 0`` everywhere (``1`` for
+            ``std="fixed"``). Values at padding positions are finite but meaningless.
+        """
+        embedded = self._embed(tokens, lengths, embeddings)
+        lengths = lengths.to(torch.int64)
+        if embedded.shape[0] == 0 or embedded.shape[1] == 0:
+            empty = embedded.new_zeros(embedded.shape[:2])
+            return empty, empty + 1.0
+        out = self.head(self.encode(embedded, lengths))
+        mean = out[..., 0]
+        if self.std_mode == "fixed":
+            return mean, torch.ones_like(mean)
+        raw = out[..., 1]
+        if self.std_mode == "logvar":
+            return mean, torch.exp(0.5 * raw)
+        return mean, F.softplus(raw) + _STD_FLOOR
+
+    def _embed(self, tokens: Tensor | None, lengths: Tensor, embeddings: Tensor | None) -> Tensor:
+        if embeddings is None:
+            tokens, lengths = check_tokens_lengths(tokens, lengths)
+            if tokens.numel() > 0:
+                # One host-device copy for both ends of the range.
+                low, high = torch.stack([tokens.min(), tokens.max()]).tolist()
+                if low < 0 or high >= self.vocab_size:
+                    bad = low if low < 0 else high
+                    raise ValueError(
+                        f"tokens must be ids in [0, vocab_size={self.vocab_size}), got {bad}"
+                    )
+            return self.embedding(tokens)
+        embeddings = check_tensor("embeddings", embeddings, ndim=3, dtypes=FLOAT_DTYPES)
+        if embeddings.shape[2] != self.embedding_dim:
+            raise ValueError(
+                f"embeddings must have shape (B, T, {self.embedding_dim}), got "
+                f"{tuple(embeddings.shape)}"
+            )
+        # Reuse the (B, T) checks on a stand-in for the token ids.
+        stand_in = torch.zeros(embeddings.shape[:2], dtype=torch.int64, device=embeddings.device)
+        if tokens is not None and tuple(tokens.shape) != tuple(embeddings.shape[:2]):
+            raise ValueError(
+                f"tokens and embeddings disagree: tokens has shape {tuple(tokens.shape)}, "
+                f"embeddings {tuple(embeddings.shape)}"
+            )
+        check_tokens_lengths(stand_in, lengths)
+        return embeddings
+
+
+def _inverse_std(std: str) -> float:
+    """Raw head output giving std = 1 under parameterisation ``std``."""
+    if std == "logvar":
+        return 0.0
+    target = 1.0 - _STD_FLOOR
+    return target + math.log(-math.expm1(-target))  # softplus^-1(target), stable form
+
+
+class _RecurrentScoreNetwork(ScoreNetwork):
+    """A one-layer LSTM or GRU over the embedded inputs, uni- or bidirectional."""
+
+    _cell: type[nn.RNNBase] = nn.LSTM
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        std: str = "softplus",
+        padding_idx: int | None = 0,
+        *,
+        bidirectional: bool = False,
+        num_layers: int = 1,
+    ) -> None:
+        if not isinstance(bidirectional, bool):
+            raise TypeError(f"bidirectional must be a bool, got {bidirectional!r}")
+        num_directions = 2 if bidirectional else 1
+        if isinstance(hidden_size, int) and hidden_size % num_directions:
+            raise ValueError(
+                f"hidden_size must be even for a bidirectional network, got {hidden_size}"
+            )
+        super().__init__(vocab_size, embedding_dim, hidden_size, std, padding_idx)
+        self.bidirectional = bidirectional
+        self.rnn = self._cell(
+            embedding_dim,
+            hidden_size // num_directions,
+            num_layers=_check_int(num_layers, "num_layers"),
+            batch_first=True,
+            bidirectional=bidirectional,
+        )
+
+    def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:
+        """(B, T, E) -> (B, T, H); packs the input only when bidirectional."""
+        if not self.bidirectional:
+            # Causal: the state at t < lengths[b] never sees a padding position.
+            return self.rnn(embedded)[0]
+        # The backward direction must start at the last valid position, not at the padding:
+        # packing is what makes the scores independent of the padding (SPEC P1.5). Empty rows
+        # are packed with length 1; nothing in them is ever eligible. Packing needs the
+        # lengths on the CPU (one host-device copy).
+        packed = pack_padded_sequence(
+            embedded, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        hidden, _ = pad_packed_sequence(
+            self.rnn(packed)[0], batch_first=True, total_length=embedded.shape[1]
+        )
+        return hidden
+
+
+class LSTMScoreNetwork(_RecurrentScoreNetwork):
+    """The paper's adversary: own embedding, one LSTM layer, a linear Gaussian head (SPEC §1.2).
+
+    Unidirectional by default (the literal reading of the paper, SPEC D11); with
+    ``bidirectional=True`` each direction has ``hidden_size // 2`` units and the input is packed.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_dim: size of the network's own embedding.
+        hidden_size: LSTM output size ``H`` (both directions together).
+        std: one of :data:`STD_MODES`.
+        padding_idx: id whose embedding row is zero (or None).
+        bidirectional: read the sequence in both directions.
+        num_layers: stacked LSTM layers.
+
+    Example:
+        >>> net = LSTMScoreNetwork(vocab_size=10, embedding_dim=4, hidden_size=6)
+        >>> mean, std = net(torch.tensor([[3, 4, 5, 0]]), torch.tensor([3]))
+        >>> mean.shape, bool((std > 0).all())
+        (torch.Size([1, 4]), True)
+    """
+
+    _cell = nn.LSTM
+
+
+class GRUScoreNetwork(_RecurrentScoreNetwork):
+    """:class:`LSTMScoreNetwork` with a GRU instead of the LSTM (same arguments)."""
+
+    _cell = nn.GRU
+
+
+class TransformerScoreNetwork(ScoreNetwork):
+    """A bidirectional transformer encoder with learned positions and a padding mask.
+
+    Args:
+        vocab_size: number of token ids.
+        embedding_dim: size of the network's own embedding (projected to ``hidden_size``).
+        hidden_size: model width ``H``; divisible by ``num_heads``.
+        std: one of :data:`STD_MODES`.
+        padding_idx: id whose embedding row is zero (or None).
+        num_layers: encoder layers.
+        num_heads: attention heads.
+        max_length: largest padded length ``T`` accepted (size of the position table).
+        dropout: dropout inside the encoder layers (0 keeps the scores deterministic).
+
+    Example:
+        >>> net = TransformerScoreNetwork(vocab_size=10, embedding_dim=4, hidden_size=8)
+        >>> net(torch.tensor([[3, 4, 0]]), torch.tensor([2]))[0].shape
+        torch.Size([1, 3])
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        std: str = "softplus",
+        padding_idx: int | None = 0,
+        *,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        max_length: int = 512,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(vocab_size, embedding_dim, hidden_size, std, padding_idx)
+        num_heads = _check_int(num_heads, "num_heads")
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size must be divisible by num_heads={num_heads}, got {hidden_size}"
+            )
+        self.max_length = _check_int(max_length, "max_length")
+        self.input_projection = nn.Linear(embedding_dim, hidden_size)
+        self.positions = nn.Embedding(max_length, hidden_size)
+        layer = nn.TransformerEncoderLayer(
+            hidden_size,
+            num_heads,
+            dim_feedforward=2 * hidden_size,
+            dropout=dropout,
+            batch_first=True,
+        )
+        # No nested tensors: they would zero the outputs at padding positions in eval mode
+        # only, making train and eval outputs differ in shape semantics.
+        self.encoder = nn.TransformerEncoder(
+            layer, _check_int(num_layers, "num_layers"), enable_nested_tensor=False
+        )
+
+    def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:
+        """(B, T, E) -> (B, T, H); padding keys are masked out of every attention."""
+        length = embedded.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"tokens are longer than max_length={self.max_length}: got T={length}")
+        steps = torch.arange(length, device=embedded.device)
+        hidden = self.input_projection(embedded) + self.positions(steps)
+        padding = steps.unsqueeze(0) >= lengths.unsqueeze(1)
+        # A row with no valid key would give softmax over nothing = NaN; let such rows attend
+        # to position 0 (nothing in them is eligible, so the value is never used).
+        padding = padding & (lengths > 0).unsqueeze(1)
+        return self.encoder(hidden, src_key_padding_mask=padding)
+
+
+#: Score networks by name, as accepted by ``AdversarialMasker(score_network=...)``.
+SCORE_NETWORKS: dict[str, type[ScoreNetwork]] = {
+    "lstm": LSTMScoreNetwork,
+    "gru": GRUScoreNetwork,
+    "transformer": TransformerScoreNetwork,
+}
+
+
+def build_score_network(
+    name: str,
+    vocab_size: int,
+    *,
+    embedding_dim: int = 128,
+    hidden_size: int = 256,
+    std: str = "softplus",
+    padding_idx: int | None = 0,
+) -> ScoreNetwork:
+    """The score network registered under ``name`` (a key of :data:`SCORE_NETWORKS`)."""
+    if not isinstance(name, str) or name not in SCORE_NETWORKS:
+        known = ", ".join(repr(n) for n in SCORE_NETWORKS)
+        raise ValueError(f"score_network must be one of {known} or an nn.Module, got {name!r}")
+    return SCORE_NETWORKS[name](
+        vocab_size, embedding_dim, hidden_size, std=std, padding_idx=padding_idx
+    )

@@ -1,0 +1,121 @@
+"""Sphinx configuration of the advmask documentation.
+
+Build (from the repository root)::
+
+    pip install -e ".[docs]"
+    sphinx-build -W --keep-going -b html docs docs/_build/html       # the pages
+    sphinx-build -W --keep-going -b doctest docs docs/_build/doctest # runs every example
+
+The build needs no network: references to PyTorch and Python objects are resolved to their
+online documentation by ``docs/_ext/external_refs.py`` (a small offline stand-in for
+intersphinx), and MathJax is loaded by the reader's browser from its CDN, or from the file named
+by the environment variable ``ADVMASK_MATHJAX_PATH`` (a URL, or a path relative to ``_static``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(DOCS / "_ext"))
+sys.path.insert(0, str(ROOT))
+
+import advmask  # noqa: E402
+
+# -- Project -----------------------------------------------------------------------------------
+project = "advmask"
+author = "advmask developers"
+copyright = "advmask developers"
+release = advmask.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- Extensions ----------------------------------------------------------------------------------
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+    "external_refs",  # docs/_ext: torch/Python cross-references without a network
+    "config_tables",  # docs/_ext: flag and preset tables generated from the recipe's Config
+    "exports",  # docs/_ext: the table of advmask.__all__
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+# Fragments pulled in with ``.. include::`` are not pages of their own.
+exclude_patterns = ["_build", "_generated", "results.rst", "Thumbs.db", ".DS_Store"]
+templates_path: list[str] = []
+
+# Every reference must resolve; the few targets that cannot be linked are listed below.
+nitpicky = True
+nitpick_ignore_regex = [
+    # Type variables and private protocols that have no page of their own.
+    ("py:class", r"advmask\..*\._[A-Za-z].*"),
+    # The type variable of advmask.cli.parse_config (the dataclass type passed in).
+    ("py:class", "advmask.cli.ConfigT"),
+]
+
+# -- autodoc + napoleon --------------------------------------------------------------------------
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented_params"
+autodoc_typehints_format = "short"
+autodoc_member_order = "bysource"
+autodoc_class_signature = "mixed"
+autodoc_default_options = {
+    "members": True,
+    "show-inheritance": True,
+    "exclude-members": "__init__, __new__, extra_repr",
+}
+autodoc_preserve_defaults = True
+# A method without a docstring of its own (``forward``, ``set_extra_state``) would otherwise show
+# torch.nn.Module's text, which describes PyTorch, not advmask.
+autodoc_inherit_docstrings = False
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_use_ivar = False
+napoleon_attr_annotations = True
+
+# -- doctest -------------------------------------------------------------------------------------
+# Pages use ``.. testcode::`` / ``.. doctest::``; docstring examples (``>>>`` blocks shown by
+# autodoc) are run by ``pytest --doctest-modules`` in their own modules' namespaces instead.
+doctest_test_doctest_blocks = ""
+doctest_global_setup = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+"""
+
+# -- Cross-references ----------------------------------------------------------------------------
+# References to torch.* and Python objects (``:class:`torch.nn.Embedding```, and every type in a
+# signature) are linked to their online documentation by docs/_ext/external_refs.py, offline.
+
+# -- Math ----------------------------------------------------------------------------------------
+# MathJax 3 from the CDN by default; ADVMASK_MATHJAX_PATH serves a local copy (offline viewing).
+if os.environ.get("ADVMASK_MATHJAX_PATH"):
+    mathjax_path = os.environ["ADVMASK_MATHJAX_PATH"]
+mathjax3_config = {
+    "tex": {
+        "macros": {
+            "E": r"\mathbb{E}",
+            "KL": r"\operatorname{KL}",
+            "ELBO": r"\operatorname{ELBO}",
+            "R": r"\mathbb{R}",
+        }
+    }
+}
+
+# -- HTML ----------------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"advmask {release}"
+html_static_path = ["_static"]
+pygments_style = "friendly"
+pygments_dark_style = "monokai"
+
+# -- MyST (CHANGELOG.md) -------------------------------------------------------------------------
+myst_heading_anchors = 3

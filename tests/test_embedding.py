@@ -1,0 +1,331 @@
+"""Masked decoder embeddings and the gradient routing of the full objective (SPEC §6)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from advmask.embedding import MaskedEmbedding, mask_embeddings
+from advmask.maskers import AdversarialMasker, UniformMasker
+from advmask.regularizer import score_kl
+from advmask.selection import bottom_k
+
+VOCAB, DIM, HIDDEN, UNK = 13, 5, 7, 1
+
+
+class Decoder(nn.Module):
+    """A tiny autoregressive decoder: LSTM over (masked) embeddings, then logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(DIM, HIDDEN, batch_first=True)
+        self.out = nn.Linear(HIDDEN, VOCAB)
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        return self.out(self.lstm(embedded)[0])
+
+
+def setup(masker=None, fill="zero", seed=0):
+    torch.manual_seed(seed)
+    embedding = nn.Embedding(VOCAB, DIM, padding_idx=0)
+    masked = MaskedEmbedding(embedding, masker, fill=fill, unk_id=UNK if fill == "unk" else None)
+    return masked.double(), Decoder().double()
+
+
+def batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths) + 1
+    tokens = torch.randint(2, VOCAB, (len(lengths), width), generator=generator)
+    lengths_t = torch.tensor(lengths)
+    return torch.where(torch.arange(width) < lengths_t.unsqueeze(1), tokens, 0), lengths_t
+
+
+def adversary(rate=0.5, kl_weight=0.3, grl_scale=1.0, **kwargs):
+    torch.manual_seed(10)
+    return AdversarialMasker(
+        vocab_size=VOCAB,
+        rate=rate,
+        kl_weight=kl_weight,
+        grl_scale=grl_scale,
+        embedding_dim=4,
+        hidden_size=6,
+        **kwargs,
+    )
+
+
+def decoder_loss(decoder, embedded, tokens, lengths):
+    """Mean over rows of the summed next-token NLL at valid steps."""
+    logits = decoder(embedded)[:, :-1]
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+    valid = torch.arange(nll.shape[1]) < (lengths - 1).unsqueeze(1)
+    return torch.where(valid, nll, 0.0).sum(1).mean()
+
+
+# --- the pure function --------------------------------------------------------------------------
+
+
+@given(st.integers(1, 4), st.integers(1, 6), st.integers(0, 2**16), st.booleans())
+def test_two_product_form_is_exact_at_zero_and_one(batch_size, length, seed, with_fill) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    # Large embeddings and a small fill: e + m (fill - e) would give 0 instead of fill.
+    embedded = 1e8 * torch.randn(batch_size, length, DIM, generator=generator)
+    fill = 0.1 * torch.randn(DIM, generator=generator) if with_fill else None
+    mask = (torch.rand(batch_size, length, generator=generator) < 0.5).float()
+    out = mask_embeddings(embedded, mask, fill)
+    dropped = mask.bool()
+    expected_fill = fill.expand_as(embedded) if with_fill else torch.zeros_like(embedded)
+    assert torch.equal(out[dropped], expected_fill[dropped])
+    assert torch.equal(out[~dropped], embedded[~dropped])
+
+
+def test_gradients_match_spec() -> None:
+    # SPEC P6.2: dL/dm_t = <g_t, fill - e_t>, dL/de_t = (1 - m_t) g_t, dL/dfill = sum_t m_t g_t.
+    generator = torch.Generator().manual_seed(0)
+    embedded = torch.randn(3, 4, DIM, dtype=torch.float64, generator=generator)
+    mask = (torch.rand(3, 4, generator=generator) < 0.5).double()
+    fill = torch.randn(DIM, dtype=torch.float64, generator=generator)
+    g = torch.randn(3, 4, DIM, dtype=torch.float64, generator=generator)
+    inputs = [t.clone().requires_grad_(True) for t in (embedded, mask, fill)]
+    d_embedded, d_mask, d_fill = torch.autograd.grad(mask_embeddings(*inputs), inputs, g)
+    torch.testing.assert_close(d_mask, (g * (fill - embedded)).sum(-1), rtol=1e-10, atol=0)
+    torch.testing.assert_close(d_embedded, (1 - mask).unsqueeze(-1) * g, rtol=1e-10, atol=0)
+    torch.testing.assert_close(d_fill, (mask.unsqueeze(-1) * g).sum((0, 1)), rtol=1e-10, atol=0)
+    soft = torch.rand(3, 4, dtype=torch.float64, generator=generator).requires_grad_(True)
+    assert torch.autograd.gradcheck(mask_embeddings, (inputs[0], soft, inputs[2]))
+    zero_inputs = (inputs[0], soft)
+    assert torch.autograd.gradcheck(lambda e, m: mask_embeddings(e, m, None), zero_inputs)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "words"),
+    [
+        ((torch.zeros(2, 3), torch.zeros(2, 3)), ValueError, ["embedded", "(2, 3)"]),
+        ((torch.zeros(2, 3, 4), torch.zeros(2, 4)), ValueError, ["drop_mask", "(2, 4)"]),
+        ((torch.zeros(2, 3, 4), torch.zeros(2, 3), torch.zeros(5)), ValueError, ["fill", "(5,)"]),
+        (
+            (torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.bool)),
+            TypeError,
+            ["drop_mask", "bool"],
+        ),
+    ],
+)
+def test_mask_embeddings_bad_input(args, error, words) -> None:
+    with pytest.raises(error) as info:
+        mask_embeddings(*args)
+    for word in words:
+        assert word in str(info.value)
+
+
+# --- the wrapper --------------------------------------------------------------------------------
+
+
+def test_unk_fill_equals_replacing_the_token_id() -> None:
+    # SPEC P6.1, with the adversary's hard mask in training mode.
+    masked, _ = setup(adversary(), fill="unk")
+    tokens, lengths = batch([6, 3, 5])
+    out = masked(tokens, lengths)
+    drop = masked.last_output.mask.detach().bool()
+    assert drop.any()
+    assert torch.equal(out, masked.embedding(torch.where(drop, UNK, tokens)))
+
+
+@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+def test_rate_zero_reproduces_the_unmasked_model(fill) -> None:
+    # SPEC P6.4
+    for masker in (adversary(rate=0.0), UniformMasker(0.0)):
+        masked, _ = setup(masker.double(), fill=fill)
+        tokens, lengths = batch([6, 3, 5])
+        assert torch.equal(masked(tokens, lengths), masked.embedding(tokens))
+
+
+@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+def test_outputs_do_not_depend_on_the_dropped_token(fill) -> None:
+    # SPEC P6.5: with the mask held fixed, the identity of a dropped token changes nothing
+    # downstream (bitwise). The uniform masker's choice does not read the tokens.
+    masked, decoder = setup(UniformMasker(0.5), fill=fill)
+    tokens, lengths = batch([7, 4, 6])
+    torch.manual_seed(3)
+    logits = decoder(masked(tokens, lengths))
+    drop = masked.last_output.mask.bool()
+    replaced = torch.where(drop, (tokens + 5) % (VOCAB - 2) + 2, tokens)
+    assert not torch.equal(replaced, tokens)
+    torch.manual_seed(3)
+    assert torch.equal(decoder(masked(replaced, lengths)), logits)
+
+
+def test_eval_returns_the_embedding_untouched_and_does_not_call_the_masker() -> None:
+    calls = []
+
+    class Spy(UniformMasker):
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            return super().forward(*args, **kwargs)
+
+    masked, _ = setup(Spy(0.5), fill="learned")
+    tokens, lengths = batch([6, 3])
+    masked(tokens, lengths)
+    assert masked.last_output is not None and calls == [1]
+    masked.eval()
+    assert torch.equal(masked(tokens, lengths), masked.embedding(tokens))
+    assert calls == [1] and masked.last_output is None
+    assert float(masked.regularizer) == 0.0
+
+
+def test_regularizer_property() -> None:
+    masked, _ = setup(adversary(kl_weight=2.0))
+    assert float(masked.regularizer.detach()) == 0.0  # before any call
+    tokens, lengths = batch([6, 3])
+    masked(tokens, lengths)
+    assert masked.regularizer is masked.last_output.regularizer
+    assert float(masked.regularizer.detach()) > 0
+
+
+def test_lengths_inferred_from_padding() -> None:
+    masked, _ = setup(UniformMasker(1.0))
+    tokens = torch.tensor([[5, 0, 6, 7, 0, 0], [5, 6, 7, 8, 9, 10], [0, 0, 0, 0, 0, 0]])
+    masked(tokens)
+    out = masked.last_output
+    # Trailing padding excluded from the lengths, inner padding protected: rate 1 drops
+    # exactly the non-padding tokens.
+    assert torch.equal(out.mask.bool(), tokens != 0)
+    no_padding_id = MaskedEmbedding(nn.Embedding(VOCAB, DIM), UniformMasker(1.0))
+    no_padding_id(tokens)
+    assert torch.all(no_padding_id.last_output.mask == 1)
+
+
+def test_passthroughs_and_weight_tying() -> None:
+    masked, _ = setup(UniformMasker(0.5))
+    assert masked.weight is masked.embedding.weight
+    assert (masked.num_embeddings, masked.embedding_dim, masked.padding_idx) == (VOCAB, DIM, 0)
+    head = nn.Linear(DIM, VOCAB, bias=False).double()
+    head.weight = masked.weight  # tying through the wrapper
+    assert head.weight is masked.embedding.weight
+
+
+def test_learned_fill_gets_the_sum_of_dropped_gradients() -> None:
+    masked, _ = setup(UniformMasker(0.5), fill="learned")
+    tokens, lengths = batch([6, 3, 5])
+    out = masked(tokens, lengths)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, masked.drop_vector, g)
+    mask = masked.last_output.mask.double().unsqueeze(-1)
+    torch.testing.assert_close(grad, (mask * g).sum((0, 1)), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: MaskedEmbedding(nn.Linear(2, 2), None), TypeError, ["embedding", "Linear"]),
+        (lambda: MaskedEmbedding(nn.Embedding(4, 2), "uniform"), TypeError, ["masker", "str"]),
+        (
+            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="mask"),
+            ValueError,
+            ["fill", "'mask'"],
+        ),
+        (
+            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="unk"),
+            ValueError,
+            ["unk_id", "None"],
+        ),
+        (
+            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="unk", unk_id=4),
+            ValueError,
+            ["unk_id", "4"],
+        ),
+    ],
+)
+def test_wrapper_bad_arguments(call, error, words) -> None:
+    with pytest.raises(error) as info:
+        call()
+    for word in words:
+        assert word in str(info.value)
+
+
+# --- gradient routing of the full objective -----------------------------------------------------
+
+
+@pytest.mark.parametrize("fill", ["zero", "unk"])
+@pytest.mark.parametrize("scale", [1.0, 0.7])
+def test_adversary_gets_the_reversed_gradient_and_the_vae_the_plain_one(fill, scale) -> None:
+    # SPEC P6.3: grad_phi L_total = -alpha grad_phi L + grad_phi Omega (separate autograd.grad
+    # calls, float64), and grad_theta L_total equals grad_theta L without any reversal.
+    masker = adversary(grl_scale=scale).double()
+    masked, decoder = setup(masker, fill=fill)
+    tokens, lengths = batch([7, 5, 6, 3])
+    phi = list(masker.parameters())
+    theta = list(masked.embedding.parameters()) + list(decoder.parameters())
+
+    torch.manual_seed(4)
+    loss = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths)
+    total = loss + masked.regularizer
+    grads_total = torch.autograd.grad(total, phi + theta, allow_unused=True)
+
+    # The same objective written out by hand, without a reversal.
+    torch.manual_seed(4)
+    out = masked.last_output
+    noise = torch.randn(tokens.shape, dtype=torch.float64)
+    mean, std = masker.score_network(tokens, lengths)
+    plain_mask = bottom_k(mean + std * noise, out.k, out.eligible, "euclidean")
+    assert torch.equal(plain_mask, out.mask)
+    embedded = mask_embeddings(masked.embedding(tokens), plain_mask, masked.fill_vector())
+    plain_loss = decoder_loss(decoder, embedded, tokens, lengths)
+    grads_plain = torch.autograd.grad(plain_loss, phi + theta, allow_unused=True, retain_graph=True)
+    grads_omega = torch.autograd.grad(
+        score_kl(mean, std, out.eligible, 0.3), phi, allow_unused=True
+    )
+
+    def dense(grads, params):
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+
+    g_total = dense(grads_total, phi + theta)
+    g_plain = dense(grads_plain, phi + theta)
+    g_omega = dense(grads_omega, phi)
+    for got, plain, omega in zip(g_total[: len(phi)], g_plain, g_omega, strict=False):
+        torch.testing.assert_close(got, -scale * plain + omega, rtol=1e-10, atol=1e-13)
+    assert any(float(g.abs().sum()) > 0 for g in g_plain[: len(phi)])
+    for got, plain in zip(g_total[len(phi) :], g_plain[len(phi) :], strict=True):
+        torch.testing.assert_close(got, plain, rtol=1e-12, atol=0)
+
+
+class SharedEmbeddingScores(nn.Module):
+    """A (wrong) score network that reads the VAE's embedding without detaching it."""
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.shared = [embedding]  # a list, so the VAE embedding is not registered twice
+        self.head = nn.Linear(DIM, 1)
+
+    def forward(self, tokens, lengths, *, embeddings=None):
+        mean = self.head(self.shared[0](tokens)).squeeze(-1)
+        return mean, torch.ones_like(mean)
+
+
+def vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths):
+    torch.manual_seed(2)
+    total = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths) + masked.regularizer
+    theta = list(masked.embedding.parameters()) + list(decoder.parameters())
+    with_masker = torch.autograd.grad(total, theta)
+    # L_VAE alone: the same drop mask as a constant.
+    fixed = masked.last_output.mask.detach()
+    embedded = mask_embeddings(masked.embedding(tokens), fixed, masked.fill_vector())
+    alone = torch.autograd.grad(decoder_loss(decoder, embedded, tokens, lengths), theta)
+    return with_masker, alone
+
+
+def test_leak_detector() -> None:
+    # SPEC P6.6: every VAE parameter's gradient is that of L_VAE alone ...
+    masked, decoder = setup(adversary().double())
+    tokens, lengths = batch([7, 5, 6, 3])
+    for got, expected in zip(
+        *vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths), strict=True
+    ):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    # ... and the detector catches an adversary that shares the VAE's embedding.
+    masked, decoder = setup()
+    masked.masker = AdversarialMasker(
+        VOCAB, 0.5, kl_weight=1.0, score_network=SharedEmbeddingScores(masked.embedding)
+    ).double()
+    got, expected = vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths)
+    assert not torch.allclose(got[0], expected[0], rtol=1e-6, atol=0)

@@ -1,0 +1,281 @@
+"""Results tables: mean (std) over seeds from runs' metrics.json (advmask.report, compare.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.console import Console
+
+from advmask.report import COLUMNS, Summary, group_runs, load_runs, results_table, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_compare():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "recipes" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def split_metrics(**overrides: Any) -> dict[str, Any]:
+    """One split section as EvaluationResult.as_dict() writes it."""
+    metrics = {
+        "neg_elbo": 100.0, "kl": 5.0, "reconstruction": 95.0, "ppl_elbo": 110.0,
+        "nll_iw": 98.0, "ppl_iw": 100.0, "mutual_information": 3.0, "mi_estimator": "full",
+        "mi_ceiling": 8.0064, "active_units": 10, "num_sequences": 3000, "num_words": 60000,
+        "num_predictions": 63000, "iw_samples": 500,
+        "ppl_denominator": "words + EOS per sequence (BOS not predicted)",
+    }  # fmt: skip
+    return {**metrics, **overrides}
+
+
+def run_metrics(model: str, seed: int, test: dict, valid: dict | None = None, **extra: Any):
+    """A metrics.json as recipes/seqvae_awd.py writes it."""
+    dropout = model.split("/")[1].split("-")[0]
+    return {
+        "model": model, "preset": "ptb", "dropout": dropout, "seed": seed, "rate": 0.3,
+        "best_epoch_valid_neg_elbo": 101.0, "epochs": 30, "steps": 12000,
+        "valid": valid or split_metrics(nll_iw=None, ppl_iw=None, iw_samples=0),
+        "test": test, **extra,
+    }  # fmt: skip
+
+
+# ptb/none over three seeds: every metric is an arithmetic progression, so the sample std
+# (n - 1 denominator) is the step: 2, 1, 1, ... The population std would be step * 0.816.
+NONE_RUNS = [
+    run_metrics(
+        "ptb/none",
+        seed,
+        split_metrics(
+            ppl_iw=100.0 + 2 * seed,
+            ppl_elbo=110.0 + 3 * seed,
+            nll_iw=98.0 + seed,
+            neg_elbo=101.5 + seed,
+            kl=5.0 + seed,
+            mutual_information=3.0 + 0.5 * seed,
+            active_units=10 + 2 * seed,
+        ),
+        probe={"topic": 0.9 + 0.02 * seed},
+    )
+    for seed in range(3)
+]
+ADVERSARIAL_RUN = run_metrics(
+    "ptb/adversarial-0.3",
+    0,
+    split_metrics(ppl_iw=95.254, ppl_elbo=104.0, nll_iw=96.5, neg_elbo=99.0, kl=7.125,
+                  mutual_information=4.5, active_units=13),
+    probe={"topic": 0.97},
+)  # fmt: skip
+
+
+def write_runs(root: Path, runs: list[dict]) -> list[Path]:
+    folders = []
+    for run in runs:
+        folder = root / f"{run['dropout']}-seed{run['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(run, indent=2))
+        folders.append(folder)
+    return folders
+
+
+def render(table) -> str:
+    console = Console(record=True, width=200)
+    console.print(table)
+    return console.export_text()
+
+
+def table_cells(text: str) -> dict[str, dict[str, str]]:
+    """{model: {column title: cell}} parsed from the rendered box-drawing table."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("│┃").replace("┃", "│").split("│")]
+        for line in text.splitlines()
+        if line.strip().startswith(("│", "┃"))
+    ]
+    header, body = rows[0], rows[1:]
+    return {row[0]: dict(zip(header, row, strict=True)) for row in body}
+
+
+# --------------------------------------------------------------------------------------------
+# summarise
+# --------------------------------------------------------------------------------------------
+def test_summarise_mean_and_sample_std() -> None:
+    summary = summarise([100.0, 102.0, 104.0])
+    assert summary == Summary(mean=102.0, std=2.0, count=3)
+    assert str(summary) == "102.00 (2.00)"
+
+
+def test_summarise_single_seed() -> None:
+    summary = summarise([95.254])
+    assert summary == Summary(mean=95.254, std=0.0, count=1)
+    assert str(summary) == "95.25"  # no "(0.00)" pretending to measure a spread
+
+
+def test_summarise_skips_missing() -> None:
+    assert summarise([]) is None
+    assert summarise([None, math.nan]) is None
+    assert summarise([1.0, None, 3.0, math.nan]) == Summary(2.0, math.sqrt(2.0), 2)
+    assert summarise([4, 6]) == Summary(5.0, math.sqrt(2.0), 2)  # ints (active units)
+
+
+def test_summarise_infinite_values() -> None:
+    # A diverged run can report an infinite perplexity; statistics.stdev would crash on it.
+    summary = summarise([100.0, math.inf])
+    assert summary is not None and summary.mean == math.inf and math.isnan(summary.std)
+    assert str(summary) == "inf (-)"
+    both = summarise([math.inf, -math.inf])
+    assert both is not None and math.isnan(both.mean)
+    assert str(summarise([math.inf])) == "inf"
+
+
+@given(st.lists(st.floats(-1e6, 1e6) | st.none(), min_size=1, max_size=8))
+def test_summarise_matches_formula(values: list[float | None]) -> None:
+    present = [v for v in values if v is not None]
+    summary = summarise(values)
+    if not present:
+        assert summary is None
+        return
+    assert summary is not None and summary.count == len(present)
+    mean = math.fsum(present) / len(present)
+    assert summary.mean == pytest.approx(mean, rel=1e-12, abs=1e-9)
+    if len(present) == 1:
+        assert summary.std == 0.0
+    else:
+        variance = math.fsum((v - mean) ** 2 for v in present) / (len(present) - 1)
+        assert summary.std == pytest.approx(math.sqrt(variance), rel=1e-9, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# load_runs and group_runs
+# --------------------------------------------------------------------------------------------
+def test_load_runs_round_trip_and_duplicates(tmp_path: Path) -> None:
+    folders = write_runs(tmp_path, [*NONE_RUNS, ADVERSARIAL_RUN])
+    assert load_runs(folders) == [*NONE_RUNS, ADVERSARIAL_RUN]
+    # The same directory twice (e.g. overlapping globs, a trailing slash) is read once.
+    again = [str(folders[0]) + "/", folders[0], tmp_path / "." / folders[0].name]
+    assert load_runs([*folders, *again]) == [*NONE_RUNS, ADVERSARIAL_RUN]
+
+
+def test_load_runs_unfinished_names_path(tmp_path: Path) -> None:
+    (tmp_path / "none-seed9").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"metrics\.json does not exist") as info:
+        load_runs([tmp_path / "none-seed9"])
+    assert str(tmp_path / "none-seed9" / "metrics.json") in str(info.value)
+
+
+def test_group_runs_by_model_in_first_seen_order() -> None:
+    runs = [NONE_RUNS[0], ADVERSARIAL_RUN, NONE_RUNS[2], NONE_RUNS[1]]
+    groups = group_runs(runs)
+    assert list(groups) == ["ptb/none", "ptb/adversarial-0.3"]
+    assert [run["seed"] for run in groups["ptb/none"]] == [0, 2, 1]
+    assert groups["ptb/adversarial-0.3"] == [ADVERSARIAL_RUN]
+
+
+# --------------------------------------------------------------------------------------------
+# results_table
+# --------------------------------------------------------------------------------------------
+def test_table_mean_std_over_seeds(tmp_path: Path) -> None:
+    runs = load_runs(write_runs(tmp_path, [*NONE_RUNS, ADVERSARIAL_RUN]))
+    text = render(results_table(runs, title="ptb: test results"))
+    assert "ptb: test results" in text
+    cells = table_cells(text)
+    assert list(cells) == ["ptb/none", "ptb/adversarial-0.3"]
+    expected_titles = ["model", "seeds", *(title for _, title in COLUMNS), "probe topic"]
+    assert list(cells["ptb/none"]) == expected_titles
+    assert cells["ptb/none"] == {
+        "model": "ptb/none", "seeds": "3", "PPL (IW)": "102.00 (2.00)",
+        "PPL (ELBO)": "113.00 (3.00)", "NLL (IW)": "99.00 (1.00)", "-ELBO": "102.50 (1.00)",
+        "KL": "6.00 (1.00)", "MI": "3.50 (0.50)", "AU": "12.00 (2.00)",
+        "probe topic": "0.92 (0.02)",
+    }  # fmt: skip
+    # One seed: the mean alone.
+    assert cells["ptb/adversarial-0.3"] == {
+        "model": "ptb/adversarial-0.3", "seeds": "1", "PPL (IW)": "95.25",
+        "PPL (ELBO)": "104.00", "NLL (IW)": "96.50", "-ELBO": "99.00", "KL": "7.12",
+        "MI": "4.50", "AU": "13.00", "probe topic": "0.97",
+    }  # fmt: skip
+    caption = " ".join(text.split())
+    assert "test: 3000 sequences, 63000 predictions (words + EOS)" in caption
+    assert "MI estimator 'full' (ceiling 8.01 nats); IW samples 500" in caption
+
+
+def test_table_valid_split_drops_columns_not_run() -> None:
+    # Validation ran without importance sampling: no IW columns, and no probe columns either.
+    runs = [{k: v for k, v in run.items() if k != "probe"} for run in NONE_RUNS]
+    text = render(results_table(runs, split="valid"))
+    cells = table_cells(text)["ptb/none"]
+    assert "PPL (IW)" not in cells and "NLL (IW)" not in cells and "probe topic" not in cells
+    assert cells["-ELBO"] == "100.00 (0.00)"  # identical seeds: a real zero spread
+    assert "valid: 3000 sequences" in " ".join(text.split())
+    assert "IW samples 0" in text
+
+
+def test_table_partially_missing_metric_says_how_many() -> None:
+    runs = [dict(run, test=dict(run["test"])) for run in NONE_RUNS]
+    runs[1]["test"]["nll_iw"] = None  # this seed skipped the IW bound
+    runs[2]["test"]["mutual_information"] = math.nan
+    cells = table_cells(render(results_table(runs)))["ptb/none"]
+    assert cells["seeds"] == "3"
+    assert cells["NLL (IW)"] == f"99.00 ({math.sqrt(2):.2f}) [n=2]"  # seeds 0 and 2: 98, 100
+    assert cells["MI"] == "3.25 (0.35) [n=2]"
+    assert cells["KL"] == "6.00 (1.00)"
+
+
+def test_table_missing_probe_and_infinite_perplexity() -> None:
+    diverged = run_metrics("ptb/uniform-0.4", 1, split_metrics(ppl_iw=math.inf))
+    healthy = run_metrics("ptb/uniform-0.4", 0, split_metrics(ppl_iw=120.0))
+    cells = table_cells(render(results_table([healthy, diverged, ADVERSARIAL_RUN])))
+    assert cells["ptb/uniform-0.4"]["PPL (IW)"] == "inf (-)"
+    assert cells["ptb/uniform-0.4"]["probe topic"] == "-"
+    assert cells["ptb/adversarial-0.3"]["probe topic"] == "0.97"
+
+
+def test_table_caption_tolerates_missing_fields() -> None:
+    run = run_metrics("ptb/none", 0, split_metrics(mi_ceiling=None))
+    assert "ceiling None nats" in " ".join(render(results_table([run])).split())
+
+
+def test_empty_table() -> None:
+    text = render(results_table([], title="nothing"))
+    assert "nothing" in text and "model" in text
+
+
+# --------------------------------------------------------------------------------------------
+# recipes/compare.py
+# --------------------------------------------------------------------------------------------
+def test_compare_prints_unwrapped_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    compare = _load_compare()
+    folders = write_runs(tmp_path, [*NONE_RUNS, ADVERSARIAL_RUN])
+    compare.main([str(f) for f in folders])
+    out = capsys.readouterr().out
+    # Output to a pipe: every cell on one line, not wrapped at rich's default 80 columns.
+    cells = table_cells(out)
+    assert cells["ptb/none"]["PPL (IW)"] == "102.00 (2.00)"
+    assert cells["ptb/adversarial-0.3"]["AU"] == "13.00"
+    assert "test results" in out
+
+
+def test_compare_valid_split_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    compare = _load_compare()
+    folders = write_runs(tmp_path, NONE_RUNS)
+    compare.main([*map(str, folders), "--split", "valid"])
+    out = capsys.readouterr().out
+    assert "valid results" in out and "PPL (IW)" not in out
+    with pytest.raises(SystemExit):
+        compare.main([str(folders[0]), "--split", "train"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        compare.main([str(tmp_path / "missing")])
+
+
+def test_statistics_reference_values() -> None:
+    # Guard the hand-computed expectations above against a typo in the fixtures.
+    assert statistics.stdev([run["test"]["ppl_elbo"] for run in NONE_RUNS]) == 3.0
+    assert statistics.fmean([run["probe"]["topic"] for run in NONE_RUNS]) == pytest.approx(0.92)
