@@ -40,6 +40,7 @@ class ModelSpec:
         std: ``"fixed"`` (unit variance, the authors' code) or ``"softplus"`` (learned).
         adversary_embedding_dim: embedding size of the score network.
         adversary_hidden_size: hidden size of the score network.
+        encoder_init: ``"authors"`` or ``"pytorch"`` (see :class:`advmask.models.LSTMEncoder`).
     """
 
     vocab_size: int
@@ -57,6 +58,7 @@ class ModelSpec:
     std: str = "fixed"
     adversary_embedding_dim: int = 512
     adversary_hidden_size: int = 1024
+    encoder_init: str = "authors"
 
 
 def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
@@ -65,7 +67,9 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
         raise ValueError(f"dropout must be one of {DROPOUT_KINDS}, got {spec.dropout!r}")
     if spec.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {spec.decoder!r}")
-    encoder = LSTMEncoder(spec.vocab_size, spec.embedding_dim, spec.hidden_size, spec.latent_dim)
+    encoder = LSTMEncoder(
+        spec.vocab_size, spec.embedding_dim, spec.hidden_size, spec.latent_dim, spec.encoder_init
+    )
     decoder = DECODERS[spec.decoder](
         spec.vocab_size,
         spec.embedding_dim,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -146,3 +147,15 @@ def results_table(
             f"IW samples {first.get('iw_samples')}"
         )
     return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` whole, even when the output is a file or a pipe.
+
+    Redirected, rich assumes 80 columns and would wrap and ellipsise the numbers ("102.…");
+    a non-terminal console is widened to the width the table needs.
+    """
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(1000)).maximum
+        console.width = max(console.width, needed)
+    console.print(table)

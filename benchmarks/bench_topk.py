@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
 
     masker_table = Table(
         title="AdversarialMasker (LSTM score network, embedding 128, hidden "
-        "128) vs its score network alone, forward+backward (median ms)"
+        "256, V=10k) vs its score network alone, forward+backward (median ms)"
     )
     for column in ("relaxation", "T", "score network", "masker", "masker / score network"):
         masker_table.add_column(column, justify="right")

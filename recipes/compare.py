@@ -11,7 +11,7 @@ import argparse
 
 from rich.console import Console
 
-from advmask.report import load_runs, results_table
+from advmask.report import load_runs, print_table, results_table
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,13 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runs = load_runs(args.run_dirs)
     table = results_table(runs, title=f"{args.split} results", split=args.split)
-    console = Console()
-    if not console.is_terminal:
-        # Redirected to a file or pipe, rich assumes 80 columns and would wrap and truncate the
-        # numbers ("102.…"); use the width the table needs instead.
-        needed = console.measure(table, options=console.options.update_width(1000)).maximum
-        console.width = max(console.width, needed)
-    console.print(table)
+    print_table(Console(), table)
 
 
 if __name__ == "__main__":

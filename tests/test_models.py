@@ -1,5 +1,7 @@
 """Encoder and decoders (SPEC §11, §15.4): oracles, causality, padding and the z path."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -328,6 +330,18 @@ def test_reset_parameters_uses_the_authors_uniform_ranges(cls) -> None:
         assert parameter.abs().max() <= bound, name
         assert parameter.abs().max() > bound / 2, name  # really redrawn, not zeroed
     assert torch.equal(module.embedding.weight[0], torch.zeros(EMB))
+
+
+def test_encoder_pytorch_init_uses_the_layers_default_ranges() -> None:
+    torch.manual_seed(0)
+    encoder = LSTMEncoder(VOCAB, EMB, HID, LAT, init="pytorch")
+    lstm_bound = 1 / math.sqrt(HID)  # nn.LSTM's U(-1/sqrt(H), 1/sqrt(H))
+    for name, parameter in encoder.lstm.named_parameters():
+        assert lstm_bound / 2 < parameter.abs().max() <= lstm_bound, name
+    assert encoder.embedding.weight.std() > 0.5  # nn.Embedding's N(0, 1), not U(-0.1, 0.1)
+    assert torch.equal(encoder.embedding.weight[0], torch.zeros(EMB))
+    with pytest.raises(ValueError, match="init must be one of"):
+        LSTMEncoder(VOCAB, EMB, HID, LAT, init="xavier")
 
 
 # ---------------------------------------------------------------------------------------------

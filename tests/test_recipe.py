@@ -135,3 +135,36 @@ def test_resume_after_interruption_reproduces_the_run_exactly(recipe, tmp_path, 
         (tmp_path / "resumed" / "synthetic" / "adversarial-seed0" / "metrics.json").read_text()
     )
     assert saved["test"] == straight["test"]
+
+
+def test_probe_pairs_each_posterior_mean_with_its_own_label() -> None:
+    """Evaluation batches are length-bucketed; the probe must undo that order.
+
+    A stand-in model whose posterior mean is a one-hot code of the sentence's label is perfectly
+    probed only if means and labels are paired by sentence; paired in bucket order instead,
+    the labels (independent of length) would be matched to the wrong sentences (~chance).
+    """
+    import torch
+
+    recipe = load_recipe("seqvae_awd")
+    generator = torch.Generator().manual_seed(0)
+    splits, factors = {}, {}
+    for split, size in (("train", 120), ("test", 60)):
+        lengths = torch.randint(1, 12, (size,), generator=generator)
+        labels = torch.randint(0, 3, (size,), generator=generator)
+        # The label is written into the first word, so the stand-in encoder can read it.
+        splits[split] = [
+            [4 + int(label)] + [7] * (int(length) - 1)
+            for length, label in zip(lengths, labels, strict=True)
+        ]
+        factors[split] = {"label": labels}
+
+    class LabelEncoder:
+        def posterior(self, tokens, lengths):
+            mean = torch.nn.functional.one_hot(tokens[:, 1] - 4, 3).float()
+            return mean, torch.zeros_like(mean)
+
+    data = recipe.Data(vocab=None, splits=splits, factors=factors)
+    config = recipe.parse_args(["--batch-size", "16"])
+    accuracy = recipe.probe_factors(LabelEncoder(), data, config, torch.device("cpu"))
+    assert accuracy == {"label": 1.0}
