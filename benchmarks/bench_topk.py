@@ -25,6 +25,7 @@ from torch.utils.benchmark import Timer
 
 from advmask import AdversarialMasker, bottom_k, num_to_drop
 from advmask.relaxations import RELAXATIONS
+from advmask.report import print_table
 
 # Hyper-parameters for the benchmark; perturbed uses fewer samples than its default of 500,
 # stated in the table.
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{slow / fast:.1f}x",
                 *grid,
             )
-    console.print(table)
+    print_table(console, table)
 
     masker_table = Table(
         title="AdversarialMasker (LSTM score network, embedding 128, hidden "
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
             masker_table.add_row(
                 name, str(length), f"{net * 1e3:.2f}", f"{full * 1e3:.2f}", f"{full / net:.2f}x"
             )
-    console.print(masker_table)
+    print_table(console, masker_table)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from torch.utils.benchmark import Timer
 
 from advmask.factory import ModelSpec, build_sequence_vae
 from advmask.models import double_lstm_reference
+from advmask.report import print_table
 
 
 def median_seconds(fn, min_run_time: float, device: torch.device) -> float:
@@ -89,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--relaxation", default="euclidean")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-run-time", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     console = Console()
     generator = torch.Generator().manual_seed(0)
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{seconds / times['none']:.3f}",
             f"{seconds / times['uniform']:.3f}",
         )
-    console.print(table)
+    print_table(console, table)
 
     torch.manual_seed(0)
     model = build_sequence_vae(ModelSpec(**{**base.__dict__, "dropout": "none"})).to(device)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         paths.add_column(column, justify="right")
     paths.add_row("Python LSTMCell loop", f"{reference_s * 1e3:.1f}", "1.00x")
     paths.add_row("fast path", f"{fast_s * 1e3:.1f}", f"{reference_s / fast_s:.2f}x")
-    console.print(paths)
+    print_table(console, paths)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,9 @@ class Config:
     precision: str = _flag("fp32", "bf16 autocast on CUDA", ("fp32", "bf16"))
     compile: bool = _flag(False, "torch.compile the model's training step")
     log_every: int = _flag(50, "steps between progress/CSV log rows")
+    score_log_every: int = _flag(
+        100, "steps between rows of the adversary's score statistics in scores.csv (0 = off)"
+    )
     checkpoint_every: int = _flag(500, "steps between mid-epoch checkpoints (0 = epoch ends only)")
     resume: bool = _flag(False, "continue the runs found in --out instead of refusing")
     threads: int | None = _flag(None, "torch CPU threads (default: torch's choice)")
@@ -316,6 +319,7 @@ class Progression:
     epochs_without_improvement: int = 0
     finished_training: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    score_history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class StopRequest:
@@ -390,9 +394,10 @@ def train_step(
             model.masker.parameters(), config.grad_clip
         )
         eligible = masker.eligible
-        stats["score_mean_abs"] = torch.where(
-            eligible, masker.mean.detach().abs(), 0.0
-        ).sum() / eligible.sum().clamp_min(1)
+        absolute_means = torch.where(eligible, masker.mean.detach().abs(), 0.0)
+        # The l1 norm of each sentence's score-mean vector, averaged over the batch (Figure 3).
+        stats["score_l1"] = absolute_means.sum(1).mean()
+        stats["score_mean_abs"] = absolute_means.sum() / eligible.sum().clamp_min(1)
         stats["score_std"] = torch.where(
             eligible, masker.std.detach(), 0.0
         ).sum() / eligible.sum().clamp_min(1)
@@ -401,7 +406,7 @@ def train_step(
     return stats
 
 
-def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+def write_history(run_dir: Path, history: list[dict[str, Any]], name: str = "log.csv") -> None:
     """The training curves as CSV (rewritten atomically from the checkpointed history)."""
     columns: list[str] = []
     for row in history:
@@ -410,7 +415,7 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(history)
-    atomic_write(run_dir / "log.csv", lambda f: f.write(buffer.getvalue().encode()))
+    atomic_write(run_dir / name, lambda f: f.write(buffer.getvalue().encode()))
 
 
 def train_run(config: Config, dropout: str, seed: int, data: Data, console: Console) -> dict:
@@ -482,6 +487,8 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             last_path,
         )
         write_history(run_dir, progression.history)
+        if progression.score_history:
+            write_history(run_dir, progression.score_history, name="scores.csv")
 
     forward = torch.compile(model) if config.compile else model
     valid_batches = eval_batches(data.splits["valid"], config, device)
@@ -531,6 +538,29 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                         stats=" ".join(
                             f"{k}={row[k]:.3g}" for k in ("loss", "kl", "drop_fraction") if k in row
                         ),
+                    )
+                if (
+                    adversary_optimizer is not None
+                    and config.score_log_every
+                    and progression.step % config.score_log_every == 0
+                ):
+                    # The lambda study (paper Figure 3); the gradient norm is before clipping.
+                    progression.score_history.append(
+                        {
+                            "step": progression.step,
+                            "epoch": progression.epoch,
+                            "kl_weight": beta,
+                            **{
+                                k: float(stats[k])
+                                for k in (
+                                    "score_l1",
+                                    "score_mean_abs",
+                                    "score_std",
+                                    "adversary_grad_norm",
+                                    "regularizer",
+                                )
+                            },
+                        }
                     )
                 if config.checkpoint_every and progression.step % config.checkpoint_every == 0:
                     checkpoint()

@@ -267,7 +267,9 @@ def test_iw_brute_force_logsumexp_of_seen_samples() -> None:
     st.integers(0, 1000),
 )
 def test_iw_chunking_invariance(num_rows, latent_dim, num_samples, dtype, seed) -> None:
-    # P8.4: chunk sizes 1, 3 or S give identical results given the same z's (same generator).
+    # P8.4: chunk sizes 1, 3 or S give the same results given the same z's (same generator).
+    # Equal up to float rounding, not bitwise: a matmul over a different number of rows may
+    # take a different kernel. Drawing different z's per chunk would move the result by O(1).
     mean, logvar = _posterior(num_rows, latent_dim, seed, dtype)
     weight = torch.linspace(-1, 1, 2 * latent_dim, dtype=dtype).reshape(2, latent_dim)
 
@@ -289,7 +291,7 @@ def test_iw_chunking_invariance(num_rows, latent_dim, num_samples, dtype, seed) 
     for result in results:
         assert result.shape == (num_rows,) and result.dtype == dtype
         assert bool(torch.isfinite(result).all())
-        assert torch.equal(result, results[0])
+        torch.testing.assert_close(result, results[0])
 
 
 def test_iw_is_the_elbo_for_one_sample_and_increases_with_samples() -> None:

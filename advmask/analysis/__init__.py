@@ -1,0 +1,49 @@
+"""Look at a trained sequence VAE: what the adversary drops, what the latent space encodes.
+
+* :mod:`advmask.analysis.decoding`: :func:`decode`, greedy and sampled text from latent codes.
+* :mod:`advmask.analysis.saliency`: :func:`token_saliency`, ``P(dropped)`` per word (Table 2).
+* :mod:`advmask.analysis.aggregate`: :func:`drop_by_frequency`, :func:`drop_by_position`
+  (Figure 4a).
+* :mod:`advmask.analysis.latent`: :func:`interpolate`, :func:`neighbourhood`,
+  :func:`prior_samples` (Tables 3, 8 and 7).
+* :mod:`advmask.analysis.studies`: :func:`read_score_log` (Figure 3), :func:`rate_ablation`
+  (Figure 2).
+* :mod:`advmask.analysis.render`: coloured terminal text and an HTML page of saliency.
+* :mod:`advmask.analysis.plots`: the figures (matplotlib, an optional extra, imported lazily).
+
+``recipes/analyze.py`` runs each analysis over a run directory of ``recipes/seqvae_awd.py``.
+"""
+
+from advmask.analysis.aggregate import DropProfile, drop_by_frequency, drop_by_position
+from advmask.analysis.decoding import STEPPERS, Decoded, decode
+from advmask.analysis.latent import (
+    LatentWalk,
+    interpolate,
+    neighbourhood,
+    posterior_means,
+    prior_samples,
+)
+from advmask.analysis.render import saliency_html, saliency_text
+from advmask.analysis.saliency import Saliency, token_saliency
+from advmask.analysis.studies import AblationPoint, rate_ablation, read_score_log
+
+__all__ = [
+    "STEPPERS",
+    "AblationPoint",
+    "Decoded",
+    "DropProfile",
+    "LatentWalk",
+    "Saliency",
+    "decode",
+    "drop_by_frequency",
+    "drop_by_position",
+    "interpolate",
+    "neighbourhood",
+    "posterior_means",
+    "prior_samples",
+    "rate_ablation",
+    "read_score_log",
+    "saliency_html",
+    "saliency_text",
+    "token_saliency",
+]

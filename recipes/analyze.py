@@ -1,0 +1,480 @@
+"""Look at trained sequence VAEs: the paper's analyses as commands over run directories.
+
+Usage::
+
+    python recipes/analyze.py RUN saliency                 # which words the adversary drops
+    python recipes/analyze.py RUN saliency --sentence "the cat sat on the mat"
+    python recipes/analyze.py RUN dropped                  # drop probability by frequency/position
+    python recipes/analyze.py RUN interpolate              # decode between two sentences
+    python recipes/analyze.py RUN homotopy                 # decode around one sentence
+    python recipes/analyze.py RUN sample                   # unconditional samples from the prior
+    python recipes/analyze.py lambda-study RUN [RUN ...]   # score statistics during training
+    python recipes/analyze.py rate-ablation RUN [RUN ...]  # -ELBO, KL, MI against the rate
+
+``RUN`` is a run directory of ``recipes/seqvae_awd.py`` (``runs/<preset>/<dropout>-seed<s>``).
+Results are printed and written under ``RUN/analysis/`` (the runs' common parent
+``analysis/`` for the multi-run studies), or ``--out``. Figures need matplotlib
+(``pip install -e ".[plot]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from advmask.analysis import (
+    decode,
+    drop_by_frequency,
+    drop_by_position,
+    interpolate,
+    neighbourhood,
+    posterior_means,
+    prior_samples,
+    rate_ablation,
+    read_score_log,
+    saliency_html,
+    saliency_text,
+    token_saliency,
+)
+from advmask.checkpoint import atomic_write, save_json
+from advmask.data import Vocabulary, collate, make_batches
+from advmask.data.corpus import read_lines
+from advmask.factory import load_sequence_vae
+from advmask.report import load_runs
+
+RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample")
+STUDIES = ("lambda-study", "rate-ablation")
+
+
+# --------------------------------------------------------------------------------------------
+# A run: model, vocabulary and its corpus
+# --------------------------------------------------------------------------------------------
+class Run:
+    """A finished (or at least validated once) run directory, loaded for analysis."""
+
+    def __init__(self, directory: str | os.PathLike[str], device: str = "cpu") -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise SystemExit(f"run directory {str(directory)!r} does not exist")
+        best = self.directory / "best.pt"
+        if not best.is_file():
+            raise SystemExit(
+                f"run directory {str(directory)!r} has no best.pt: has it finished an epoch?"
+            )
+        self.device = torch.device(device)
+        self.model, self.spec = load_sequence_vae(best, map_location=self.device)
+        self.vocab = Vocabulary.load(self.directory / "vocab.json")
+        self.config: dict[str, Any] = json.loads((self.directory / "config.json").read_text())
+
+    def corpus_file(self, split: str) -> Path:
+        data_dir = self.config.get("data_dir")
+        if data_dir is None:  # the synthetic corpus is written next to the run directories
+            data_dir = self.directory.parent / "corpus"
+        return Path(data_dir) / f"{split}.txt"
+
+    def encode(self, sentence: str) -> list[int]:
+        if self.config.get("tokenizer", "words") != "words":
+            raise SystemExit(
+                f"tokenizer {self.config['tokenizer']!r}: only runs on the corpus's own words "
+                "can be analysed on text for now"
+            )
+        words = sentence.split()
+        if not words:
+            raise SystemExit(f"sentence {sentence!r} has no words")
+        return self.vocab.encode(words)
+
+    def sentences(self, split: str, count: int, seed: int, max_words: int) -> list[list[int]]:
+        """``count`` sentences of at most ``max_words`` words drawn from a split (seeded)."""
+        lines = [
+            line for line in read_lines(self.corpus_file(split)) if len(line.split()) <= max_words
+        ]
+        if not lines:
+            raise SystemExit(f"no sentence of at most {max_words} words in {split}")
+        chosen = random.Random(seed).sample(lines, min(count, len(lines)))
+        return [self.encode(line) for line in chosen]
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(seed)
+
+    def text(self, ids: Sequence[int]) -> str:
+        return " ".join(self.vocab.decode(ids))
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    table = Table(title=title, show_lines=True)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        # Text, not markup: corpus text may hold brackets that rich would read as styles.
+        table.add_row(*(Text(str(c)) if str(c) else Text("(empty)", style="dim") for c in row))
+    return table
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Analyses of one run
+# --------------------------------------------------------------------------------------------
+def run_saliency(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Per-word drop probabilities of a few sentences (paper Table 2)."""
+    if run.spec.dropout == "none":
+        raise SystemExit(
+            f"saliency: run {str(run.directory)!r} was trained with dropout 'none'; "
+            "it has no masker and drops nothing"
+        )
+    sequences = (
+        [run.encode(s) for s in args.sentence]
+        if args.sentence
+        else run.sentences(args.split, args.num_sentences, args.seed, args.max_words)
+    )
+    batch = collate(sequences).to(run.device)
+    generator = run.generator(args.seed)
+    saliency = token_saliency(
+        run.model, batch.tokens, batch.lengths, num_samples=args.samples, generator=generator
+    )
+    console.rule(escape(f"{run.directory}: P(dropped), [boxed] = one sampled draw"))
+    for row in range(len(sequences)):
+        console.print(saliency_text(saliency, run.vocab, row))
+    rows = []
+    for row, sequence in enumerate(sequences):
+        probability = saliency.probability[row, 1 : len(sequence) + 1]
+        rows.append(
+            {
+                "words": run.vocab.decode(sequence),
+                "probability": [round(float(p), 4) for p in probability],
+                "sampled": saliency.sampled[row, 1 : len(sequence) + 1].tolist(),
+                "k": int(saliency.k[row]),
+            }
+        )
+    result = {"num_samples": saliency.num_samples, "sentences": rows}
+    save_json(result, out / "saliency.json")
+    title = f"Adversary saliency: {run.directory.name}"
+    page = _write_text(out / "saliency.html", saliency_html(saliency, run.vocab, title=title))
+    console.print(f"written {page} and {out / 'saliency.json'}")
+    return result
+
+
+def run_dropped(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Drop probability by frequency rank and by position (paper Figure 4a)."""
+    if run.spec.dropout == "none":
+        raise SystemExit(
+            f"dropped: run {str(run.directory)!r} was trained with dropout 'none'; it drops nothing"
+        )
+    lines = read_lines(run.corpus_file(args.split))[: args.num_sentences]
+    batches = make_batches([run.encode(line) for line in lines], batch_size=64, shuffle=False)
+    generator = run.generator(args.seed)
+    saliencies = [
+        token_saliency(
+            run.model, b.tokens, b.lengths, num_samples=args.samples, generator=generator
+        )
+        for b in (batch.to(run.device) for batch in batches)
+    ]
+    profiles = [drop_by_frequency(saliencies), drop_by_position(saliencies, args.max_position)]
+    result: dict[str, Any] = {"num_sentences": len(lines), "split": args.split}
+    for profile in profiles:
+        rows = list(
+            zip(
+                profile.labels,
+                profile.probability.tolist(),
+                profile.uniform.tolist(),
+                profile.count.tolist(),
+                strict=True,
+            )
+        )
+        console.print(
+            _table(
+                f"mean P(dropped) by {profile.title} ({len(lines)} {args.split} sentences)",
+                (profile.title, "adversarial", "uniform, same tokens", "tokens"),
+                [(label, f"{p:.3f}", f"{u:.3f}", n) for label, p, u, n in rows],
+            )
+        )
+        result[profile.title] = [
+            {"group": label, "probability": p, "uniform": u, "count": n} for label, p, u, n in rows
+        ]
+    save_json(result, out / "dropped.json")
+    from advmask.analysis.plots import plot_drop_profiles
+
+    paths = plot_drop_profiles(
+        profiles, out / "dropped", title=f"What the adversary drops: {run.directory.name}"
+    )
+    console.print("written " + ", ".join(str(p) for p in [*paths, out / "dropped.json"]))
+    return result
+
+
+def _decoded_rows(run: Run, walk: Any, sampled: Any) -> list[dict[str, Any]]:
+    greedy_texts, sampled_texts = walk.decoded.texts(run.vocab), sampled.decoded.texts(run.vocab)
+    rows = []
+    for index, (greedy, sample) in enumerate(zip(greedy_texts, sampled_texts, strict=True)):
+        row = {"greedy": greedy, "sampled": sample}
+        if walk.weights is not None:
+            row = {"t": round(float(walk.weights[index]), 4), **row}
+        rows.append(row)
+    return rows
+
+
+def run_interpolate(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Decode along the line between two posterior means (paper Table 3)."""
+    if args.source and args.target:
+        source, target = run.encode(args.source), run.encode(args.target)
+    else:
+        source, target = run.sentences(args.split, 2, args.seed, args.max_words)
+    options = dict(max_length=args.max_length)
+    greedy = interpolate(run.model, source, target, args.steps, **options)
+    sampled = interpolate(
+        run.model,
+        source,
+        target,
+        args.steps,
+        sample=True,
+        generator=run.generator(args.seed),
+        **options,
+    )
+    rows = _decoded_rows(run, greedy, sampled)
+    console.print(
+        f"[bold]source[/bold] {escape(run.text(source))}\n"
+        f"[bold]target[/bold] {escape(run.text(target))}"
+    )
+    console.print(_table("interpolation", ("t", "greedy", "sampled"), [r.values() for r in rows]))
+    result = {"source": run.text(source), "target": run.text(target), "steps": rows}
+    save_json(result, out / "interpolate.json")
+    console.print(f"written {out / 'interpolate.json'}")
+    return result
+
+
+def run_homotopy(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Decode codes drawn from one sentence's posterior (paper Table 8)."""
+    sentence = (
+        run.encode(args.sentence[0])
+        if args.sentence
+        else run.sentences(args.split, 1, args.seed, args.max_words)[0]
+    )
+    generator = run.generator(args.seed)
+    walk = neighbourhood(
+        run.model,
+        sentence,
+        args.num_samples,
+        scale=args.scale,
+        max_length=args.max_length,
+        generator=generator,
+    )
+    # The same codes decoded by sampling, so each row is one z read two ways.
+    sampled_text = decode(
+        run.model, walk.z, max_length=args.max_length, sample=True, generator=generator
+    ).texts(run.vocab)
+    rows = [
+        {"greedy": g, "sampled": s}
+        for g, s in zip(walk.decoded.texts(run.vocab), sampled_text, strict=True)
+    ]
+    mean_text = decode(
+        run.model, posterior_means(run.model, [sentence]), max_length=args.max_length
+    )
+    console.print(f"[bold]sentence[/bold] {escape(run.text(sentence))}")
+    console.print(f"[bold]posterior mean[/bold] {escape(mean_text.texts(run.vocab)[0])}")
+    console.print(
+        _table(
+            f"z ~ mean + {args.scale:g} * std * eps",
+            ("greedy", "sampled"),
+            [r.values() for r in rows],
+        )
+    )
+    result = {
+        "sentence": run.text(sentence),
+        "posterior_mean": mean_text.texts(run.vocab)[0],
+        "scale": args.scale,
+        "samples": rows,
+    }
+    save_json(result, out / "homotopy.json")
+    console.print(f"written {out / 'homotopy.json'}")
+    return result
+
+
+def run_sample(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Unconditional samples: z ~ N(0, I), decoded greedily and by sampling (paper Table 7)."""
+    generator = run.generator(args.seed)
+    walk = prior_samples(
+        run.model, args.num_samples, max_length=args.max_length, sample=False, generator=generator
+    )
+    sampled = decode(
+        run.model, walk.z, max_length=args.max_length, sample=True, generator=generator
+    )
+    rows = [
+        {"greedy": g, "sampled": s}
+        for g, s in zip(walk.decoded.texts(run.vocab), sampled.texts(run.vocab), strict=True)
+    ]
+    console.print(_table("z ~ N(0, I)", ("greedy", "sampled"), [r.values() for r in rows]))
+    result = {"samples": rows}
+    save_json(result, out / "samples.json")
+    console.print(f"written {out / 'samples.json'}")
+    return result
+
+
+ANALYSES = {
+    "saliency": run_saliency,
+    "dropped": run_dropped,
+    "interpolate": run_interpolate,
+    "homotopy": run_homotopy,
+    "sample": run_sample,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Studies over several runs
+# --------------------------------------------------------------------------------------------
+def lambda_study(run_dirs: list[Path], out: Path, console: Console) -> dict:
+    """The adversary's score statistics during training, one line per run (paper Figure 3)."""
+    logs = {}
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise SystemExit(f"run directory {str(run_dir)!r} does not exist")
+        config = json.loads((run_dir / "config.json").read_text())
+        label = f"lambda = {config['model']['kl_weight']:g} ({run_dir.name})"
+        try:
+            logs[label] = read_score_log(run_dir)
+        except FileNotFoundError as error:
+            raise SystemExit(str(error)) from None
+    rows = [
+        (
+            label,
+            len(columns["step"]),
+            f"{columns['score_l1'][-1]:.3g}",
+            f"{columns['score_std'][-1]:.3g}",
+            f"{columns['adversary_grad_norm'][-1]:.3g}",
+        )
+        for label, columns in logs.items()
+        if columns["step"]
+    ]
+    console.print(
+        _table(
+            "score statistics (last logged row)", ("run", "rows", "l1", "std", "grad norm"), rows
+        )
+    )
+    from advmask.analysis.plots import plot_lambda_study
+
+    paths = plot_lambda_study(logs, out / "lambda_study")
+    console.print("written " + ", ".join(map(str, paths)))
+    return logs
+
+
+def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split: str) -> list:
+    """-ELBO, KL and MI against the rate, uniform vs adversarial (paper Figure 2)."""
+    try:
+        runs = load_runs(run_dirs)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
+    points = rate_ablation(runs, split=split)
+    console.print(
+        _table(
+            f"rate ablation ({split}; mean (std) over seeds)",
+            ("dropout", "rate", "seeds", "-ELBO", "KL", "MI"),
+            [
+                (
+                    p.dropout,
+                    f"{p.rate:g}",
+                    len(p.seeds),
+                    *(str(p.metrics.get(k, "-")) for k in ("neg_elbo", "kl", "mutual_information")),
+                )
+                for p in points
+            ],
+        )
+    )
+    save_json(
+        [
+            {
+                "dropout": p.dropout,
+                "rate": p.rate,
+                "seeds": list(p.seeds),
+                **{k: {"mean": s.mean, "std": s.std} for k, s in p.metrics.items()},
+            }
+            for p in points
+        ],
+        out / "rate_ablation.json",
+    )
+    from advmask.analysis.plots import plot_rate_ablation
+
+    paths = plot_rate_ablation(points, out / "rate_ablation")
+    console.print("written " + ", ".join(map(str, [*paths, out / "rate_ablation.json"])))
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analyze.py", description=__doc__.splitlines()[0], usage="%(prog)s RUN ANALYSIS [...]"
+    )
+    parser.add_argument("run_dir", help="run directory of recipes/seqvae_awd.py")
+    parser.add_argument("analysis", help=f"one of {', '.join(RUN_ANALYSES)}")
+    parser.add_argument("--out", help="output folder (default: RUN/analysis)")
+    parser.add_argument("--sentence", action="append", help="a sentence to analyse (repeatable)")
+    parser.add_argument("--source", help="interpolate: first sentence")
+    parser.add_argument("--target", help="interpolate: second sentence")
+    parser.add_argument("--split", default="test", help="corpus split to draw sentences from")
+    parser.add_argument("--num-sentences", type=int, default=None, help="sentences to analyse")
+    parser.add_argument("--max-words", type=int, default=25, help="longest sentence to draw")
+    parser.add_argument("--samples", type=int, default=1000, help="Monte-Carlo score samples")
+    parser.add_argument("--max-position", type=int, default=20, help="dropped: last position")
+    parser.add_argument("--steps", type=int, default=5, help="interpolate: points on the line")
+    parser.add_argument("--num-samples", type=int, default=8, help="homotopy/sample: codes")
+    parser.add_argument("--scale", type=float, default=1.0, help="homotopy: noise scale")
+    parser.add_argument("--max-length", type=int, default=40, help="most words per decoding")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return parser
+
+
+def study_parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"analyze.py {name}", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
+    parser.add_argument("--split", default="test", choices=("test", "valid"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return parser
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
+    words = list(argv) if argv is not None else sys.argv[1:]
+    console = console or Console()
+    if words and words[0] in STUDIES:
+        args = study_parser(words[0]).parse_args(words[1:])
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        parents = [str(p.resolve().parent) for p in args.run_dirs]
+        out = Path(args.out) if args.out else Path(os.path.commonpath(parents)) / "analysis"
+        if words[0] == "lambda-study":
+            return lambda_study(args.run_dirs, out, console)
+        return rate_ablation_study(args.run_dirs, out, console, args.split)
+    args = run_parser().parse_args(words)
+    if args.analysis not in ANALYSES:
+        raise SystemExit(
+            f"analysis must be one of {', '.join(RUN_ANALYSES)} (or, before the run "
+            f"directories, {', '.join(STUDIES)}), got {args.analysis!r}"
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.num_sentences is None:
+        args.num_sentences = 2000 if args.analysis == "dropped" else 5
+    run = Run(args.run_dir, device=args.device)
+    out = Path(args.out) if args.out else run.directory / "analysis"
+    return ANALYSES[args.analysis](run, args, out, console)
+
+
+if __name__ == "__main__":
+    main()
