@@ -2,11 +2,13 @@
 
 ``1`` in every mask of this library means "drop the decoder input at this position".
 
-The maskers, their building blocks and the embedding wrapper are exported here; the sequence-VAE
+The maskers, their building blocks, the embedding wrapper and its adapter
+(:func:`mask_input_embeddings`, for any decoder) are exported here; the sequence-VAE
 parts live in subpackages (:mod:`advmask.data`, :mod:`advmask.models`, :mod:`advmask.metrics`,
 :mod:`advmask.vae`, :mod:`advmask.evaluation`).
 """
 
+from advmask.adapters import mask_input_embeddings, unmask_input_embeddings
 from advmask.budget import eligible_positions, num_to_drop
 from advmask.embedding import MaskedEmbedding, mask_embeddings
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
@@ -48,8 +50,10 @@ __all__ = [
     "grad_reverse",
     "hard_bottom_k",
     "mask_embeddings",
+    "mask_input_embeddings",
     "num_to_drop",
     "register_relaxation",
     "score_kl",
     "straight_through",
+    "unmask_input_embeddings",
 ]

@@ -24,6 +24,17 @@ def check_tensor(name: str, value: object, *, ndim: int, dtypes: tuple[torch.dty
     return value
 
 
+def checking_values() -> bool:
+    """Whether checks that read tensor *values* run (False while ``torch.compile`` traces).
+
+    A value check (``lengths`` in range, finite scores) copies a result to the host: a device
+    synchronisation in eager mode and a graph break under :func:`torch.compile`. Such checks
+    run eagerly, where their error can name the bad value, and are skipped inside a compiled
+    graph, so that the hot path traces whole. Shape, dtype and device checks always run.
+    """
+    return not torch.compiler.is_compiling()
+
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -66,7 +77,7 @@ def check_tokens_lengths(tokens: object, lengths: object) -> tuple[Tensor, Tenso
         )
     if lengths.device != tokens.device:
         raise ValueError(f"lengths is on {lengths.device} but tokens is on {tokens.device}")
-    if lengths.numel() > 0:
+    if lengths.numel() > 0 and checking_values():
         low, high = int(lengths.min()), int(lengths.max())
         if low < 0 or high > tokens.shape[1]:
             bad = low if low < 0 else high

@@ -9,10 +9,14 @@ adversary would learn nothing. The two-product form is exact for ``m`` in {0, 1}
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from advmask._checks import FLOAT_DTYPES, check_tensor
+from advmask._checks import FLOAT_DTYPES, INT_DTYPES, check_tensor
 from advmask.outputs import MaskerOutput
 
 FILL_MODES = ("zero", "unk", "learned")
@@ -64,6 +68,11 @@ class MaskedEmbedding(nn.Module):
     :attr:`last_output` and its regulariser in :attr:`regularizer`, to be added to the loss.
     Eval mode: the embedding's output, untouched (bitwise), and the masker is not called.
 
+    Which positions may be dropped, in order of precedence: the ``lengths`` and ``protected``
+    of the call; else those set by :meth:`valid_inputs` around a model call that invokes the
+    wrapper with token ids alone (a Hugging Face model); else every position except those
+    holding ``pad_id``. :func:`advmask.mask_input_embeddings` installs the wrapper in a model.
+
     The masker is a submodule, so its parameters appear in ``parameters()``; with an
     :class:`advmask.AdversarialMasker` one optimiser and one backward pass train both players
     (the gradient reversal is inside the masker).
@@ -76,6 +85,9 @@ class MaskedEmbedding(nn.Module):
             ``unk_id`` of the embedding, learned with it; forward equals replacing the id by
             ``unk_id``) or ``"learned"`` (a dedicated trainable vector, initialised at zero).
         unk_id: the unknown-token id, required for ``fill="unk"``.
+        pad_id: the token id treated as padding when neither the call nor
+            :meth:`valid_inputs` gives lengths; defaults to the embedding's ``padding_idx``
+            (None: no padding id, every position is valid).
 
     Attributes:
         last_output (MaskerOutput | None): the masker's output of the last training-mode call
@@ -96,6 +108,7 @@ class MaskedEmbedding(nn.Module):
         masker: nn.Module | None,
         fill: str = "zero",
         unk_id: int | None = None,
+        pad_id: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(embedding, nn.Embedding):
@@ -113,8 +126,13 @@ class MaskedEmbedding(nn.Module):
                 f'unk_id must be an id in [0, {embedding.num_embeddings}) when fill="unk", '
                 f"got {unk_id!r}"
             )
+        if pad_id is None:
+            pad_id = embedding.padding_idx
+        elif isinstance(pad_id, bool) or not isinstance(pad_id, int):
+            raise TypeError(f"pad_id must be an int or None, got {pad_id!r}")
         self.embedding = embedding
         self.masker = masker
+        self.pad_id = pad_id
         self.fill = fill
         self.unk_id = unk_id
         self.drop_vector = (
@@ -123,6 +141,7 @@ class MaskedEmbedding(nn.Module):
             else None
         )
         self.last_output: MaskerOutput | None = None
+        self._valid_inputs: _ValidInputs | None = None
 
     @property
     def weight(self) -> Tensor:
@@ -151,6 +170,59 @@ class MaskedEmbedding(nn.Module):
             return self.last_output.regularizer
         return self.embedding.weight.new_zeros(())
 
+    @contextmanager
+    def valid_inputs(
+        self,
+        lengths: Tensor | None = None,
+        *,
+        protected: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+    ) -> Iterator[MaskedEmbedding]:
+        """Tell the wrapper which positions may be dropped while a model calls it.
+
+        A model that owns the wrapper (for example a Hugging Face model after
+        ``set_input_embeddings``) calls it with token ids alone; inside this block such calls
+        use the positions given here instead of guessing them from ``pad_id``. Calls that pass
+        ``lengths`` or ``protected`` themselves are unaffected.
+
+        Args:
+            lengths: optional (B,) integer number of valid positions per row; positions
+                ``t >= lengths[b]`` are never dropped. None: all ``T`` positions.
+            protected: optional (T,) or (B, T) bool, True where a position must never be
+                dropped (for example BOS).
+            attention_mask: optional (B, T) Hugging Face attention mask, 1 = a real token,
+                0 = padding; its 0 positions are never dropped (left or right padding alike).
+
+        Yields:
+            The wrapper itself.
+
+        Example:
+            >>> from advmask.maskers import UniformMasker
+            >>> masked = MaskedEmbedding(nn.Embedding(10, 3), UniformMasker(rate=1.0))
+            >>> attention_mask = torch.tensor([[0, 1, 1, 1]])     # one left-padded row
+            >>> with masked.valid_inputs(attention_mask=attention_mask):
+            ...     out = masked(torch.tensor([[0, 5, 6, 7]]))     # as a model calls it
+            >>> masked.last_output.mask
+            tensor([[0., 1., 1., 1.]])
+        """
+        if lengths is not None:
+            lengths = check_tensor("lengths", lengths, ndim=1, dtypes=INT_DTYPES)
+        if protected is not None and not (
+            isinstance(protected, Tensor) and protected.dtype == torch.bool
+        ):
+            got = protected.dtype if isinstance(protected, Tensor) else type(protected).__name__
+            raise TypeError(f"protected must be a bool tensor, got {got}")
+        if attention_mask is not None:
+            attention_mask = check_tensor(
+                "attention_mask", attention_mask, ndim=2, dtypes=(torch.bool, *INT_DTYPES)
+            )
+        previous = self._valid_inputs
+        self._valid_inputs = _ValidInputs(lengths, protected, attention_mask)
+        try:
+            yield self
+        finally:
+            self._valid_inputs = previous
+
     def fill_vector(self) -> Tensor | None:
         """(E,) vector a dropped input becomes; None is the zero vector."""
         if self.fill == "unk":
@@ -165,8 +237,9 @@ class MaskedEmbedding(nn.Module):
         Args:
             tokens: (B, T) integer ids.
             lengths: (B,) valid positions per row; positions ``t >= lengths[b]`` are never
-                dropped. None: every position except those holding the embedding's
-                ``padding_idx`` (lengths then stop before the trailing padding).
+                dropped. None (with ``protected`` None): the positions set by
+                :meth:`valid_inputs` if inside such a block, else every position except
+                those holding ``pad_id`` (lengths then stop before the trailing padding).
             protected: optional (T,) or (B, T) bool, True where a position must never be
                 dropped (for example BOS).
 
@@ -177,14 +250,41 @@ class MaskedEmbedding(nn.Module):
         if not self.training or self.masker is None:
             self.last_output = None
             return embedded
+        if lengths is None and protected is None and self._valid_inputs is not None:
+            lengths, protected = self._valid_inputs.resolve(tokens)
         if lengths is None:
-            lengths, protected = _lengths_from_padding(tokens, self.padding_idx, protected)
+            lengths, protected = _lengths_from_padding(tokens, self.pad_id, protected)
         output = self.masker(tokens, lengths, protected=protected)
         self.last_output = output
         return mask_embeddings(embedded, output.mask, self.fill_vector())
 
     def extra_repr(self) -> str:
         return f"fill={self.fill!r}" + (f", unk_id={self.unk_id}" if self.fill == "unk" else "")
+
+
+@dataclass(frozen=True)
+class _ValidInputs:
+    """The positions set by :meth:`MaskedEmbedding.valid_inputs`."""
+
+    lengths: Tensor | None
+    protected: Tensor | None
+    attention_mask: Tensor | None
+
+    def resolve(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(lengths (B,), protected (T,) | (B, T) bool | None)`` for a call on ``tokens``."""
+        batch, length = tokens.shape
+        lengths, protected = self.lengths, self.protected
+        if lengths is None:
+            lengths = torch.full((batch,), length, dtype=torch.int64, device=tokens.device)
+        if self.attention_mask is not None:
+            if tuple(self.attention_mask.shape) != (batch, length):
+                raise ValueError(
+                    f"attention_mask must have the shape of the token ids {(batch, length)}, "
+                    f"got {tuple(self.attention_mask.shape)}"
+                )
+            padding = (self.attention_mask == 0).to(tokens.device)
+            protected = padding if protected is None else protected.to(tokens.device) | padding
+        return lengths, protected
 
 
 def _lengths_from_padding(

@@ -12,9 +12,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from advmask.data import Batch
+from advmask.distributed import all_gather_rows, block_range, sum_across_ranks
 from advmask.metrics import (
     active_units,
     gaussian_kl,
@@ -82,6 +84,7 @@ def evaluate(
     mi_estimator: str = "full",
     mi_batch_size: int = 32,
     generator: torch.Generator | None = None,
+    distributed: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` (in eval mode: no masking, no dropout) on ``batches``.
 
@@ -94,6 +97,15 @@ def evaluate(
         mi_estimator: ``"full"`` or ``"batch"`` (see :func:`advmask.metrics.mutual_information`).
         mi_batch_size: batch size of the ``"batch"`` estimator.
         generator: random generator for every sample drawn here.
+        distributed: split the work over the ranks of the initialised process group. Every
+            rank passes the *same* ``batches`` and a generator in the same state; rank ``r``
+            evaluates a contiguous block of the batches (:func:`advmask.distributed.block_range`)
+            drawing and discarding the noise of the batches outside its block, so each
+            sequence gets the noise it gets in one process and the generator ends in the same
+            state. Sums and counts are all-reduced, posterior means and log-variances
+            all-gathered in batch order, and MI and AU are computed on every rank over the
+            whole split: every rank returns the same result, equal to one process's up to the
+            order of floating-point additions. Without a process group it changes nothing.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -107,7 +119,12 @@ def evaluate(
         logvars: list[Tensor] = []
         neg_elbos: list[Tensor] = []
         nll_iws: list[Tensor] = []
-        for batch in batches:
+        batches = list(batches)
+        start, stop = 0, len(batches)
+        if distributed and dist.is_available() and dist.is_initialized():
+            start, stop = block_range(len(batches), dist.get_rank(), dist.get_world_size())
+            _skip_noise(model, batches[:start], iw_samples, generator)
+        for batch in batches[start:stop]:
             tokens, lengths = batch.tokens, batch.lengths
             mean, logvar = model.posterior(tokens, lengths)
             noise = torch.randn(
@@ -135,9 +152,28 @@ def evaluate(
             num_words += int((lengths - 2).sum())
             means.append(mean.double().cpu())
             logvars.append(logvar.double().cpu())
+        if distributed:
+            sums = sum_across_ranks(
+                {**totals, "num_sequences": num_sequences, "num_words": num_words}
+            )
+            totals = {name: sums[name] for name in totals}
+            num_sequences = round(sums["num_sequences"])
+            num_words = round(sums["num_words"])
         if num_sequences == 0:
             raise ValueError("batches is empty: nothing to evaluate")
-        all_means, all_logvars = torch.cat(means), torch.cat(logvars)
+        if distributed:
+            # ... and past those after it, so the generator ends where one process leaves it.
+            _skip_noise(model, batches[stop:], iw_samples, generator)
+        if distributed and not means and batches:
+            # A rank without batches still takes part in the gathers, with (0, D) blocks.
+            mean, _ = model.posterior(batches[0].tokens[:1], batches[0].lengths[:1])
+            means = logvars = [mean.new_zeros((0, mean.shape[1])).double().cpu()]
+        all_means, all_logvars = _rows(means), _rows(logvars)
+        if distributed:
+            all_means, all_logvars = all_gather_rows(all_means), all_gather_rows(all_logvars)
+            neg_elbos = [all_gather_rows(_rows(neg_elbos))]
+            if iw_samples > 0:
+                nll_iws = [all_gather_rows(_rows(nll_iws))]
         num_predictions = num_words + num_sequences
         cpu_generator = None
         if generator is not None:
@@ -175,3 +211,28 @@ def evaluate(
         )
     finally:
         model.train(was_training)
+
+
+def _rows(blocks: list[Tensor]) -> Tensor:
+    """Concatenated rows; an empty float64 tensor when this rank evaluated nothing."""
+    return torch.cat(blocks) if blocks else torch.zeros(0, dtype=torch.float64)
+
+
+def _skip_noise(
+    model: SequenceVAE, batches: list[Batch], iw_samples: int, generator: torch.Generator | None
+) -> None:
+    """Advance ``generator`` past the draws :func:`evaluate` makes for ``batches``.
+
+    The shapes, dtypes and order mirror the loop above and
+    :func:`advmask.metrics.importance_weighted_log_likelihood` (one (S, B, D) draw).
+    """
+    if not batches:
+        return
+    first = batches[0]
+    mean, _ = model.posterior(first.tokens[:1], first.lengths[:1])
+    options = {"generator": generator, "device": mean.device, "dtype": mean.dtype}
+    for batch in batches:
+        rows = batch.tokens.shape[0]
+        torch.randn((rows, mean.shape[1]), **options)
+        if iw_samples > 0:
+            torch.randn((iw_samples, rows, mean.shape[1]), **options)

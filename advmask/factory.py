@@ -7,6 +7,7 @@ with :func:`load_sequence_vae` alone, without the recipe's code.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,9 +28,10 @@ class ModelSpec:
     Attributes:
         vocab_size: number of token ids, specials included.
         embedding_dim: word embedding size (encoder and decoder).
-        hidden_size: LSTM hidden size (encoder and decoder).
+        hidden_size: LSTM hidden size (encoder and decoder); the Transformer decoder's width.
         latent_dim: size of ``z``.
-        decoder: a key of :data:`advmask.models.DECODERS` (``"lstm"`` or ``"double-lstm"``).
+        decoder: a key of :data:`advmask.models.DECODERS` (``"lstm"``, ``"double-lstm"`` or
+            ``"transformer"``).
         dropout_in: embedding dropout of the decoder.
         dropout_out: output dropout of the decoder.
         fill: what a dropped input becomes (``"zero"``, ``"unk"`` or ``"learned"``).
@@ -41,6 +43,11 @@ class ModelSpec:
         adversary_embedding_dim: embedding size of the score network.
         adversary_hidden_size: hidden size of the score network.
         encoder_init: ``"authors"`` or ``"pytorch"`` (see :class:`advmask.models.LSTMEncoder`).
+        transformer_layers: blocks of the Transformer decoder (ignored by the LSTMs).
+        transformer_heads: attention heads per block; must divide ``hidden_size``.
+        transformer_max_length: longest decoder input the Transformer's learned positions
+            cover.
+        transformer_dropout: dropout inside the Transformer blocks.
     """
 
     vocab_size: int
@@ -59,6 +66,29 @@ class ModelSpec:
     adversary_embedding_dim: int = 512
     adversary_hidden_size: int = 1024
     encoder_init: str = "authors"
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    transformer_max_length: int = 512
+    transformer_dropout: float = 0.1
+
+
+def _transformer_options(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "num_layers": spec.transformer_layers,
+        "num_heads": spec.transformer_heads,
+        "max_length": spec.transformer_max_length,
+        "dropout": spec.transformer_dropout,
+    }
+
+
+def _no_options(spec: ModelSpec) -> dict[str, Any]:
+    return {}
+
+
+DECODER_OPTIONS: dict[str, Callable[[ModelSpec], dict[str, Any]]] = {
+    "transformer": _transformer_options,
+}
+"""Keyword options of a decoder beyond the common ones, read from the spec, by decoder name."""
 
 
 def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
@@ -77,6 +107,7 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
         spec.latent_dim,
         dropout_in=spec.dropout_in,
         dropout_out=spec.dropout_out,
+        **DECODER_OPTIONS.get(spec.decoder, _no_options)(spec),
     )
     masker: torch.nn.Module | None = None
     if spec.dropout == "uniform":

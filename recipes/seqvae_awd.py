@@ -36,19 +36,33 @@ import json
 import math
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
+from lightning_utilities.core.rank_zero import rank_zero_only, rank_zero_warn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_json
 from advmask.cli import parse_config
 from advmask.data import Batch, Vocabulary, load_corpus, make_batches, make_synthetic_corpus
+from advmask.distributed import (
+    BatchShard,
+    DistributedContext,
+    any_rank,
+    barrier,
+    close_distributed,
+    init_distributed,
+    rank_zero_first,
+    reduce_ratios,
+    shard_batch,
+)
 from advmask.evaluation import evaluate
 from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
 from advmask.probe import linear_probe_accuracy
@@ -97,9 +111,15 @@ class Config:
         "fixed", "adversary's score std: fixed to 1 (authors) or learned", ("fixed", "softplus")
     )
     fill: str = _flag("zero", "what a dropped input becomes", ("zero", "unk", "learned"))
-    decoder: str = _flag("double-lstm", "decoder architecture", ("double-lstm", "lstm"))
+    decoder: str = _flag(
+        "double-lstm", "decoder architecture", ("double-lstm", "lstm", "transformer")
+    )
+    transformer_layers: int = _flag(2, "blocks of the Transformer decoder")
+    transformer_heads: int = _flag(4, "attention heads of the Transformer decoder")
     embedding_dim: int = _flag(512, "word embedding size")
-    hidden_size: int = _flag(1024, "LSTM hidden size of encoder and decoder")
+    hidden_size: int = _flag(
+        1024, "LSTM hidden size of encoder and decoder (Transformer decoder: its width)"
+    )
     latent_dim: int = _flag(32, "size of z")
     adversary_embedding_dim: int = _flag(512, "embedding size of the adversary")
     adversary_hidden_size: int | None = _flag(
@@ -230,7 +250,7 @@ def load_data(config: Config) -> Data:
     if config.preset == "synthetic" and directory is None:
         synthetic = make_synthetic_corpus(seed=1234)
         directory = str(Path(config.out) / "synthetic" / "corpus")
-        synthetic.write(directory)
+        rank_zero_only(synthetic.write)(directory)  # under rank_zero_first: rank 0 writes
         factors = synthetic.factors
     if directory is None:
         raise SystemExit(f"--data-dir is required for preset {config.preset!r}")
@@ -254,20 +274,33 @@ def load_data(config: Config) -> Data:
 
 
 def epoch_batches(
-    data: Data, config: Config, seed: int, epoch: int, device: torch.device
+    data: Data, config: Config, seed: int, epoch: int, device: torch.device, world_size: int = 1
 ) -> list[Batch]:
+    """The *global* batches of an epoch, ``batch_size`` sequences per rank each.
+
+    Every rank builds the same list and trains on its shard of each batch
+    (:func:`advmask.distributed.shard_batch`), so ``W`` ranks with ``--batch-size B`` see the
+    batches of one process with ``--batch-size W*B``. A last batch with fewer sequences than
+    ranks is left out (at most ``W - 1`` sequences per epoch), since a rank cannot train on none.
+    """
     # The order of epoch e depends only on (seed, e), so a resumed run sees the same batches.
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return [
         b.to(device)
         for b in make_batches(
-            data.splits["train"], config.batch_size, shuffle=True, generator=generator
+            data.splits["train"], config.batch_size * world_size, shuffle=True, generator=generator
         )
+        if b.num_sequences >= world_size
     ]
 
 
-def eval_batches(sequences: list[list[int]], config: Config, device: torch.device) -> list[Batch]:
-    return [b.to(device) for b in make_batches(sequences, config.batch_size, shuffle=False)]
+def eval_batches(
+    sequences: list[list[int]], config: Config, device: torch.device, world_size: int = 1
+) -> list[Batch]:
+    """Evaluation batches; every rank builds all of them and evaluates its block."""
+    return [
+        b.to(device) for b in make_batches(sequences, config.batch_size * world_size, shuffle=False)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,6 +329,8 @@ def model_spec(config: Config, dropout: str, vocab_size: int) -> ModelSpec:
         adversary_embedding_dim=config.adversary_embedding_dim,
         adversary_hidden_size=config.adversary_hidden_size or config.hidden_size,
         encoder_init=config.encoder_init,
+        transformer_layers=config.transformer_layers,
+        transformer_heads=config.transformer_heads,
     )
 
 
@@ -354,10 +389,16 @@ def kl_schedule(config: Config, steps_per_epoch: int) -> Any:
     return LinearKLAnnealing(start=config.kl_start, warmup_steps=config.kl_warmup_steps)
 
 
+def _ratio(total: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
+    """(2,) ``[sum, count]``, summed over ranks by :func:`advmask.distributed.reduce_ratios`."""
+    total = total.detach().float()
+    return torch.stack([total, torch.as_tensor(count, dtype=total.dtype, device=total.device)])
+
+
 def train_step(
     model: SequenceVAE,
     forward: Any,
-    batch: Batch,
+    shard: BatchShard,
     beta: float,
     config: Config,
     vae_optimizer: torch.optim.Optimizer,
@@ -367,41 +408,50 @@ def train_step(
 
     The adversary's parameters receive the *reversed* gradient of the VAE's loss from the same
     backward pass, plus the plain gradient of its KL regulariser; each player has its own
-    optimiser. Returns tensors (no host sync); the caller reads them at log intervals.
+    optimiser. Under DDP (``forward`` wraps ``model``) the loss is scaled to this rank's share
+    of the global batch mean, the random draws are the global batch's rows, and both players'
+    gradients are averaged over the ranks before clipping, so every rank takes the step one
+    process takes on the whole batch. Returns ``[sum, count]`` tensors (no host sync); the
+    caller reduces them over the ranks at log intervals.
     """
+    batch = shard.batch
     autocast = torch.autocast(
         batch.tokens.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
     )
-    with autocast:
+    randomness = shard.randomness() if shard.world_size > 1 else nullcontext()
+    with autocast, randomness:
         out = forward(batch.tokens, batch.lengths, kl_weight=beta, free_bits=config.free_bits)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
+    loss = out.loss if shard.world_size == 1 else out.loss * shard.loss_scale
+    loss.backward()
     torch.nn.utils.clip_grad_norm_(model.vae_parameters(), config.grad_clip)
     vae_optimizer.step()
+    rows = float(shard.num_sequences)
     stats = {
-        "loss": out.loss.detach(),
-        "reconstruction": out.reconstruction.mean().detach(),
-        "kl": out.kl.mean().detach(),
+        "loss": _ratio(out.loss * rows, rows),
+        "reconstruction": _ratio(out.reconstruction.sum(), rows),
+        "kl": _ratio(out.kl.sum(), rows),
     }
     if out.masker is not None:
-        num_eligible = out.masker.eligible.sum().clamp_min(1)
-        stats["drop_fraction"] = out.masker.k.sum() / num_eligible
+        stats["drop_fraction"] = _ratio(out.masker.k.sum(), out.masker.eligible.sum())
     if adversary_optimizer is not None:
         masker = out.masker
-        stats["adversary_grad_norm"] = torch.nn.utils.clip_grad_norm_(
-            model.masker.parameters(), config.grad_clip
+        # The same on every rank (the gradients are already averaged): its mean is itself.
+        stats["adversary_grad_norm"] = _ratio(
+            torch.nn.utils.clip_grad_norm_(model.masker.parameters(), config.grad_clip), 1.0
         )
         eligible = masker.eligible
+        num_eligible = eligible.sum()
         absolute_means = torch.where(eligible, masker.mean.detach().abs(), 0.0)
         # The l1 norm of each sentence's score-mean vector, averaged over the batch (Figure 3).
-        stats["score_l1"] = absolute_means.sum(1).mean()
-        stats["score_mean_abs"] = absolute_means.sum() / eligible.sum().clamp_min(1)
-        stats["score_std"] = torch.where(
-            eligible, masker.std.detach(), 0.0
-        ).sum() / eligible.sum().clamp_min(1)
-        stats["regularizer"] = masker.regularizer.detach()
+        stats["score_l1"] = _ratio(absolute_means.sum(), rows)
+        stats["score_mean_abs"] = _ratio(absolute_means.sum(), num_eligible)
+        stats["score_std"] = _ratio(
+            torch.where(eligible, masker.std.detach(), 0.0).sum(), num_eligible
+        )
+        stats["regularizer"] = _ratio(masker.regularizer * rows, rows)
         adversary_optimizer.step()
     return stats
 
@@ -418,8 +468,23 @@ def write_history(run_dir: Path, history: list[dict[str, Any]], name: str = "log
     atomic_write(run_dir / name, lambda f: f.write(buffer.getvalue().encode()))
 
 
-def train_run(config: Config, dropout: str, seed: int, data: Data, console: Console) -> dict:
-    """Train one variant with one seed, then test it; returns the run's metrics."""
+def train_run(
+    config: Config,
+    dropout: str,
+    seed: int,
+    data: Data,
+    console: Console,
+    context: DistributedContext | None = None,
+) -> dict:
+    """Train one variant with one seed, then test it; returns the run's metrics.
+
+    Under ``torchrun`` (``context`` with several ranks) every rank runs this function: each
+    trains on its shard of every global batch through DDP and keeps an identical copy of the
+    model and its averaged weights; rank 0 alone writes files, and every rank resumes from
+    them.
+    """
+    context = context or DistributedContext(device=resolve_device(config.device))
+    world_size = context.world_size
     run_dir = Path(config.out) / config.preset / f"{dropout}-seed{seed}"
     metrics_path, last_path, best_path = (
         run_dir / "metrics.json",
@@ -434,8 +499,10 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             f"{run_dir} already holds a run: pass --resume to continue or reuse "
             "it, or choose another --out"
         )
+    barrier()  # every rank has looked at run_dir before rank 0 writes into it
 
-    device = resolve_device(config.device)
+    device = context.device
+    # The same seed on every rank: ShardedRandomness keeps their random streams identical.
     torch.manual_seed(seed)
     spec = model_spec(config, dropout, len(data.vocab))
     model = build_sequence_vae(spec).to(device)
@@ -464,13 +531,9 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             f"step {progression.step}"
         )
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_json(
-            {**asdict(config), "run": {"dropout": dropout, "seed": seed}, "model": asdict(spec)},
-            run_dir / "config.json",
-        )
-        data.vocab.save(run_dir / "vocab.json")
+        rank_zero_only(write_run_files)(run_dir, config, dropout, seed, spec, data)
 
+    @rank_zero_only
     def checkpoint() -> None:
         save_checkpoint(
             {
@@ -490,9 +553,22 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
         if progression.score_history:
             write_history(run_dir, progression.score_history, name="scores.csv")
 
-    forward = torch.compile(model) if config.compile else model
-    valid_batches = eval_batches(data.splits["valid"], config, device)
-    steps_per_epoch = len(epoch_batches(data, config, seed, 0, device))
+    wrapped: torch.nn.Module = model
+    if context.is_distributed:
+        if config.free_bits > 0:
+            rank_zero_warn(
+                "--free-bits with several processes thresholds each rank's shard, not the "
+                "global batch: the loss differs from one process's"
+            )
+        wrapped = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # A learned fill vector without a masker takes no part in the loss.
+            find_unused_parameters=model.masker is None and model.drop_vector is not None,
+        )
+    forward = torch.compile(wrapped) if config.compile else wrapped
+    valid_batches = eval_batches(data.splits["valid"], config, device, world_size)
+    steps_per_epoch = len(epoch_batches(data, config, seed, 0, device, world_size))
     beta_at = kl_schedule(config, steps_per_epoch)
     label = model_label(config, spec)
     progress = Progress(
@@ -506,7 +582,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
     with StopRequest() as stop, progress:
         task = progress.add_task(label, total=None, stats="")
         while not progression.finished_training:
-            batches = epoch_batches(data, config, seed, progression.epoch, device)
+            batches = epoch_batches(data, config, seed, progression.epoch, device, world_size)
             progress.update(
                 task,
                 total=len(batches),
@@ -516,13 +592,21 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             model.train()
             for batch in batches[progression.step_in_epoch :]:
                 beta = beta_at(progression.step + 1)
+                shard = shard_batch(batch, context.rank, world_size)
                 stats = train_step(
-                    model, forward, batch, beta, config, vae_optimizer, adversary_optimizer
+                    model, forward, shard, beta, config, vae_optimizer, adversary_optimizer
                 )
                 ema.update_parameters(model)
                 progression.step += 1
                 progression.step_in_epoch += 1
                 progress.advance(task)
+                score_row = (
+                    adversary_optimizer is not None
+                    and config.score_log_every
+                    and progression.step % config.score_log_every == 0
+                )
+                if progression.step % config.log_every == 0 or score_row:
+                    values = reduce_ratios(stats)  # every rank reaches this at the same steps
                 if progression.step % config.log_every == 0:
                     row = {
                         "step": progression.step,
@@ -530,7 +614,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                         "split": "train",
                         "kl_weight": beta,
                         "lr": vae_optimizer.param_groups[0]["lr"],
-                        **{k: float(v) for k, v in stats.items()},
+                        **values,
                     }
                     progression.history.append(row)
                     progress.update(
@@ -539,11 +623,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                             f"{k}={row[k]:.3g}" for k in ("loss", "kl", "drop_fraction") if k in row
                         ),
                     )
-                if (
-                    adversary_optimizer is not None
-                    and config.score_log_every
-                    and progression.step % config.score_log_every == 0
-                ):
+                if score_row:
                     # The lambda study (paper Figure 3); the gradient norm is before clipping.
                     progression.score_history.append(
                         {
@@ -551,7 +631,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                             "epoch": progression.epoch,
                             "kl_weight": beta,
                             **{
-                                k: float(stats[k])
+                                k: values[k]
                                 for k in (
                                     "score_l1",
                                     "score_mean_abs",
@@ -564,8 +644,9 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                     )
                 if config.checkpoint_every and progression.step % config.checkpoint_every == 0:
                     checkpoint()
-                if stop.requested:
+                if any_rank(stop.requested):  # all ranks stop at the same step
                     checkpoint()
+                    barrier()  # torchrun ends the others when one exits: let rank 0 finish
                     raise InterruptedRunError(
                         f"stopped at step {progression.step}; checkpoint in "
                         f"{last_path}; continue with --resume"
@@ -579,6 +660,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
                 iw_samples=config.valid_iw_samples,
                 mi_estimator=config.mi_estimator,
                 generator=torch.Generator(device).manual_seed(seed),
+                distributed=context.is_distributed,
             )
             progression.history.append(
                 {
@@ -591,7 +673,9 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             if valid.neg_elbo < progression.best_valid:
                 progression.best_valid = valid.neg_elbo
                 progression.epochs_without_improvement = 0
-                save_sequence_vae(ema.module, spec, best_path, vocab=data.vocab.to_dict())
+                rank_zero_only(save_sequence_vae)(
+                    ema.module, spec, best_path, vocab=data.vocab.to_dict()
+                )
             else:
                 progression.epochs_without_improvement += 1
             progress.console.print(
@@ -605,6 +689,7 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             checkpoint()
 
     # 6. Test, once, with the best averaged weights (selected on validation only).
+    barrier()  # rank 0 has written best.pt
     best, _ = load_sequence_vae(best_path, map_location=device)
     generator = torch.Generator(device).manual_seed(seed)
     results = {
@@ -622,19 +707,33 @@ def train_run(config: Config, dropout: str, seed: int, data: Data, console: Cons
             iw_samples=config.valid_iw_samples,
             mi_estimator=config.mi_estimator,
             generator=generator,
+            distributed=context.is_distributed,
         ).as_dict(),
         "test": evaluate(
             best,
-            eval_batches(data.splits["test"], config, device),
+            eval_batches(data.splits["test"], config, device, world_size),
             iw_samples=config.test_iw_samples,
             mi_estimator=config.mi_estimator,
             generator=generator,
+            distributed=context.is_distributed,
         ).as_dict(),
     }
     if data.factors:
         results["probe"] = probe_factors(best, data, config, device)
-    save_json(results, metrics_path)
+    rank_zero_only(save_json)(results, metrics_path)
     return results
+
+
+def write_run_files(
+    run_dir: Path, config: Config, dropout: str, seed: int, spec: ModelSpec, data: Data
+) -> None:
+    """The run's settings and vocabulary, written once when it starts."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_json(
+        {**asdict(config), "run": {"dropout": dropout, "seed": seed}, "model": asdict(spec)},
+        run_dir / "config.json",
+    )
+    data.vocab.save(run_dir / "vocab.json")
 
 
 def probe_factors(
@@ -672,10 +771,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = parse_args(argv)
     if config.threads:
         torch.set_num_threads(config.threads)
-    console = Console()
+    # Under torchrun: join the process group; otherwise a one-process context, nothing changes.
+    context = init_distributed(config.device)
+    console = Console(quiet=not context.is_rank_zero)  # one rank prints
     console.print(config)
+    if context.is_distributed:
+        console.print(
+            f"{context.world_size} processes, {config.batch_size} sequences each per step "
+            f"({config.batch_size * context.world_size} in all), device {context.device}"
+        )
     started = time.perf_counter()
-    data = load_data(config)
+    with rank_zero_first():  # rank 0 writes the generated corpus or tokenizer, then the rest
+        data = load_data(config)
     console.print(
         f"vocabulary {len(data.vocab)}; "
         + ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
@@ -684,10 +791,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     try:
         for dropout in config.dropout:
             for seed in config.seed:
-                results.append(train_run(config, dropout, seed, data, console))
+                results.append(train_run(config, dropout, seed, data, console, context))
     except InterruptedRunError as stop:
         console.print(f"[yellow]{stop}[/yellow]")
         raise SystemExit(130) from None
+    finally:
+        close_distributed()
     print_table(console, results_table(results, title=f"{config.preset}: test results"))
     console.print(f"total time {time.perf_counter() - started:.0f} s")
     return results

@@ -13,6 +13,7 @@ from advmask.models import (
     DoubleLSTMDecoder,
     LSTMDecoder,
     LSTMEncoder,
+    TransformerDecoder,
     double_lstm_reference,
 )
 
@@ -21,14 +22,16 @@ VOCAB, EMB, HID, LAT = 23, 5, 7, 3
 DECODER_CLASSES = [LSTMDecoder, DoubleLSTMDecoder]
 
 
-def make_decoder(cls=DoubleLSTMDecoder, seed=0, scale=0.4, dropout=0.0, sizes=None):
+def make_decoder(cls=DoubleLSTMDecoder, seed=0, scale=0.4, dropout=0.0, sizes=None, **options):
     """A float64 decoder in eval mode with O(1) weights.
 
     The authors' U(-0.01, 0.01) init keeps every gate near 0.5 and the net nearly linear, which
     would hide wiring bugs; weights of std ``scale`` exercise the nonlinearities.
     """
     torch.manual_seed(seed)
-    decoder = cls(*(sizes or (VOCAB, EMB, HID, LAT)), dropout_in=dropout, dropout_out=dropout)
+    decoder = cls(
+        *(sizes or (VOCAB, EMB, HID, LAT)), dropout_in=dropout, dropout_out=dropout, **options
+    )
     with torch.no_grad():
         for parameter in decoder.parameters():
             parameter.normal_(0.0, scale)
@@ -59,7 +62,9 @@ def make_tokens(lengths, width=None, seed=0):
 @pytest.mark.parametrize("name", sorted(DECODERS))
 @pytest.mark.parametrize(("batch", "steps"), [(1, 1), (3, 6), (2, 0)])
 def test_decoder_shapes_and_interface(name, batch, steps) -> None:
-    decoder = make_decoder(DECODERS[name])
+    # (HID = 7 is prime: the Transformer gets one head; tests/test_transformer_decoder.py)
+    options = {"num_heads": 1} if DECODERS[name] is TransformerDecoder else {}
+    decoder = make_decoder(DECODERS[name], **options)
     assert isinstance(decoder.embedding, nn.Embedding)
     assert decoder.embedding.padding_idx == 0
     embedded, z = make_inputs(batch, steps)
@@ -69,7 +74,11 @@ def test_decoder_shapes_and_interface(name, batch, steps) -> None:
 
 
 def test_registry_names() -> None:
-    assert dict(DECODERS) == {"lstm": LSTMDecoder, "double-lstm": DoubleLSTMDecoder}
+    assert dict(DECODERS) == {
+        "lstm": LSTMDecoder,
+        "double-lstm": DoubleLSTMDecoder,
+        "transformer": TransformerDecoder,
+    }
 
 
 def test_encoder_shapes() -> None:

@@ -4,9 +4,12 @@
 * :class:`LSTMDecoder` — the standard text-VAE decoder (``z`` concatenated to every input).
 * :class:`DoubleLSTMDecoder` — the AWD authors' decoder (two cells per step), with
   :func:`double_lstm_reference`, its slow oracle.
+* :class:`TransformerDecoder` — a GPT-style causal Transformer (``z`` as a prefix token and
+  added to every input).
 
 :data:`DECODERS` maps the names used in configurations to the decoder classes; every decoder
-takes ``(vocab_size, embedding_dim, hidden_size, latent_dim, *, dropout_in, dropout_out)``, has
+takes ``(vocab_size, embedding_dim, hidden_size, latent_dim, *, dropout_in, dropout_out)``
+(the Transformer also keyword options of its own), has
 an ``embedding`` attribute and maps ``(embedded (B, T, E), z (B, D))`` to logits (B, T, V).
 """
 
@@ -17,10 +20,12 @@ from torch import nn
 from advmask.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
 from advmask.models.encoder import LSTMEncoder
 from advmask.models.lstm_decoder import LSTMDecoder
+from advmask.models.transformer_decoder import TransformerDecoder
 
 DECODERS: dict[str, type[nn.Module]] = {
     "lstm": LSTMDecoder,
     "double-lstm": DoubleLSTMDecoder,
+    "transformer": TransformerDecoder,
 }
 """Decoder classes by configuration name."""
 
@@ -29,5 +34,6 @@ __all__ = [
     "DoubleLSTMDecoder",
     "LSTMDecoder",
     "LSTMEncoder",
+    "TransformerDecoder",
     "double_lstm_reference",
 ]

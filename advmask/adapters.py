@@ -1,0 +1,187 @@
+"""Put a masker into any decoder by wrapping its input embedding (one mechanism for all).
+
+Every autoregressive decoder reads its inputs through an ``nn.Embedding``. Masking needs
+nothing else: :func:`mask_input_embeddings` finds that embedding, replaces it in the model by a
+:class:`~advmask.embedding.MaskedEmbedding` that shares its weights, and returns the wrapper,
+whose :attr:`~advmask.embedding.MaskedEmbedding.regularizer` the caller adds to the loss. The
+same call serves
+
+* Hugging Face ``transformers`` models (found through ``get_input_embeddings()`` and replaced
+  through ``set_input_embeddings()``; weight tying with the output layer survives, because the
+  wrapped ``nn.Embedding`` and its weight are the same objects);
+* the decoders of :mod:`advmask.models` (their ``embedding`` attribute);
+* any other ``torch.nn`` model (``attribute="dotted.path"`` to the embedding).
+
+How the wrapper learns which positions may be dropped (padding must never be): a caller that
+embeds the inputs itself passes them, ``wrapper(tokens, lengths, protected=is_bos)``; a model
+that calls the wrapper with token ids alone (Hugging Face) is called inside
+``with wrapper.valid_inputs(attention_mask=..., protected=...):``, and without either the
+wrapper treats the ``pad_id`` token as padding (see :class:`~advmask.embedding.MaskedEmbedding`).
+
+Example:
+    >>> from advmask import UniformMasker
+    >>> model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Linear(4, 10))
+    >>> masked = mask_input_embeddings(model, UniformMasker(rate=1.0), attribute="0")
+    >>> model[0] is masked
+    True
+    >>> logits = model(torch.tensor([[3, 4, 5, 6, 0, 0]]))   # padding never dropped
+    >>> masked.last_output.mask
+    tensor([[1., 1., 1., 1., 0., 0.]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from advmask.embedding import MaskedEmbedding
+
+DEFAULT_ATTRIBUTE = "embedding"
+"""Where :mod:`advmask.models` decoders keep their input embedding."""
+
+_Installer = Callable[[nn.Module], object]
+"""Puts a module where the input embedding was found."""
+
+
+def mask_input_embeddings(
+    model: nn.Module,
+    masker: nn.Module | None,
+    fill: str = "zero",
+    unk_id: int | None = None,
+    *,
+    attribute: str | None = None,
+    pad_id: int | None = None,
+) -> MaskedEmbedding:
+    """Replace ``model``'s input embedding by a :class:`~advmask.embedding.MaskedEmbedding`.
+
+    The embedding is found, in order: at ``attribute`` if given; through the Hugging Face
+    methods ``get_input_embeddings()`` / ``set_input_embeddings()`` if the model has them;
+    at the attribute ``embedding`` (:mod:`advmask.models`). The wrapper becomes a submodule of
+    ``model``, so ``model.train()`` / ``model.eval()`` switch it and ``model.parameters()``
+    include the masker's: with an :class:`advmask.AdversarialMasker` one optimiser and one
+    backward pass train both players. The wrapped embedding's state-dict keys gain the prefix
+    ``embedding.`` (``wte.weight`` becomes ``wte.embedding.weight``); use
+    :func:`unmask_input_embeddings` before saving a model for use without advmask.
+
+    Args:
+        model: the decoder (any ``nn.Module``).
+        masker: an :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None.
+        fill: what a dropped input becomes: ``"zero"``, ``"unk"`` or ``"learned"`` (see
+            :class:`~advmask.embedding.MaskedEmbedding`).
+        unk_id: the unknown-token id, required for ``fill="unk"``.
+        attribute: dotted path of the embedding inside ``model`` (``"embedding"``,
+            ``"transformer.wte"``, ``"0"`` for the first layer of an ``nn.Sequential``).
+        pad_id: the padding token id used when the wrapper is called without lengths and
+            outside :meth:`~advmask.embedding.MaskedEmbedding.valid_inputs`. Default: the
+            embedding's ``padding_idx``, else ``model.config.pad_token_id`` (Hugging Face),
+            else none.
+
+    Returns:
+        The installed wrapper (also reachable in ``model``).
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module`` or the module found is not an
+            ``nn.Embedding``.
+        ValueError: if ``model`` has no input embedding where looked for, or it is already
+            masked.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    embedding, install = _locate(model, attribute)
+    if pad_id is None and embedding.padding_idx is None:
+        pad_id = _config_pad_id(model)
+    wrapper = MaskedEmbedding(embedding, masker, fill=fill, unk_id=unk_id, pad_id=pad_id)
+    install(wrapper)
+    return wrapper
+
+
+def unmask_input_embeddings(model: nn.Module, *, attribute: str | None = None) -> nn.Embedding:
+    """Undo :func:`mask_input_embeddings`: put the wrapped ``nn.Embedding`` back.
+
+    Args:
+        model: a model whose input embedding is a :class:`~advmask.embedding.MaskedEmbedding`.
+        attribute: where it is, as for :func:`mask_input_embeddings`.
+
+    Returns:
+        The original embedding, now in ``model`` again (its weights are the trained ones).
+
+    Raises:
+        ValueError: if the input embedding of ``model`` is not masked.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    found, install, where = _find(model, attribute)
+    if not isinstance(found, MaskedEmbedding):
+        raise ValueError(
+            f"the input embedding of {type(model).__name__} ({where}) is not masked: it is a "
+            f"{type(found).__name__}"
+        )
+    install(found.embedding)
+    return found.embedding
+
+
+def _locate(model: nn.Module, attribute: str | None) -> tuple[nn.Embedding, _Installer]:
+    """The model's unmasked input embedding and a function that replaces it."""
+    found, install, where = _find(model, attribute)
+    if isinstance(found, MaskedEmbedding):
+        raise ValueError(
+            f"the input embedding of {type(model).__name__} ({where}) is already masked; "
+            "call unmask_input_embeddings first to change its masker"
+        )
+    if not isinstance(found, nn.Embedding):
+        raise TypeError(
+            f"the input embedding of {type(model).__name__} ({where}) must be an nn.Embedding, "
+            f"got {type(found).__name__}"
+        )
+    return found, install
+
+
+def _find(model: nn.Module, attribute: str | None) -> tuple[object, _Installer, str]:
+    """``(module found, installer, description of where)`` without type checks."""
+    if attribute is not None:
+        return _at_attribute(model, attribute)
+    getter = getattr(model, "get_input_embeddings", None)
+    setter = getattr(model, "set_input_embeddings", None)
+    if callable(getter) and callable(setter):
+        try:
+            found = getter()
+        except NotImplementedError:  # transformers' base class without an embedding
+            found = None
+        if found is not None:
+            return found, setter, "get_input_embeddings()"
+    if isinstance(getattr(model, DEFAULT_ATTRIBUTE, None), nn.Module):
+        return _at_attribute(model, DEFAULT_ATTRIBUTE)
+    raise ValueError(
+        f"model ({type(model).__name__}) has no input embedding that advmask can find: no "
+        f"get_input_embeddings()/set_input_embeddings() returning one and no "
+        f"{DEFAULT_ATTRIBUTE!r} submodule; pass attribute='path.to.embedding'"
+    )
+
+
+def _at_attribute(model: nn.Module, attribute: object) -> tuple[object, _Installer, str]:
+    if not isinstance(attribute, str):
+        raise TypeError(f"attribute must be a str or None, got {attribute!r}")
+    if not attribute or any(not part for part in attribute.split(".")):
+        raise ValueError(
+            f"attribute must be a dotted path such as 'transformer.wte', got {attribute!r}"
+        )
+    parent_path, _, name = attribute.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path)
+        found = getattr(parent, name)
+    except AttributeError:
+        raise ValueError(
+            f"attribute={attribute!r} does not name a submodule of {type(model).__name__}"
+        ) from None
+
+    def install(module: nn.Module) -> None:
+        setattr(parent, name, module)
+
+    return found, install, f"attribute={attribute!r}"
+
+
+def _config_pad_id(model: nn.Module) -> int | None:
+    """``model.config.pad_token_id`` of a Hugging Face model, if it is an int."""
+    pad_id = getattr(getattr(model, "config", None), "pad_token_id", None)
+    return pad_id if isinstance(pad_id, int) and not isinstance(pad_id, bool) else None
