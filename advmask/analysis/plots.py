@@ -87,11 +87,27 @@ def plot_drop_profiles(
         # Head room above the bars for the legend.
         top = max(profile.probability.max().item(), profile.uniform.max().item())
         axis.set_ylim(0, 1.3 * top if top > 0 else 1)
-        axis.set_xticks(positions, profile.labels, rotation=45 if len(positions) > 8 else 0)
+        # Long or many labels collide when horizontal (frequency bins like "1001-10000").
+        crowded = (
+            len(positions) > 8 or max(map(len, profile.labels), default=0) * len(positions) > 40
+        )
+        axis.set_xticks(
+            positions,
+            profile.labels,
+            rotation=45 if crowded else 0,
+            ha="right" if crowded else "center",
+        )
         axis.set_xlabel(profile.title)
         axis.set_ylabel("mean P(dropped)")
         for position, count in zip(positions, profile.count.tolist(), strict=True):
-            axis.annotate(f"{count}", (position, 0), ha="center", va="bottom", fontsize=6)
+            axis.annotate(
+                f"{count}",
+                (position, 0),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                rotation=90 if len(positions) > 8 else 0,
+            )
         axis.legend(fontsize=8, loc="upper right", ncol=2)
     figure.suptitle(title)
     return _save(figure, stem, formats)

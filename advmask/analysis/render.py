@@ -91,7 +91,11 @@ def saliency_html(saliency: Saliency, vocab: Vocabulary, title: str = "Adversary
                 f'title="P(dropped) = {probability:.3f}">{html.escape(word)}</span>'
             )
         k = int(saliency.k[row])
-        sentences.append(f'<p class="sentence">{" ".join(spans)} <small>K = {k}</small></p>')
+        sentences.append(
+            # The budget label never wraps away from its sentence.
+            f'<p class="sentence">{" ".join(spans)} '
+            f'<small class="budget">K&nbsp;=&nbsp;{k}</small></p>'
+        )
     legend = "".join(
         f'<span style="background: rgb{_shade(p)}">{p:.2g}</span>' for p in (0, 0.25, 0.5, 0.75, 1)
     )
