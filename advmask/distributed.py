@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -316,8 +316,11 @@ class BatchShard:
         mean under DDP's gradient averaging (1.0 in one process)."""
         return self.world_size * self.num_sequences / self.total
 
-    def randomness(self) -> ShardedRandomness:
-        """A :class:`ShardedRandomness` context for this shard's forward pass."""
+    def randomness(self) -> ShardedRandomness | nullcontext[None]:
+        """A :class:`ShardedRandomness` context for this shard's forward pass; a no-op context
+        when the shard is the whole batch (one process), so that path pays no dispatch cost."""
+        if self.stop - self.start == self.total:
+            return nullcontext()
         return ShardedRandomness(self.start, self.stop, self.total)
 
 

@@ -36,7 +36,6 @@ import json
 import math
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -418,14 +417,12 @@ def train_step(
     autocast = torch.autocast(
         batch.tokens.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
     )
-    randomness = shard.randomness() if shard.world_size > 1 else nullcontext()
-    with autocast, randomness:
+    with autocast, shard.randomness():
         out = forward(batch.tokens, batch.lengths, kl_weight=beta, free_bits=config.free_bits)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)
-    loss = out.loss if shard.world_size == 1 else out.loss * shard.loss_scale
-    loss.backward()
+    (out.loss * shard.loss_scale).backward()  # scale 1.0 in one process
     torch.nn.utils.clip_grad_norm_(model.vae_parameters(), config.grad_clip)
     vae_optimizer.step()
     rows = float(shard.num_sequences)

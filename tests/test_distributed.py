@@ -36,6 +36,7 @@ from advmask.distributed import (
     shard_batch,
     sum_across_ranks,
 )
+from tests.test_recipe import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,32 +164,15 @@ def test_single_process_is_the_identity(monkeypatch) -> None:
 # 45 sequences: global batches of 16, 16 and 13, so the last one is split 7 / 6 and a wrong
 # loss scale (a per-rank mean) would show.
 FLAGS = [
+    *TINY_MODEL,
     "--max-train-sequences",
     "45",
-    "--epochs",
-    "2",
-    "--embedding-dim",
-    "16",
-    "--hidden-size",
-    "24",
-    "--latent-dim",
-    "4",
-    "--adversary-embedding-dim",
-    "8",
-    "--adversary-hidden-size",
-    "8",
     "--test-iw-samples",
     "4",
-    "--kl-warmup-steps",
-    "10",
     "--log-every",
     "1",
     "--score-log-every",
     "1",
-    "--checkpoint-every",
-    "0",
-    "--device",
-    "cpu",
     "--threads",
     "1",
     "--dropout",

@@ -20,11 +20,8 @@ def load_recipe(name: str):
     return module
 
 
-TINY = [
-    "--max-train-sequences",
-    "96",
-    "--batch-size",
-    "16",
+# A model small enough to train in seconds on the synthetic corpus (shared with the DDP test).
+TINY_MODEL = [
     "--epochs",
     "2",
     "--embedding-dim",
@@ -37,16 +34,23 @@ TINY = [
     "8",
     "--adversary-hidden-size",
     "8",
-    "--test-iw-samples",
-    "8",
     "--kl-warmup-steps",
     "10",
-    "--log-every",
-    "2",
     "--checkpoint-every",
     "0",
     "--device",
     "cpu",
+]
+TINY = [
+    "--max-train-sequences",
+    "96",
+    "--batch-size",
+    "16",
+    "--test-iw-samples",
+    "8",
+    "--log-every",
+    "2",
+    *TINY_MODEL,
 ]
 
 

@@ -80,6 +80,7 @@ PYTHON_PAGES = {
     "fractions.Fraction": "fractions.html#fractions.Fraction",
     "dataclasses.dataclass": "dataclasses.html#dataclasses.dataclass",
     "dataclasses.field": "dataclasses.html#dataclasses.field",
+    "contextlib.nullcontext": "contextlib.html#contextlib.nullcontext",
 }
 PYTHON_MODULE_PAGES = {
     "typing": "typing.html",
