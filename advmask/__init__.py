@@ -8,8 +8,10 @@ parts live in subpackages (:mod:`advmask.data`, :mod:`advmask.models`, :mod:`adv
 :mod:`advmask.vae`, :mod:`advmask.evaluation`).
 """
 
+from advmask import optim
 from advmask.adapters import mask_input_embeddings, unmask_input_embeddings
 from advmask.budget import eligible_positions, num_to_drop
+from advmask.checks import set_value_checks, value_checks_enabled
 from advmask.embedding import MaskedEmbedding, mask_embeddings
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
 from advmask.outputs import MaskerOutput
@@ -52,8 +54,11 @@ __all__ = [
     "mask_embeddings",
     "mask_input_embeddings",
     "num_to_drop",
+    "optim",
     "register_relaxation",
     "score_kl",
+    "set_value_checks",
     "straight_through",
     "unmask_input_embeddings",
+    "value_checks_enabled",
 ]

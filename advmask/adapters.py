@@ -17,6 +17,8 @@ embeds the inputs itself passes them, ``wrapper(tokens, lengths, protected=is_bo
 that calls the wrapper with token ids alone (Hugging Face) is called inside
 ``with wrapper.valid_inputs(attention_mask=..., protected=...):``, and without either the
 wrapper treats the ``pad_id`` token as padding (see :class:`~advmask.embedding.MaskedEmbedding`).
+A model with no pad id at all (a stock GPT-2 config) gets a warning on the first call that
+gives no positions, since every position, padding included, may then be dropped.
 
 Example:
     >>> from advmask import UniformMasker
@@ -75,7 +77,8 @@ def mask_input_embeddings(
         pad_id: the padding token id used when the wrapper is called without lengths and
             outside :meth:`~advmask.embedding.MaskedEmbedding.valid_inputs`. Default: the
             embedding's ``padding_idx``, else ``model.config.pad_token_id`` (Hugging Face),
-            else none.
+            else none: then such a call may drop padding, and the first one warns (a stock
+            GPT-2 config has no pad token; use ``valid_inputs(attention_mask=...)``).
 
     Returns:
         The installed wrapper (also reachable in ``model``).
@@ -92,6 +95,13 @@ def mask_input_embeddings(
     if pad_id is None and embedding.padding_idx is None:
         pad_id = _config_pad_id(model)
     wrapper = MaskedEmbedding(embedding, masker, fill=fill, unk_id=unk_id, pad_id=pad_id)
+    if wrapper.pad_id is None:
+        # named in the warning of the first call that gives no positions (a stock GPT-2)
+        wrapper._pad_id_source = (
+            f"{type(model).__name__}'s input embedding has no padding_idx"
+            + (", its config no pad_token_id" if hasattr(model, "config") else "")
+            + " and no pad_id was given"
+        )
     install(wrapper)
     return wrapper
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import INT_DTYPES, check_rate, check_tensor
+from advmask.checks import INT_DTYPES, check_rate, check_tensor
 
 # Binary floating point puts some exact decimal halves just below .5 (0.29 * 50 =
 # 14.499999999999998); the guard restores exact-decimal half-up for rates with up to

@@ -1,20 +1,51 @@
-"""Atomic checkpoint files.
+"""Atomic, checksummed checkpoint files, and a lock per run folder.
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk and then renamed
 over the target with :func:`os.replace`, which is atomic on POSIX and Windows: a run killed
-mid-write leaves the previous checkpoint intact, never a truncated file.
+mid-write leaves the previous checkpoint intact, never a truncated file. A process killed
+*inside* a save leaves its temporary file behind; :func:`remove_stale_temporaries` deletes
+those once the folder is locked.
+
+Every checkpoint carries the SHA-256 of its content (each tensor's dtype, shape and bytes, and
+every other value, in order), verified by :func:`load_checkpoint`: a file damaged on disk
+(flipped bits, a copy cut short) is refused with an error naming it instead of resuming from
+wrong weights. The digest sits in the same file, under the key :data:`CHECKSUM_KEY`, so the
+file stays a plain ``torch.save`` dictionary.
+
+:class:`RunLock` keeps a second process out of a folder another one is writing; the lock of a
+process that died is taken over.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
+import pickle
+import re
 import secrets
+import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 import torch
+
+logger = logging.getLogger(__name__)
+
+CHECKSUM_KEY = "_advmask_checksum"
+"""Key of the SHA-256 hex digest in a checkpoint dictionary written by :func:`save_checkpoint`."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be trusted: empty, truncated, corrupt or not a checkpoint."""
+
+
+class RunLockedError(RuntimeError):
+    """The folder is locked by another live process."""
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -74,8 +105,47 @@ def _fsync_directory(folder: Path) -> None:
         os.close(handle)
 
 
+def _update_digest(digest: Any, value: Any) -> None:
+    # Type tags and lengths make the encoding unambiguous ([1, 2] and [[1], 2] differ).
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        digest.update(memoryview(tensor.view(torch.uint8).numpy()))
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _update_digest(digest, key)
+            _update_digest(digest, item)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
+        for item in value:
+            _update_digest(digest, item)
+    else:
+        text = repr(value).encode()
+        digest.update(f"V{type(value).__name__}{len(text)}:".encode())
+        digest.update(text)
+
+
+def checksum(state: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of a checkpoint's content (tensors by dtype, shape and bytes).
+
+    The same on every device: tensors are hashed from their CPU bytes.
+
+    Example:
+        >>> checksum({"w": torch.ones(2)}) == checksum({"w": torch.ones(2)})
+        True
+        >>> checksum({"w": torch.ones(2)}) == checksum({"w": torch.ones(2, dtype=torch.float64)})
+        False
+    """
+    digest = hashlib.sha256()
+    _update_digest(digest, state)
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` (tensors, numbers, strings and containers of them) atomically.
+
+    The content's :func:`checksum` is stored with it under :data:`CHECKSUM_KEY`.
 
     Example:
         >>> import tempfile, pathlib
@@ -84,25 +154,175 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
         >>> load_checkpoint(folder / "last.pt")["step"]
         3
     """
-    return atomic_write(path, lambda file: torch.save(dict(state), file))
+    if CHECKSUM_KEY in state:
+        raise ValueError(f"state must not hold the reserved key {CHECKSUM_KEY!r}")
+    content = {**state, CHECKSUM_KEY: checksum(state)}
+    return atomic_write(path, lambda file: torch.save(content, file))
 
 
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain data only).
+    """Load a checkpoint written by :func:`save_checkpoint` and verify its checksum.
 
     Only tensors and plain data are unpickled (``weights_only=True``): a file that holds other
-    objects is refused rather than executed.
+    objects is refused rather than executed. A file without a checksum (written by
+    ``torch.save`` itself, or by advmask before checksums) loads unverified, with a logged
+    warning.
+
+    Returns:
+        The saved dictionary, without the checksum entry.
 
     Raises:
         FileNotFoundError: naming ``path`` when it does not exist.
-        pickle.UnpicklingError: when the file holds objects other than tensors and plain data.
+        CheckpointError: naming ``path`` when it is empty, truncated, corrupt (its content does
+            not match its checksum), not a checkpoint, or holds objects other than tensors and
+            plain data.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data; "
+                "refusing to unpickle it"
+            ) from error
+        raise CheckpointError(f"checkpoint {path} is corrupt: {_first_line(error)}") from error
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a checkpoint "
+            f"({type(error).__name__}: {_first_line(error)})"
+        ) from error
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a dictionary"
+        )
+    expected = state.pop(CHECKSUM_KEY, None)
+    if expected is None:
+        logger.warning("checkpoint %s has no checksum: loaded without verification", path)
+    elif checksum(state) != expected:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its content does not match its checksum "
+            "(damaged on disk or in a copy)"
+        )
+    return state
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that saves killed mid-write left in ``folder``.
+
+    Only call it while no other process writes into ``folder`` (hold its :class:`RunLock`):
+    a live writer's temporary file looks the same.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for candidate in folder.iterdir():
+        if _TEMPORARY.match(candidate.name) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError as error:
+        return error.errno != errno.ESRCH
+    return True
+
+
+class RunLock:
+    """Exclusive use of a folder by one process, through a ``.lock`` file holding its pid.
+
+    The lock is taken on entering and released on leaving the ``with`` block. A lock file whose
+    process no longer runs on this machine (killed, crashed) is taken over; one held by a live
+    process, or written on another machine, makes entering fail.
+
+    Args:
+        folder: the folder to lock (created if needed).
+
+    Raises:
+        RunLockedError: on entering, naming the folder and the holder's pid and host.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with RunLock(folder) as lock:
+        ...     lock.path.is_file()
+        True
+        >>> lock.path.is_file()
+        False
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / ".lock"
+        self._held = False
+
+    def _holder(self) -> str:
+        return f"{socket.gethostname()} {os.getpid()}"
+
+    def _try_create(self) -> bool:
+        try:
+            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w") as file:
+            file.write(self._holder() + "\n")
+        return True
+
+    def __enter__(self) -> RunLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self._try_create():
+            try:
+                host, pid_text = self.path.read_text().split()
+                pid = int(pid_text)
+            except (OSError, ValueError):
+                host, pid = socket.gethostname(), -1  # unreadable: left by a killed writer
+            if host != socket.gethostname() or (pid > 0 and _process_alive(pid)):
+                raise RunLockedError(
+                    f"{self.folder} is in use by process {pid} on {host} (lock file "
+                    f"{self.path}); wait for it to finish, or delete the lock file if that "
+                    "process is gone"
+                )
+            logger.warning("taking over the lock of dead process %d in %s", pid, self.folder)
+            self.path.unlink(missing_ok=True)
+            if not self._try_create():  # another process took it over first
+                raise RunLockedError(f"{self.folder} was locked by another process just now")
+        self._held = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._held:
+            self.path.unlink(missing_ok=True)
+            self._held = False
 
 
 def save_json(data: Any, path: str | os.PathLike[str]) -> Path:

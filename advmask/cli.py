@@ -2,19 +2,60 @@
 
 A recipe declares its configuration once, as a dataclass with defaults and per-field help in
 ``metadata={"help": ...}``; the flags (``--field-name``) are derived from it, so they are never
-written twice.
+written twice. The same metadata holds each field's allowed values (``choices``) and range
+(``minimum``, ``maximum``, ``exclusive_minimum``, ``exclusive_maximum``), checked when the flags
+are parsed; float fields must be finite.
+
+A user error (a bad flag, a missing file) is one line on stderr, ``error: ...``, and exit
+status 2, without a traceback: :class:`Parser` does that for flags, :func:`exit_with_error`
+for what a recipe finds later (recipes raise :class:`UserError` and turn it into that line).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import sys
 import types
 import typing
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 ConfigT = TypeVar("ConfigT")
+
+
+RANGE_KEYS: tuple[tuple[str, str], ...] = (
+    ("minimum", ">="),
+    ("exclusive_minimum", ">"),
+    ("maximum", "<="),
+    ("exclusive_maximum", "<"),
+)
+"""Metadata keys of a field's range and the comparison each one requires."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (a flag, a file, a folder); printed as one line by a CLI."""
+
+
+def exit_with_error(message: object, status: int = 2) -> NoReturn:
+    """Print ``error: message`` as one line on stderr and exit with ``status`` (2: as argparse,
+    a usage error)."""
+    text = " ".join(str(message).splitlines())
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+class Parser(argparse.ArgumentParser):
+    """An :class:`argparse.ArgumentParser` whose errors are one line: ``error: ...``, exit 2.
+
+    argparse prints the whole usage before the error; with dozens of flags that buries the one
+    line that matters. ``--help`` still prints everything.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        exit_with_error(f"{message} (see {self.prog} --help)")
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
@@ -63,7 +104,49 @@ def _tuple_arity(name: str, annotation: Any) -> tuple[Any, int | str]:
     )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> None:
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _range_text(field: dataclasses.Field) -> str:
+    return " and ".join(
+        f"{symbol} {field.metadata[key]}" for key, symbol in RANGE_KEYS if key in field.metadata
+    )
+
+
+def check_value(field: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` is not allowed for ``field`` (range, finiteness, choices), or None if it is.
+
+    ``None`` is always allowed here (the type decides whether it may be None); for tuples each
+    item is checked.
+    """
+    if value is None:
+        return None
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    choices = field.metadata.get("choices")
+    for item in items:
+        if choices is not None and item not in choices:
+            return f"must be one of {', '.join(map(str, choices))}, got {item!r}"
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"must be a finite number, got {item}"
+        bounds = {
+            "minimum": item >= field.metadata.get("minimum", -math.inf),
+            "exclusive_minimum": item > field.metadata.get("exclusive_minimum", -math.inf),
+            "maximum": item <= field.metadata.get("maximum", math.inf),
+            "exclusive_maximum": item < field.metadata.get("exclusive_maximum", math.inf),
+        }
+        if not all(bounds.values()):
+            return f"must be {_range_text(field)}, got {item}"
+    return None
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    config_type: type,
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """Add one ``--flag`` per field of the dataclass ``config_type``.
 
     Supported field types: ``bool`` (``--flag``/``--no-flag``), ``int``, ``float``, ``str`` (or
@@ -71,7 +154,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> 
     or more values), ``tuple[T, T]`` (exactly that many values) and ``Optional`` of these.
     ``metadata={"help": ..., "choices": (...)}`` of a field sets its help text and allowed
     values (per item for tuples). Every flag defaults to ``None`` so that :func:`parse_config`
-    can tell what the user set.
+    can tell what the user set. The help shows the default from ``defaults`` (for example a
+    preset's) or else the field's, and the field's range.
 
     Raises:
         TypeError: if ``config_type`` is not a dataclass or a field type is unsupported.
@@ -80,11 +164,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> 
     hints = typing.get_type_hints(config_type)
     for field in fields:
         annotation, _ = _unwrap_optional(hints[field.name])
-        flag = "--" + field.name.replace("_", "-")
+        flag = _flag_name(field.name)
         help_text = field.metadata.get("help", "")
         choices = field.metadata.get("choices")
-        default = _field_default(field)
-        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+        default = (defaults or {}).get(field.name, _field_default(field))
+        if isinstance(default, list):
+            default = tuple(default)
+        notes = [f"range {_range_text(field)}"] if _range_text(field) else []
+        if "default:" not in help_text:  # a help that explains its default keeps its own
+            notes.append(f"default: {default}")
+        if notes:
+            help_text = f"{help_text} ({'; '.join(notes)})" if help_text else "; ".join(notes)
         # argparse %-formats help strings: a literal "%" (e.g. "50% of the data") would crash
         # --help.
         help_text = help_text.replace("%", "%%")
@@ -120,16 +210,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type) -> 
             raise TypeError(f"field {field.name!r}: unsupported type {hints[field.name]!r}")
 
 
-def _check_choices(config_type: type, values: dict[str, Any]) -> None:
+def _check_defaults(config_type: type, values: Mapping[str, Any]) -> None:
     for field in _config_fields(config_type):
         choices = field.metadata.get("choices")
-        if choices is None or values.get(field.name) is None:
+        value = values.get(field.name)
+        if value is None:
             continue
-        value = values[field.name]
         items = value if isinstance(value, (tuple, list)) else (value,)
-        bad = [item for item in items if item not in choices]
-        if bad:
+        if choices is not None and any(item not in choices for item in items):
             raise ValueError(f"{field.name} must be one of {tuple(choices)}, got {value!r}")
+        problem = check_value(field, value)
+        if problem is not None:
+            raise ValueError(f"default of {field.name} {problem}")
 
 
 def parse_config(
@@ -153,8 +245,9 @@ def parse_config(
 
     Raises:
         ValueError: for a name in ``defaults`` that is not a field, or a value outside a
-            field's choices.
-        SystemExit: from argparse, for a bad flag or value (the message is printed).
+            field's choices or range.
+        SystemExit: status 2 for a bad flag or value, after printing one line naming the flag
+            and the value (``error: argument --lr: must be > 0, got -1.0 (see ... --help)``).
 
     Example:
         >>> @dataclasses.dataclass
@@ -165,16 +258,20 @@ def parse_config(
         >>> parse_config(Config, ["--seeds", "1", "2", "--compile"])
         Config(rate=0.3, seeds=(1, 2), compile=True)
     """
-    parser = argparse.ArgumentParser(description=description)
-    add_config_arguments(parser, config_type)
-    names = {field.name for field in _config_fields(config_type)}
-    unknown = sorted(set(defaults or {}) - names)
+    parser = Parser(description=description)
+    add_config_arguments(parser, config_type, defaults)
+    fields = {field.name: field for field in _config_fields(config_type)}
+    unknown = sorted(set(defaults or {}) - set(fields))
     if unknown:
         raise ValueError(
             f"defaults has names that are not fields of {config_type.__name__}: {unknown}"
         )
-    _check_choices(config_type, defaults or {})
+    _check_defaults(config_type, defaults or {})
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    for name, value in given.items():
+        problem = check_value(fields[name], value)
+        if problem is not None:
+            parser.error(f"argument {_flag_name(name)}: {problem}")
     values = {**(defaults or {}), **given}
     hints = typing.get_type_hints(config_type)
     for name, value in values.items():

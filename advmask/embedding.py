@@ -1,4 +1,4 @@
-"""Applying a drop mask to decoder input embeddings (SPEC §6).
+"""Applying a drop mask to decoder input embeddings (Miladinović et al., 2022).
 
 A dropped input is replaced in embedding space, ``e~ = m * fill + (1 - m) * e``, not by
 replacing its token id: the id replacement has no gradient with respect to ``m``, so the
@@ -9,6 +9,7 @@ adversary would learn nothing. The two-product form is exact for ``m`` in {0, 1}
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advmask._checks import FLOAT_DTYPES, INT_DTYPES, check_tensor
+from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, checking_values
 from advmask.outputs import MaskerOutput
 
 FILL_MODES = ("zero", "unk", "learned")
@@ -25,7 +26,7 @@ FILL_MODES = ("zero", "unk", "learned")
 def mask_embeddings(embedded: Tensor, drop_mask: Tensor, fill: Tensor | None = None) -> Tensor:
     """Replace dropped positions by ``fill``: ``m * fill + (1 - m) * e``.
 
-    Gradients (SPEC §6.2), with ``g = dL/de~``: ``dL/dm_t = <g_t, fill - e_t>``,
+    Gradients, with ``g = dL/de~``: ``dL/dm_t = <g_t, fill - e_t>``,
     ``dL/de_t = (1 - m_t) g_t`` and ``dL/dfill = sum_t m_t g_t``.
 
     Args:
@@ -142,6 +143,10 @@ class MaskedEmbedding(nn.Module):
         )
         self.last_output: MaskerOutput | None = None
         self._valid_inputs: _ValidInputs | None = None
+        # Where the missing pad id was looked for (set by mask_input_embeddings), for the
+        # warning; the warning is given once per wrapper.
+        self._pad_id_source = "the embedding has no padding_idx and no pad_id was given"
+        self._warned_unprotected = False
 
     @property
     def weight(self) -> Tensor:
@@ -239,13 +244,22 @@ class MaskedEmbedding(nn.Module):
             lengths: (B,) valid positions per row; positions ``t >= lengths[b]`` are never
                 dropped. None (with ``protected`` None): the positions set by
                 :meth:`valid_inputs` if inside such a block, else every position except
-                those holding ``pad_id`` (lengths then stop before the trailing padding).
+                those holding ``pad_id`` (lengths then stop before the trailing padding);
+                without a ``pad_id`` that is every position, padding included, and the
+                first such call warns.
             protected: optional (T,) or (B, T) bool, True where a position must never be
                 dropped (for example BOS).
 
         Returns:
             (B, T, E) embeddings in the embedding's dtype.
+
+        Raises:
+            ValueError: if an id is outside ``[0, num_embeddings)``, naming the first such id
+                and its position. A value check (one host sync): skipped under
+                ``torch.compile`` and when value checks are switched off.
         """
+        if isinstance(tokens, Tensor) and checking_values():
+            _check_ids(tokens, self.embedding.num_embeddings)
         embedded = self.embedding(tokens)
         if not self.training or self.masker is None:
             self.last_output = None
@@ -253,6 +267,19 @@ class MaskedEmbedding(nn.Module):
         if lengths is None and protected is None and self._valid_inputs is not None:
             lengths, protected = self._valid_inputs.resolve(tokens)
         if lengths is None:
+            if protected is None and self.pad_id is None and not self._warned_unprotected:
+                self._warned_unprotected = True
+                warnings.warn(
+                    f"MaskedEmbedding was called with token ids alone and no pad id is known "
+                    f"({self._pad_id_source}): every position may be dropped, padding "
+                    f"included. Call the model inside `with wrapper.valid_inputs("
+                    f"attention_mask=...)` (an empty valid_inputs() says there is no "
+                    f"padding), pass lengths, or give pad_id to mask_input_embeddings",
+                    UserWarning,
+                    # stacklevel 1: the caller is torch's Module.__call__, and a warning
+                    # attributed to torch is hidden by the usual "ignore torch" filters
+                    stacklevel=1,
+                )
             lengths, protected = _lengths_from_padding(tokens, self.pad_id, protected)
         output = self.masker(tokens, lengths, protected=protected)
         self.last_output = output
@@ -260,6 +287,20 @@ class MaskedEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"fill={self.fill!r}" + (f", unk_id={self.unk_id}" if self.fill == "unk" else "")
+
+
+def _check_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Raise a one-line ValueError for the first id outside ``[0, vocab_size)``."""
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        return  # the embedding's own dtype error is clear
+    out_of_range = (tokens < 0) | (tokens >= vocab_size)
+    if bool(out_of_range.any()):  # one host sync; the details below only on the error path
+        position = tuple(int(i) for i in out_of_range.nonzero()[0])
+        raise ValueError(
+            f"tokens must be ids in [0, {vocab_size}) (the embedding's vocabulary size), got "
+            f"{int(tokens[position])} at position {position} "
+            f"({int(out_of_range.sum())} of {tokens.numel()} ids out of range)"
+        )
 
 
 @dataclass(frozen=True)

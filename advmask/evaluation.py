@@ -23,8 +23,9 @@ from advmask.metrics import (
     importance_weighted_log_likelihood,
     mutual_information,
     mutual_information_ceiling,
+    perplexity,
 )
-from advmask.vae import SequenceVAE
+from advmask.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def evaluate(
     *,
     iw_samples: int = 0,
     iw_chunk: int = 100,
+    iw_memory_budget: int = DEFAULT_MEMORY_BUDGET,
     mi_estimator: str = "full",
     mi_batch_size: int = 32,
     generator: torch.Generator | None = None,
@@ -93,7 +95,11 @@ def evaluate(
         batches: the split, as :class:`advmask.data.Batch` objects on the model's device.
         iw_samples: importance samples per sequence for the IW-NLL; 0 skips it. The paper's
             protocol uses 500 on the test split.
-        iw_chunk: samples decoded per chunk (memory vs speed).
+        iw_chunk: samples drawn per call of the decoder's likelihood (the decoder splits
+            each call further to stay within ``iw_memory_budget``).
+        iw_memory_budget: bytes for one chunk of decoded rows' logits and features
+            (:meth:`advmask.vae.SequenceVAE.log_likelihood`); peak memory stays below twice
+            this.
         mi_estimator: ``"full"`` or ``"batch"`` (see :func:`advmask.metrics.mutual_information`).
         mi_batch_size: batch size of the ``"batch"`` estimator.
         generator: random generator for every sample drawn here.
@@ -139,7 +145,9 @@ def evaluate(
             neg_elbos.append((rec + kl).double().cpu())
             if iw_samples > 0:
                 log_p = importance_weighted_log_likelihood(
-                    lambda zs, t=tokens, ln=lengths: model.log_likelihood(t, ln, zs),
+                    lambda zs, t=tokens, ln=lengths: model.log_likelihood(
+                        t, ln, zs, memory_budget=iw_memory_budget
+                    ),
                     mean,
                     logvar,
                     num_samples=iw_samples,
@@ -177,7 +185,12 @@ def evaluate(
         num_predictions = num_words + num_sequences
         cpu_generator = None
         if generator is not None:
-            cpu_generator = torch.Generator().manual_seed(int(generator.initial_seed()))
+            # A seed drawn from the stream, not the stream's own seed: the MI estimator's
+            # samples must be independent of the ELBO's (a CPU generator seeded like a CPU
+            # ``generator`` would replay its first draws). Every rank draws it at the same
+            # point of the stream, so they agree.
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+            cpu_generator = torch.Generator().manual_seed(seed)
         mi = mutual_information(
             all_means,
             all_logvars,
@@ -195,9 +208,9 @@ def evaluate(
             neg_elbo=totals["neg_elbo"] / num_sequences,
             kl=totals["kl"] / num_sequences,
             reconstruction=totals["rec"] / num_sequences,
-            ppl_elbo=math.exp(totals["neg_elbo"] / num_predictions),
+            ppl_elbo=perplexity(totals["neg_elbo"], num_predictions),
             nll_iw=nll_iw,
-            ppl_iw=math.exp(totals["nll_iw"] / num_predictions) if iw_samples > 0 else None,
+            ppl_iw=perplexity(totals["nll_iw"], num_predictions) if iw_samples > 0 else None,
             mutual_information=mi,
             mi_estimator=mi_estimator,
             mi_ceiling=mutual_information_ceiling(num_sequences, mi_estimator, mi_batch_size),

@@ -23,14 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advmask._checks import (
+from advmask.budget import eligible_positions, num_to_drop
+from advmask.checks import (
     check_non_negative,
     check_rate,
     check_tensor,
     check_tokens_lengths,
     checking_values,
+    trusted,
 )
-from advmask.budget import eligible_positions, num_to_drop
 from advmask.outputs import MaskerOutput
 from advmask.regularizer import score_kl
 from advmask.relaxations import get_relaxation
@@ -148,10 +149,15 @@ class AdversarialMasker(nn.Module):
             ValueError: on wrong shapes, ``lengths`` out of range, or non-finite scores at
                 eligible positions.
         """
-        tokens, lengths = check_tokens_lengths(tokens, lengths)
+        # Value checks run here, once; the score network and bottom_k trust what passed them.
+        vocab_size = getattr(self.score_network, "vocab_size", None)
+        tokens, lengths = check_tokens_lengths(
+            tokens, lengths, vocab_size=vocab_size if embeddings is None else None
+        )
         eligible = _eligible(tokens, lengths, protected)
         k = num_to_drop(self.rate, eligible.sum(1))
-        mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
+        with trusted():
+            mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
         if checking_values():
             _check_scores(mean, std, eligible)
         regularizer = score_kl(mean, std, eligible, self.kl_weight)
@@ -168,10 +174,13 @@ class AdversarialMasker(nn.Module):
                 raise ValueError(
                     f"noise must have shape {tuple(mean.shape)}, got {tuple(noise.shape)}"
                 )
+            if checking_values() and not bool((torch.isfinite(noise) | ~eligible).all()):
+                raise ValueError("noise must be finite at eligible positions")
         scores = mean + std * noise
-        mask = bottom_k(
-            scores, k, eligible, self.relaxation, generator=generator, **self.relaxation_options
-        )
+        with trusted():  # k is in range by construction and the scores were checked above
+            mask = bottom_k(
+                scores, k, eligible, self.relaxation, generator=generator, **self.relaxation_options
+            )
         # The reversal sits on the mask only: the regulariser must not be reversed (SPEC §6.3).
         mask = self.reversal(mask)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
@@ -336,6 +345,9 @@ def _dry_run(name: str, relax: Callable[..., Tensor], options: dict[str, Any]) -
             torch.tensor([[0.0, 1.0]], dtype=torch.float64),
             torch.tensor([1]),
             torch.ones(1, 2, dtype=torch.bool),
+            # a private generator: a stochastic relaxation must not advance the global one,
+            # or the same seed would give other initial weights with "perturbed"
+            generator=torch.Generator(),
             **options,
         )
     except TypeError as error:  # unknown keyword

@@ -1,14 +1,16 @@
-"""Evaluation metrics of a sequence VAE with a diagonal-Gaussian posterior (SPEC §8).
+"""Evaluation metrics of a sequence VAE with a diagonal-Gaussian posterior (He et al. 2019).
 
 Notation: ``q(z|x) = N(mean, diag(exp(logvar)))`` and prior ``p(z) = N(0, I)``, with ``D`` latent
 dimensions. All values are in nats. Conventions follow He et al. (2019),
-``jxhe/vae-lagging-encoder``, without the pitfalls listed in SPEC §15.5:
+``jxhe/vae-lagging-encoder``, except where that code departs from the estimators' definitions:
 
 * the importance-weighted estimate uses ``log p(z_s) - log q(z_s|x)`` for every sample (not the
   analytic KL) and combines chunks of samples with one log-sum-exp over all of them;
 * the perplexity denominator counts words plus one EOS per sequence (BOS is not predicted);
 * mutual information uses the aggregate posterior of the *joint* ``z``, never a product of
-  per-dimension aggregates (which adds the total correlation of ``q(z)`` to the estimate).
+  per-dimension aggregates (which adds the total correlation of ``q(z)`` to the estimate), and
+  evaluates the own term ``log q(z_i|x_i)`` at the sample instead of its closed-form
+  expectation, so that no draw exceeds its ceiling ``log N``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from advmask._checks import FLOAT_DTYPES, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_tensor
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -102,7 +104,7 @@ def gaussian_kl_per_dimension(mean: Tensor, logvar: Tensor) -> Tensor:
 
 
 def gaussian_kl(mean: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mean, diag(exp(logvar))) || N(0, I))`` per row (SPEC §8.1).
+    """``KL(N(mean, diag(exp(logvar))) || N(0, I))`` per row: the KL term of the ELBO.
 
     ``KL_n = 1/2 sum_d (mean_{n,d}^2 + exp(logvar_{n,d}) - logvar_{n,d} - 1)``.
 
@@ -252,7 +254,7 @@ def importance_weighted_log_likelihood(
 # Perplexity
 # --------------------------------------------------------------------------------------------
 def perplexity(total_nll: float, num_predictions: int) -> float:
-    """``exp(total_nll / num_predictions)`` (SPEC §8.3).
+    """``exp(total_nll / num_predictions)``: perplexity per predicted token (He et al. 2019).
 
     Convention: ``num_predictions`` counts every predicted token, i.e. the words of every
     sequence plus one EOS per sequence; BOS is an input only and is not counted. ``total_nll``
@@ -298,8 +300,8 @@ class MIEstimate:
     """A mutual-information estimate with what is needed to read it.
 
     Attributes:
-        value: the estimate of ``I_q(x; z)`` in nats (one draw of ``z`` per row; single estimates
-            can fall below 0 or above ``ceiling``, only their expectation cannot).
+        value: the estimate of ``I_q(x; z)`` in nats (one draw of ``z`` per row); every draw is
+            at most ``ceiling``, single draws can fall below 0 (their expectation cannot).
         estimator: ``"full"`` or ``"batch"``.
         num_rows: ``N``, the number of posteriors (sequences).
         batch_size: group size of the ``"batch"`` estimator (``num_rows`` for ``"full"``).
@@ -329,7 +331,7 @@ def _groups(num_rows: int, estimator: str, batch_size: int) -> list[tuple[int, i
 def mutual_information_ceiling(
     num_rows: int, estimator: str = "full", batch_size: int = 32
 ) -> float:
-    """Upper bound on the expectation of :func:`mutual_information`.
+    """Upper bound of every draw of :func:`mutual_information` (so also of its expectation).
 
     Each group of ``n`` rows contributes at most ``log n``: ``log N`` for ``"full"``; for
     ``"batch"`` the size-weighted mean of ``log n_b`` over the consecutive batches, which is
@@ -356,10 +358,14 @@ def mutual_information_ceiling(
     return sum(count * size * math.log(size) for size, count in groups) / num_rows
 
 
-def _log_aggregate_posterior(
+def _pointwise_information(
     z: Tensor, mean: Tensor, logvar: Tensor, noise: Tensor, chunk_size: int
 ) -> Tensor:
-    """``log q_hat(z_i) = logsumexp_j log q(z_i|x_j) - log n`` within one or more groups.
+    """``log q(z_i|x_i) - log q_hat(z_i)`` for every row, within one or more groups.
+
+    ``log q_hat(z_i) = logsumexp_j log q(z_i|x_j) - log n`` is the group's aggregate posterior.
+    The own term ``log q(z_i|x_i)`` enters both sides as the same number, so each value is at
+    most ``log n`` (the sum over j contains the own term).
 
     Args:
         z, mean, logvar: (G, n, D) float64: G groups of n rows each; ``z`` drawn from the rows'
@@ -367,7 +373,7 @@ def _log_aggregate_posterior(
         chunk_size: rows i per block; a block holds (G, chunk, n) values.
 
     Returns:
-        (G, n) log-density of each row's z under its group's aggregate posterior.
+        (G, n) float64 pointwise information of each row's ``z``, ``<= log n``.
     """
     group_size, latent_dim = mean.shape[1:]
     precision = torch.exp(-logvar)  # (G, n, D)
@@ -385,10 +391,10 @@ def _log_aggregate_posterior(
         z_block = z[:, start : start + chunk_size]  # (G, c, D)
         quad = z_block.square() @ precision_t - 2.0 * (z_block @ scaled_mean_t)  # (G, c, n)
         log_q = -0.5 * (quad + constant.unsqueeze(1))  # log q(z_i | x_j)
-        # entries (i, j = start + i) of the block
-        own = torch.diagonal(log_q, offset=start, dim1=-2, dim2=-1)
-        own.copy_(log_q_own[:, start : start + chunk_size])
-        out.append(torch.logsumexp(log_q, dim=-1) - math.log(group_size))
+        # entries (i, j = start + i) of the block: the same numbers as the numerator below
+        own_block = log_q_own[:, start : start + chunk_size]
+        torch.diagonal(log_q, offset=start, dim1=-2, dim2=-1).copy_(own_block)
+        out.append(own_block - (torch.logsumexp(log_q, dim=-1) - math.log(group_size)))
     return torch.cat(out, dim=1)
 
 
@@ -442,9 +448,7 @@ def mutual_information_estimate(
         # Recentring changes no distance but shrinks the cancelling terms of the expansion.
         centre = mean64.mean(0)
         z, mean64 = z - centre, mean64 - centre
-        # E_q[log q(z|x_j)] in closed form (negative entropy), as in He et al.
-        neg_entropy = -0.5 * (latent_dim * _LOG_2PI + (1.0 + logvar64).sum(-1))  # (N,)
-        log_aggregate = []
+        pointwise = []
         start = 0
         # Equal-sized groups are processed together as one batched (G, n, D) problem; at most
         # one smaller group (the last batch) follows.
@@ -454,10 +458,10 @@ def mutual_information_estimate(
                 rearrange(t[rows], "(g n) d -> g n d", n=size)
                 for t in (z, mean64, logvar64, noise64)
             ]
-            log_aggregate.append(_log_aggregate_posterior(*grouped, chunk_size).flatten())
+            pointwise.append(_pointwise_information(*grouped, chunk_size).flatten())
             start += count * size
-        # sum_b n_b MI_b / N = mean_j negH_j - mean_i log q_hat_{b(i)}(z_i)
-        value = float(neg_entropy.mean() - torch.cat(log_aggregate).mean())
+        # sum_b n_b MI_b / N: the mean over all rows of their pointwise information
+        value = float(torch.cat(pointwise).mean())
     group_size = num_rows if estimator == "full" else min(batch_size, num_rows)
     return MIEstimate(
         value=value,
@@ -478,16 +482,21 @@ def mutual_information(
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
 ) -> float:
-    """Estimate ``I_q(x; z)`` in nats from N posteriors (Hoffman & Johnson 2016; SPEC §8.4).
+    """Estimate ``I_q(x; z)`` in nats from N posteriors (Hoffman & Johnson 2016).
 
     With one draw ``z_i ~ q(z|x_i)`` per row and groups ``b`` of consecutive rows,
 
-    ``MI = mean_j E_q[log q(z|x_j)] - mean_i log q_hat_b(z_i)``, where
+    ``MI = mean_i [log q(z_i|x_i) - log q_hat_b(z_i)]``, where
     ``log q_hat_b(z) = logsumexp_{j in b} log q(z|x_j) - log n_b``
 
     is the aggregate posterior of the group, over the JOINT ``z`` (all ``D`` dimensions
-    together). The first term is the closed-form negative entropy
-    ``-(D log(2 pi) + sum_d (1 + logvar_{j,d})) / 2``. Estimators:
+    together). The own term ``log q(z_i|x_i)`` is evaluated at the sample, the same number that
+    enters the aggregate's sum as ``j = i``; so each row contributes at most ``log n_b`` and every
+    draw is at most the ceiling. Its expectation is the negative entropy
+    ``-(D log(2 pi) + sum_d (1 + logvar_{i,d})) / 2`` that He et al. use in closed form: the
+    expectation is the same, the variance typically lower (for posteriors that ignore ``x``
+    the estimate is exactly 0), and the closed form would let a draw exceed the ceiling by the
+    chi-square noise of ``z``. Estimators:
 
     * ``"full"``: one group, the whole set (Li et al., Dieng et al.); ceiling ``log N``.
     * ``"batch"``: consecutive groups of ``batch_size`` rows, the last one possibly smaller, and
@@ -495,8 +504,8 @@ def mutual_information(
       about ``log batch_size``.
 
     The two estimators give different numbers for the same model; always report which one was
-    used and ``N`` (see :func:`mutual_information_estimate`). Only the expectation over ``z`` lies
-    in ``[0, ceiling]``; single estimates can fall outside.
+    used and ``N`` (see :func:`mutual_information_estimate`). Every draw is at most the ceiling;
+    only the expectation is ``>= 0``, single draws can fall below.
 
     The computation runs in float64 without gradient, in blocks of ``chunk_size`` rows, so peak
     memory is about ``chunk_size x N`` values (512 x 10,000 float64 = 41 MB).
@@ -516,11 +525,17 @@ def mutual_information(
         The estimate in nats, a Python float.
 
     Example:
-        >>> # posteriors that ignore x carry no information: the estimate is near 0
+        >>> # posteriors that ignore x carry no information: the estimate is 0
         >>> mi = mutual_information(torch.zeros(100, 4), torch.zeros(100, 4),
         ...                         generator=torch.Generator().manual_seed(0))
-        >>> abs(mi) < 4 * math.sqrt(4 / (2 * 100))
+        >>> abs(mi) < 1e-12
         True
+        >>> # posteriors far apart: each z identifies its row, the estimate is log N
+        >>> mean = 100.0 * torch.arange(100.0).reshape(100, 1)
+        >>> mi = mutual_information(mean, torch.zeros(100, 1),
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> round(mi, 6), round(math.log(100), 6)
+        (4.60517, 4.60517)
     """
     return mutual_information_estimate(
         mean,
@@ -537,18 +552,22 @@ def mutual_information(
 # Active units
 # --------------------------------------------------------------------------------------------
 def active_units(mean: Tensor, threshold: float = 0.01) -> int:
-    """Number of latent dimensions whose posterior mean varies across the data (SPEC §8.5).
+    """Number of latent dimensions whose posterior mean varies across the data (Burda et al. 2016).
 
     ``A_d = Var_n(mean_{n,d})`` with the unbiased (N - 1) divisor over all N rows; a dimension
     is active when ``A_d >= threshold`` (He et al. use ``>=`` and 0.01; Burda et al. write ``>``,
     which differs only at equality).
 
     Args:
-        mean: (N, D) float posterior means over the whole evaluation set, N >= 2.
+        mean: (N, D) float posterior means over the whole evaluation set, N >= 2, finite.
         threshold: activity threshold (>= 0).
 
     Returns:
         The number of active dimensions, in ``[0, D]``.
+
+    Raises:
+        ValueError: if ``mean`` holds a NaN or an infinity (a diverged encoder), instead of
+            counting its dimensions as inactive.
 
     Example:
         >>> means = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.1, -1.0], [0.0, 0.2, 1.0]])
@@ -567,5 +586,13 @@ def active_units(mean: Tensor, threshold: float = 0.01) -> int:
         )
     if mean.shape[1] == 0:
         return 0  # torch.var warns on an empty reduction
+    finite = torch.isfinite(mean.detach())
+    if not bool(finite.all()):
+        # A NaN variance compares False: it would be counted inactive, which reads as collapse.
+        row, dim = (int(i) for i in (~finite).nonzero()[0])
+        raise ValueError(
+            f"mean must be finite, got {float(mean[row, dim])} at row {row}, dimension {dim} "
+            f"({int((~finite).sum())} non-finite values)"
+        )
     variance = mean.detach().double().var(dim=0, correction=1)  # (D,)
     return int((variance >= threshold).sum())

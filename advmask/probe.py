@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import FLOAT_DTYPES, INT_DTYPES, check_non_negative, check_tensor
+from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_non_negative, check_tensor
 
 
 def linear_probe_accuracy(

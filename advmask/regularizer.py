@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import FLOAT_DTYPES, check_mask_like, check_non_negative, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_mask_like, check_non_negative, check_tensor
 
 
 def gaussian_kl_to_standard(mean: Tensor, std: Tensor) -> Tensor:

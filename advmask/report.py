@@ -1,5 +1,9 @@
 """Results tables in the paper's format: mean (std) over seeds, one row per model.
 
+Runs are averaged only when they share every setting but the seed: the run's ``config.json``
+(written by ``recipes/seqvae_awd.py``) is read beside its ``metrics.json``, and the settings
+that differ between the rows of a table get a column of their own.
+
 Library code never prints: these functions return data and :class:`rich.table.Table` objects
 that a recipe prints.
 """
@@ -27,7 +31,34 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("kl", "KL"),
     ("mutual_information", "MI"),
     ("active_units", "AU"),
+    ("pieces_per_word", "pieces/word"),
 )
+
+IGNORED_SETTINGS: frozenset[str] = frozenset(
+    {
+        # What a run is averaged over, or which variants one invocation trained.
+        "seed",
+        "dropout",
+        # Where and how it ran, not what it computed; the data is identified by its
+        # fingerprint, not by the folder it was read from.
+        "out",
+        "resume",
+        "device",
+        "threads",
+        "compile",
+        "log_every",
+        "score_log_every",
+        "checkpoint_every",
+        "data_dir",
+        # These only choose the model's rate, compared as the model setting ``rate``.
+        "uniform_rate",
+        "adversarial_rate",
+    }
+)
+"""Entries of a run's ``config.json`` that do not separate runs in a table."""
+
+# Already in the model label, so never a column of their own.
+_LABEL_SETTINGS = ("preset", "rate", "model_dropout")
 
 
 @dataclass(frozen=True)
@@ -73,14 +104,42 @@ def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
 
 
+def read_json(path: str | Path) -> Any:
+    """The content of a JSON file.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it is missing.
+        ValueError: naming ``path`` (and the line) when it is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 text)") from error
+
+
+def is_run_directory(path: str | Path) -> bool:
+    """True for a run folder (it holds ``config.json`` or ``metrics.json``).
+
+    Lets ``compare.py runs/<preset>/*/`` pass over the generated ``corpus/``, the
+    ``sentencepiece/`` cache and ``analysis/`` folders beside the runs.
+    """
+    path = Path(path)
+    return (path / "config.json").is_file() or (path / "metrics.json").is_file()
+
+
 def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Read ``metrics.json`` of each finished run directory, in order.
 
     A directory named twice (overlapping shell globs) is read once, so that no seed counts
-    twice in a mean.
+    twice in a mean. The run's ``config.json``, where present, is added under ``"config"``
+    (it decides which runs are averaged, see :func:`run_settings`).
 
     Raises:
         FileNotFoundError: naming the missing ``metrics.json`` of an unfinished run.
+        ValueError: naming a file that is not valid JSON.
     """
     runs, seen = [], set()
     for run_dir in run_dirs:
@@ -90,16 +149,77 @@ def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            runs.append(json.loads(path.read_text()))
+            run = read_json(path)
+            config_path = Path(run_dir) / "config.json"
+            if config_path.is_file() and "config" not in run:
+                run["config"] = read_json(config_path)
+            runs.append(run)
     return runs
 
 
+def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Every setting of a run that could change its results, from its ``"config"`` entry.
+
+    The recipe's flags except :data:`IGNORED_SETTINGS`, the model specification (the
+    model's ``dropout`` as ``model_dropout``, its resolved ``rate``...) and the data
+    fingerprint (``data``). Empty for a run without a config (then its model label decides).
+    """
+    config = run.get("config")
+    if not isinstance(config, Mapping):
+        return {}
+    settings = {
+        name: value
+        for name, value in config.items()
+        if name not in IGNORED_SETTINGS and name not in ("run", "model", "data")
+    }
+    for name, value in (config.get("model") or {}).items():
+        settings["model_dropout" if name == "dropout" else name] = value
+    data = config.get("data")
+    if isinstance(data, Mapping) and "fingerprint" in data:
+        settings["data"] = str(data["fingerprint"])[:12]
+    # A Python None and an unset value read alike; json keeps tuples as lists.
+    return {name: _hashable(value) for name, value in settings.items()}
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+def _group_key(run: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    settings = run_settings(run)
+    return str(run["model"]), tuple(sorted((k, repr(v)) for k, v in settings.items()))
+
+
 def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    """Group runs by their ``model`` label (dataset, dropout kind and rate), in first-seen order."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
+    """Group runs that differ only by their seed, in first-seen order.
+
+    Runs are grouped by their ``model`` label and every setting of :func:`run_settings`; runs
+    without a config by the label alone. The keys are the labels, with ``" #2"``, ``" #3"``
+    ... for further groups under the same label (their settings differ:
+    :func:`differing_settings` names them).
+    """
+    by_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[Mapping[str, Any]]] = {}
     for run in runs:
-        groups.setdefault(str(run["model"]), []).append(run)
+        by_key.setdefault(_group_key(run), []).append(run)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for (label, _), group in by_key.items():
+        name, number = label, 1
+        while name in groups:
+            number += 1
+            name = f"{label} #{number}"
+        groups[name] = group
     return groups
+
+
+def differing_settings(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
+    """Settings whose value differs between groups, besides those in the model label."""
+    settings = [run_settings(group[0]) for group in groups.values()]
+    names = sorted({name for s in settings for name in s} - set(_LABEL_SETTINGS))
+    return [name for name in names if len({repr(s.get(name)) for s in settings}) > 1]
 
 
 def results_table(
@@ -121,15 +241,21 @@ def results_table(
         for key, title_ in COLUMNS
         if any(run.get(split, {}).get(key) is not None for run in runs)
     ]
+    groups = group_runs(runs)
+    differing = differing_settings(groups)
     table = Table(title=title)
     table.add_column("model")
+    for name in differing:
+        table.add_column(name)
     table.add_column("seeds", justify="right")
     for _, column_title in present:
         table.add_column(column_title, justify="right")
     for name in probe_names:
         table.add_column(f"probe {name}", justify="right")
-    for model, group in group_runs(runs).items():
-        cells = [model, str(len(group))]
+    for model, group in groups.items():
+        settings = run_settings(group[0])
+        cells = [model, *(_setting(settings.get(name)) for name in differing)]
+        cells.append(str(len(group)))
         for key, _ in present:
             summary = summarise([run.get(split, {}).get(key) for run in group])
             cells.append(_cell(summary, len(group)))
@@ -146,7 +272,22 @@ def results_table(
             f"(ceiling {_number(first.get('mi_ceiling'))} nats); "
             f"IW samples {first.get('iw_samples')}"
         )
+        if first.get("pieces_per_word") is not None:
+            table.caption += (
+                f"; perplexities per word of the raw text, {first.get('num_pieces')} "
+                "sentencepiece pieces"
+            )
+    if differing:
+        table.caption = (table.caption or "") + (
+            f"; rows differ in {', '.join(differing)} (runs are averaged only over seeds)"
+        )
     return table
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 def print_table(console: Console, table: Table) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, autograd, nn
 
-from advmask._checks import check_non_negative
+from advmask.checks import check_non_negative
 
 
 class _GradReverse(autograd.Function):

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from advmask._checks import FLOAT_DTYPES, check_non_negative, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_non_negative, check_tensor
 
 
 @runtime_checkable

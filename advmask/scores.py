@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from advmask._checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths, checking_values
+from advmask.checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths
 
 #: How the standard deviation of the scores is parameterised.
 #: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position (SPEC §1.2).
@@ -123,15 +123,7 @@ class ScoreNetwork(nn.Module):
 
     def _embed(self, tokens: Tensor | None, lengths: Tensor, embeddings: Tensor | None) -> Tensor:
         if embeddings is None:
-            tokens, lengths = check_tokens_lengths(tokens, lengths)
-            if tokens.numel() > 0 and checking_values():
-                # One host-device copy for both ends of the range.
-                low, high = torch.stack([tokens.min(), tokens.max()]).tolist()
-                if low < 0 or high >= self.vocab_size:
-                    bad = low if low < 0 else high
-                    raise ValueError(
-                        f"tokens must be ids in [0, vocab_size={self.vocab_size}), got {bad}"
-                    )
+            tokens, lengths = check_tokens_lengths(tokens, lengths, vocab_size=self.vocab_size)
             return self.embedding(tokens)
         embeddings = check_tensor("embeddings", embeddings, ndim=3, dtypes=FLOAT_DTYPES)
         if embeddings.shape[2] != self.embedding_dim:

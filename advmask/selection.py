@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advmask._checks import (
+from advmask.checks import (
     FLOAT_DTYPES,
     INT_DTYPES,
     check_mask_like,
@@ -44,7 +44,7 @@ def hard_bottom_k(scores: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
     """
     # +inf sends ineligible positions after every finite eligible score; the stable sort
     # breaks ties among equal scores by position.
-    key = torch.where(eligible, scores, torch.full_like(scores, float("inf")))
+    key = scores.masked_fill(~eligible, float("inf"))
     order = torch.sort(key, dim=1, stable=True).indices
     positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
     rank = torch.empty_like(order).scatter_(1, order, positions)
@@ -116,32 +116,42 @@ def bottom_k(
     k = check_tensor("k", k, ndim=1, dtypes=INT_DTYPES)
     if k.shape[0] != scores.shape[0]:
         raise ValueError(f"k must have shape ({scores.shape[0]},), got {tuple(k.shape)}")
+    if checking_values():
+        _check_k_and_scores(scores, k, eligible)
+    scores = scores.to(_mask_dtype(scores.dtype))
+    k = k.to(torch.int64)
+    hard = hard_bottom_k(scores.detach(), k, eligible)
+    if relax is None or not (torch.is_grad_enabled() and scores.requires_grad):
+        return hard
+    soft = relaxed_bottom_k(scores, k, eligible, hard, relax, generator, options)
+    return straight_through(hard, soft)
+
+
+def _check_k_and_scores(scores: Tensor, k: Tensor, eligible: Tensor) -> None:
+    """``0 <= k <= n_b`` and finite eligible scores, read on the host in one transfer."""
     num_eligible = eligible.sum(1)
-    if checking_values() and bool(((k < 0) | (k > num_eligible)).any()):
-        bad = int(torch.nonzero((k < 0) | (k > num_eligible))[0, 0])
+    bad_k = (k < 0) | (k > num_eligible)
+    not_finite = ~torch.isfinite(scores.detach()) & eligible
+    any_bad_k, any_not_finite = torch.stack([bad_k.any(), not_finite.any()]).tolist()
+    if any_bad_k:
+        bad = int(torch.nonzero(bad_k)[0, 0])
         raise ValueError(
             f"k must be in [0, n_b] (n_b = eligible positions of row b); row {bad} has "
             f"k={int(k[bad])}, n_b={int(num_eligible[bad])}"
         )
-    finite = torch.isfinite(scores) | ~eligible
-    if checking_values() and not bool(finite.all()):
-        row, col = (int(i) for i in torch.nonzero(~finite)[0])
+    if any_not_finite:
+        row, col = (int(i) for i in torch.nonzero(not_finite)[0])
         raise ValueError(
             f"scores must be finite at eligible positions; scores[{row}, {col}] = "
             f"{float(scores[row, col])}"
         )
-    scores = scores.to(_mask_dtype(scores.dtype))
-    k = k.to(torch.int64)
-    hard = hard_bottom_k(scores, k, eligible)
-    if relax is None or not (torch.is_grad_enabled() and scores.requires_grad):
-        return hard
-    return straight_through(hard, relaxed_bottom_k(scores, k, eligible, relax, generator, options))
 
 
 def relaxed_bottom_k(
     scores: Tensor,
     k: Tensor,
     eligible: Tensor,
+    hard: Tensor,
     relax: Any,
     generator: torch.Generator | None,
     options: dict[str, Any],
@@ -152,23 +162,35 @@ def relaxed_bottom_k(
     positions, ``1 <= k <= n - 1`` and finite scores. Rows that are not (``k = 0``, ``k = n``)
     get a harmless stand-in problem whose result is replaced by the hard row through
     ``torch.where``, which passes exactly zero gradient to the stand-in's inputs.
+
+    Args:
+        scores: (B, T) float32/float64 scores.
+        k: (B,) int64, ``0 <= k[b] <= n_b``.
+        eligible: (B, T) bool.
+        hard: (B, T) the hard mask of ``scores`` (:func:`hard_bottom_k`), computed once by
+            the caller.
+        relax: the relaxation.
+        generator: its random generator.
+        options: its keyword options.
+
+    Returns:
+        (B, T) soft mask, differentiable in ``scores``, exactly 0 off ``eligible``.
     """
     batch, length = scores.shape
-    hard = hard_bottom_k(scores.detach(), k, eligible)
     if length < 2:
         # No row can have 1 <= k <= n - 1: every row is degenerate.
-        return hard + 0.0 * torch.where(eligible, scores, 0.0)
+        return hard + 0.0 * scores.masked_fill(~eligible, 0.0)
     num_eligible = eligible.sum(1)
     active = (k >= 1) & (k < num_eligible)
     positions = torch.arange(length, device=scores.device).expand(batch, length)
     stand_in_eligible = positions < 2
-    safe_eligible = torch.where(active.unsqueeze(1), eligible, stand_in_eligible)
+    active_rows = active.unsqueeze(1)
+    safe_eligible = torch.where(active_rows, eligible, stand_in_eligible)
     safe_k = torch.where(active, k, torch.ones_like(k))
-    use_scores = active.unsqueeze(1) & eligible
-    safe_scores = torch.where(use_scores, scores, positions.to(scores.dtype))
+    safe_scores = torch.where(active_rows & eligible, scores, positions.to(scores.dtype))
     soft = relax(safe_scores, safe_k, safe_eligible, generator=generator, **options)
-    soft = torch.where(active.unsqueeze(1), soft, hard)
-    return torch.where(eligible, soft, torch.zeros_like(soft))
+    soft = torch.where(active_rows, soft, hard)
+    return soft.masked_fill(~eligible, 0.0)
 
 
 def _mask_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -10,12 +10,15 @@ always sees the unmasked sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import rearrange
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
+from advmask.checks import check_tokens_lengths, trusted
 from advmask.data.vocab import UNK_ID
 from advmask.embedding import mask_embeddings
 from advmask.metrics import gaussian_kl_per_dimension
@@ -23,6 +26,9 @@ from advmask.outputs import MaskerOutput
 from advmask.schedules import free_bits_kl
 
 FILL_MODES = ("zero", "unk", "learned")
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+"""Bytes for one chunk in :meth:`SequenceVAE.log_likelihood` (the peak stays below twice)."""
 
 
 @dataclass(frozen=True)
@@ -105,48 +111,65 @@ class SequenceVAE(nn.Module):
         Returns:
             (B,) nats, summed over the ``L_b + 1`` predictions of each row.
         """
-        inputs, targets = tokens[:, :-1], tokens[:, 1:]
-        embedded = self.decoder.embedding(inputs)
+        embedded = self.decoder.embedding(tokens[:, :-1])
         if drop_mask is not None:
             embedded = mask_embeddings(embedded, drop_mask, self.fill_vector())
-        logits = self.decoder(embedded, z)
-        if logits.dtype not in (torch.float32, torch.float64):
-            logits = logits.float()  # bf16 autocast: the loss is computed in float32
-        token_nll = F.cross_entropy(rearrange(logits, "b t v -> b v t"), targets, reduction="none")
-        steps = torch.arange(targets.shape[1], device=tokens.device)
-        valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
-        return torch.where(valid, token_nll, torch.zeros_like(token_nll)).sum(1)
+        return _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
 
     def log_likelihood(
-        self, tokens: Tensor, lengths: Tensor, z: Tensor, max_rows: int = 4096
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        z: Tensor,
+        *,
+        max_rows: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> Tensor:
         """``log p(x_n | z_{s,n})`` for several latent samples per sequence, unmasked.
+
+        The work that does not depend on ``z`` (the input embeddings and, for a decoder with
+        ``project_inputs``, the input projections) is done once for the ``N`` sequences, not
+        once per sample. The ``S * N`` (sample, sequence) pairs are decoded in chunks of rows
+        sized so that one chunk's float32 logits and its copy of those features take at most
+        ``memory_budget`` bytes; the loss needs one more buffer of the logits' size (their
+        log-softmax), so the peak stays below twice the budget.
 
         Args:
             tokens: (N, T) int64 sequences.
             lengths: (N,) int64.
             z: (S, N, D) latent samples.
-            max_rows: largest number of (sample, sequence) pairs decoded at once.
+            max_rows: largest number of (sample, sequence) pairs decoded at once; None
+                derives it from ``memory_budget``.
+            memory_budget: bytes for one chunk's logits and features (default 256 MiB).
 
         Returns:
             (S, N) log-likelihoods in nats.
         """
-        num_samples = z.shape[0]
-        flat_tokens = repeat(tokens, "n t -> (s n) t", s=num_samples)
-        flat_lengths = repeat(lengths, "n -> (s n)", s=num_samples)
+        num_samples, num_sequences = z.shape[0], tokens.shape[0]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        decoder = self.decoder
+        embedded = decoder.embedding(inputs)
+        # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
+        projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
+        if max_rows is None:
+            # One row's float32 logits plus its copy of the features.
+            features = projected[:, 0] if projected is not None else embedded[0]
+            bytes_per_row = 4 * (inputs.shape[1] * decoder.embedding.num_embeddings)
+            bytes_per_row += features.numel() * features.element_size()
+            max_rows = max(1, memory_budget // bytes_per_row)
         flat_z = rearrange(z, "s n d -> (s n) d")
-        nll = torch.cat(
-            [
-                self.reconstruction_nll(t, ln, zz)
-                for t, ln, zz in zip(
-                    flat_tokens.split(max_rows),
-                    flat_lengths.split(max_rows),
-                    flat_z.split(max_rows),
-                    strict=True,
-                )
-            ]
-        )
-        return -rearrange(nll, "(s n) -> s n", s=num_samples)
+        nll = []
+        for start in range(0, num_samples * num_sequences, max_rows):
+            rows = torch.arange(
+                start, min(start + max_rows, num_samples * num_sequences), device=tokens.device
+            )
+            sequence = rows % num_sequences  # row r is (sample r // N, sequence r % N)
+            if projected is not None:
+                logits = decoder.decode_projected(projected[:, sequence], flat_z[rows])
+            else:
+                logits = decoder(embedded[sequence], flat_z[rows])
+            nll.append(_sequence_nll(logits, targets[sequence], lengths[sequence]))
+        return -rearrange(torch.cat(nll), "(s n) -> s n", s=num_samples)
 
     def forward(
         self, tokens: Tensor, lengths: Tensor, kl_weight: float = 1.0, free_bits: float = 0.0
@@ -163,7 +186,13 @@ class SequenceVAE(nn.Module):
         Returns:
             A :class:`VAEOutput`.
         """
-        mean, logvar = self.posterior(tokens, lengths)
+        # Value checks of the inputs once, here; the encoder trusts what passed. The masker
+        # checks its own scores (a diverged adversary), once per call.
+        tokens, lengths = check_tokens_lengths(
+            tokens, lengths, vocab_size=self.decoder.embedding.num_embeddings, min_length=2
+        )
+        with trusted():
+            mean, logvar = self.posterior(tokens, lengths)
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         masker_output = None
         drop_mask = None
@@ -180,3 +209,69 @@ class SequenceVAE(nn.Module):
         if masker_output is not None:
             loss = loss + masker_output.regularizer
         return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)
+
+
+def _sequence_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:
+    """(B,) summed NLL of ``targets`` (B, T) under ``logits`` (B, T, V) over ``lengths - 1``."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # bf16 autocast: the loss is computed in float32
+    batch = targets.shape[0]
+    token_nll = token_cross_entropy(
+        rearrange(logits, "b t v -> (b t) v"), rearrange(targets, "b t -> (b t)")
+    )
+    token_nll = rearrange(token_nll, "(b t) -> b t", b=batch)
+    steps = torch.arange(targets.shape[1], device=targets.device)
+    valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    return token_nll.masked_fill(~valid, 0.0).sum(1)
+
+
+def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """``-log softmax(logits)[target]`` per row: ``F.cross_entropy(..., reduction="none")``.
+
+    The same forward (one log-softmax kernel along the contiguous vocabulary dimension: on the
+    (B, V, T) view that ``cross_entropy`` wants for sequences it reduces along a strided
+    dimension after a transposed copy, about twice as slow), with a fused backward
+    ``softmax * g - onehot * g`` instead of PyTorch's two passes (a zero-filled (N, V) buffer
+    for the NLL's gradient, then the log-softmax's), a fifth of the loss's time.
+
+    Args:
+        logits: (N, V) float32/float64 unnormalised log-probabilities.
+        targets: (N,) int64 class ids in ``[0, V)``.
+
+    Returns:
+        (N,) nats in the dtype of ``logits``; differentiable once in ``logits``.
+    """
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return F.cross_entropy(logits, targets, reduction="none")
+    return _TokenCrossEntropy.apply(logits, targets)[0]
+
+
+class _TokenCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        log_probs = F.log_softmax(logits, dim=1)
+        return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1), log_probs
+
+    @staticmethod
+    def setup_context(
+        ctx: Any, inputs: tuple[Tensor, Tensor], output: tuple[Tensor, Tensor]
+    ) -> None:
+        _, targets = inputs
+        _, log_probs = output
+        ctx.mark_non_differentiable(log_probs)
+        # No (N, V) zero gradient for the log-probabilities, which the loss does not use.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(log_probs, targets)
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad: Tensor | None, _grad_log_probs: Tensor | None
+    ) -> tuple[Tensor | None, None]:
+        if grad is None:  # grads are not materialised: nothing flowed into the loss
+            return None, None
+        log_probs, targets = ctx.saved_tensors
+        # d(-log p_y)/d logits = softmax - onehot(y), scaled by the incoming gradient per row.
+        grad_logits = log_probs.exp().mul_(grad.unsqueeze(1))
+        grad_logits.scatter_add_(1, targets.unsqueeze(1), -grad.unsqueeze(1))
+        return grad_logits, None

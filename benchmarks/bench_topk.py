@@ -5,10 +5,12 @@ Prints, for B = 32 and T in {20, 100, 400}:
 * each relaxation through ``advmask.bottom_k`` (hard forward + relaxed backward), vectorised;
 * the same relaxation run row by row in a Python loop (the naive baseline);
 * for ``"euclidean"``, the authors' 3 x 100-point grid search for the threshold;
+* ``torch.topk`` of the same scores (forward+backward of its values), the floor a sort-based
+  exact top-K can be held against;
 * the whole :class:`advmask.AdversarialMasker` as a ratio to its score network alone.
 
-Times are medians of ``torch.utils.benchmark`` blocked auto-ranges (noisy machines: read the
-ratios). Usage::
+Every repeat runs every method once in shuffled order and ratios are paired per repeat,
+reported as median [min-max] (see ``benchmarks/_timing.py``). Usage::
 
     python benchmarks/bench_topk.py                 # all relaxations, T = 20, 100, 400
     python benchmarks/bench_topk.py --lengths 100 --relaxations euclidean sst
@@ -17,11 +19,15 @@ ratios). Usage::
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch.utils.benchmark import Timer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, paired_ratios, summary
 
 from advmask import AdversarialMasker, bottom_k, num_to_drop
 from advmask.relaxations import RELAXATIONS
@@ -30,12 +36,6 @@ from advmask.report import print_table
 # Hyper-parameters for the benchmark; perturbed uses fewer samples than its default of 500,
 # stated in the table.
 OPTIONS: dict[str, dict] = {"perturbed": {"num_samples": 100}}
-
-
-def median_seconds(fn, min_run_time: float) -> float:
-    return (
-        Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
-    )
 
 
 def problem(batch: int, length: int, rate: float, generator: torch.Generator):
@@ -96,6 +96,17 @@ def grid_search_projection(
     return torch.where(eligible, soft, 0.0)
 
 
+def topk_reference(scores, k):
+    largest = int(k.max())
+
+    def run():
+        leaf = scores.clone().requires_grad_()
+        values = torch.topk(leaf, largest, dim=1, largest=False).values
+        values.backward(torch.ones_like(values))
+
+    return run
+
+
 def grid_reference(scores, k, eligible):
     def run():
         leaf = scores.clone().requires_grad_()
@@ -111,9 +122,9 @@ def masker_vs_score_network(
     vocab: int,
     rate: float,
     relaxation: str,
-    min_run_time: float,
+    repeats: int,
     generator: torch.Generator,
-) -> tuple[float, float]:
+) -> dict[str, list[float]]:
     torch.manual_seed(0)
     masker = AdversarialMasker(
         vocab_size=vocab,
@@ -133,10 +144,7 @@ def masker_vs_score_network(
         out = masker(tokens, lengths)
         ((out.mask * weights).sum() + out.regularizer).backward()
 
-    return (
-        median_seconds(score_network_only, min_run_time),
-        median_seconds(full_masker, min_run_time),
-    )
+    return interleaved({"score network": score_network_only, "masker": full_masker}, repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,8 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[20, 100, 400])
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--relaxations", nargs="+", default=sorted(RELAXATIONS))
-    parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=10, help="calls averaged per repeat")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--no-row-loop", action="store_true", help="skip the (slow) row-by-row baseline"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,53 +167,65 @@ def main(argv: list[str] | None = None) -> None:
 
     table = Table(
         title=f"top-K forward+backward, B={args.batch}, rate={args.rate}, "
-        f"{torch.get_num_threads()} threads (median ms)"
+        f"{torch.get_num_threads()} threads, {args.repeats} interleaved repeats: ms and "
+        "paired ratios, median \\[min-max]"
     )
     for column in (
         "relaxation",
         "T",
-        "vectorised",
-        "row loop",
-        "loop / vectorised",
-        "grid search (authors)",
-        "grid / vectorised",
+        "vectorised ms",
+        "/ torch.topk",
+        "row loop / vectorised",
+        "grid search (authors) / vectorised",
     ):
         table.add_column(column, justify="right")
     for length in args.lengths:
         scores, k, eligible, _ = problem(args.batch, length, args.rate, generator)
         for name in args.relaxations:
-            fast = median_seconds(
-                vectorised(name, scores, k, eligible, generator), args.min_run_time
-            )
-            slow = median_seconds(row_loop(name, scores, k, eligible, generator), args.min_run_time)
-            grid = ["", ""]
+            methods = {
+                "vectorised": vectorised(name, scores, k, eligible, generator),
+                "topk": topk_reference(scores, k),
+            }
+            if not args.no_row_loop:
+                methods["row loop"] = row_loop(name, scores, k, eligible, generator)
             if name == "euclidean":
-                reference = median_seconds(grid_reference(scores, k, eligible), args.min_run_time)
-                grid = [f"{reference * 1e3:.2f}", f"{reference / fast:.1f}x"]
+                methods["grid"] = grid_reference(scores, k, eligible)
+            times = interleaved(methods, args.repeats, calls_per_repeat=args.calls)
+            fast = times["vectorised"]
+
+            def ratio(other, times=times, fast=fast):
+                if other not in times:
+                    return ""
+                return summary(paired_ratios(times[other], fast), digits=1)
+
             label = name + (f" (M={OPTIONS[name]['num_samples']})" if name in OPTIONS else "")
             table.add_row(
                 label,
                 str(length),
-                f"{fast * 1e3:.2f}",
-                f"{slow * 1e3:.2f}",
-                f"{slow / fast:.1f}x",
-                *grid,
+                summary(fast, 1e3),
+                summary(paired_ratios(fast, times["topk"]), digits=1),
+                ratio("row loop"),
+                ratio("grid"),
             )
     print_table(console, table)
 
     masker_table = Table(
-        title="AdversarialMasker (LSTM score network, embedding 128, hidden "
-        "256, V=10k) vs its score network alone, forward+backward (median ms)"
+        title="AdversarialMasker (LSTM score network, embedding 128, hidden 256, V=10k) vs "
+        "its score network alone, forward+backward, paired per repeat: median \\[min-max]"
     )
-    for column in ("relaxation", "T", "score network", "masker", "masker / score network"):
+    for column in ("relaxation", "T", "score network ms", "masker ms", "masker / score network"):
         masker_table.add_column(column, justify="right")
     for length in args.lengths:
         for name in args.relaxations:
-            net, full = masker_vs_score_network(
-                length, args.batch, 10_000, args.rate, name, args.min_run_time, generator
+            times = masker_vs_score_network(
+                length, args.batch, 10_000, args.rate, name, args.repeats, generator
             )
             masker_table.add_row(
-                name, str(length), f"{net * 1e3:.2f}", f"{full * 1e3:.2f}", f"{full / net:.2f}x"
+                name,
+                str(length),
+                summary(times["score network"], 1e3),
+                summary(times["masker"], 1e3),
+                summary(paired_ratios(times["masker"], times["score network"])),
             )
     print_table(console, masker_table)
 

@@ -1,48 +1,61 @@
-"""Training-step cost of none / uniform / adversarial word dropout, and the Double-LSTM fast path.
+"""Training-step and evaluation cost of the sequence VAE, measured side by side.
 
-Everything is measured side by side in one run and reported as medians and ratios:
+Sections (``--sections``, all by default):
 
-* one full training step (forward, backward, both optimisers) of the sequence VAE with each
-  dropout variant, at paper shapes scaled for a CPU (``--hidden``, ``--vocab``, ``--length``);
-* the Double-LSTM decoder's fast path (input projections for all steps in one matmul) against a
-  Python loop over ``nn.LSTMCell`` calls, forward+backward.
+* ``step``: one training step (forward, backward, gradient clipping, both optimisers) of the
+  sequence VAE with no, uniform and adversarial word dropout, as the recipe takes it (the
+  adversary's optimiser and the value-check switch are the recipe's, where the checked-out
+  commit has them). Also the adversary's share of the step's FLOPs, against which the
+  AWD / uniform time ratio is read.
+* ``iw``: the cost of an importance-weighted evaluation with ``S`` samples divided by ``S``
+  one-sample forward passes (posterior and reconstruction of the same batch).
+* ``recurrence``: the Double-LSTM recurrence alone (no output layer), fast path against a
+  Python loop of ``nn.LSTMCell`` calls, forward+backward.
+* ``memory``: peak memory of an IW evaluation at the ``ptb`` preset's sizes (run in a fresh
+  process each, so the high-water mark belongs to it alone).
+
+Every repeat runs every method once in shuffled order; ratios are paired per repeat and
+reported as median [min-max] (see ``benchmarks/_timing.py``). ``--json FILE`` writes the raw
+timings, which ``benchmarks/compare_commits.py`` pairs across two checkouts.
 
 Usage::
 
-    python benchmarks/bench_train.py                       # CPU-scaled defaults
+    python benchmarks/bench_train.py --threads 1
+    python benchmarks/bench_train.py --sections step --json step.json
     python benchmarks/bench_train.py --hidden 2048 --vocab 20000 --length 80 --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch.utils.benchmark import Timer
+from torch.nn.utils.rnn import PackedSequence
+from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import interleaved, paired_ratios, summary
+
+import advmask
 from advmask.factory import ModelSpec, build_sequence_vae
-from advmask.models import double_lstm_reference
+from advmask.metrics import importance_weighted_log_likelihood
 from advmask.report import print_table
 
-
-def median_seconds(fn, min_run_time: float, device: torch.device) -> float:
-    def synchronised():
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    return (
-        Timer(stmt="fn()", globals={"fn": synchronised})
-        .blocked_autorange(min_run_time=min_run_time)
-        .median
-    )
+DROPOUTS = ("none", "uniform", "adversarial")
 
 
 def make_batch(
     batch: int, length: int, vocab: int, device: torch.device, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, length + 2) ``[BOS, words, EOS, PAD..]`` with length // 2 to length words."""
     words = torch.randint(length // 2, length + 1, (batch,), generator=generator)
     words[0] = length
     tokens = torch.randint(4, vocab, (batch, length + 2), generator=generator)
@@ -53,32 +66,244 @@ def make_batch(
     return tokens.to(device), (words + 2).to(device)
 
 
-def training_step(spec: ModelSpec, tokens, lengths, device):
+def adversary_optimizer(parameters: Any, lr: float) -> torch.optim.Optimizer:
+    """The recipe's optimiser of the adversary at this commit (fused Adam where it has one)."""
+    if hasattr(advmask, "optim"):
+        return advmask.optim.adam(parameters, lr=lr)
+    return torch.optim.Adam(parameters, lr=lr)  # what the recipe used before advmask.optim
+
+
+def training_step(spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, device):
     torch.manual_seed(0)
     model = build_sequence_vae(spec).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
-    adversary_optimizer = (
-        torch.optim.Adam(model.masker.parameters(), lr=1e-4)
+    adversary = (
+        adversary_optimizer(model.masker.parameters(), lr=1e-4)
         if spec.dropout == "adversarial"
         else None
     )
 
-    def step():
+    def step() -> None:
         out = model(tokens, lengths, kl_weight=1.0)
         vae_optimizer.zero_grad(set_to_none=True)
-        if adversary_optimizer is not None:
-            adversary_optimizer.zero_grad(set_to_none=True)
+        if adversary is not None:
+            adversary.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.vae_parameters(), 5.0)
         vae_optimizer.step()
-        if adversary_optimizer is not None:
+        if adversary is not None:
             torch.nn.utils.clip_grad_norm_(model.masker.parameters(), 5.0)
-            adversary_optimizer.step()
+            adversary.step()
 
-    return step
+    return model, step
+
+
+def step_flops(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
+    """Matmul FLOPs of one forward+backward, with ``nn.LSTM``/``nn.GRU`` layers counted by hand.
+
+    :class:`torch.utils.flop_counter.FlopCounterMode` does not see the fused RNN kernels, so
+    each recurrent layer adds ``3 x 2 B T G H (E + H)`` (forward and twice that backward;
+    ``G`` gates per direction; ``B T`` the positions computed, the valid ones of a packed
+    input), elementwise work aside.
+    """
+    recurrent = 0.0
+
+    def count(module: torch.nn.RNNBase, inputs: tuple, _output: Any) -> None:
+        nonlocal recurrent
+        sequence = inputs[0]
+        if isinstance(sequence, PackedSequence):  # only the packed (valid) steps are computed
+            positions = sequence.data.shape[0]
+        else:
+            positions = sequence.shape[0] * sequence.shape[1]
+        gates = 4 if isinstance(module, torch.nn.LSTM) else 3
+        directions = 2 if module.bidirectional else 1
+        width = module.input_size + module.hidden_size
+        recurrent += 3 * 2 * positions * gates * module.hidden_size * width * directions
+
+    hooks = [
+        m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.RNNBase)
+    ]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(tokens, lengths, kl_weight=1.0).loss.backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() + recurrent
+
+
+def section_step(args, base: ModelSpec, tokens, lengths, device, console, results) -> None:
+    if hasattr(advmask, "set_value_checks"):
+        advmask.set_value_checks(False)  # the recipe validates its data once, then trains so
+    models, steps = {}, {}
+    for dropout in DROPOUTS:
+        models[dropout], steps[dropout] = training_step(
+            ModelSpec(**{**base.__dict__, "dropout": dropout}), tokens, lengths, device
+        )
+    times = interleaved(steps, args.repeats, device=device)
+    results["step"] = times
+    if hasattr(advmask, "set_value_checks"):
+        advmask.set_value_checks(True)
+    flops = {d: step_flops(models[d], tokens, lengths) for d in ("uniform", "adversarial")}
+    results["flops"] = flops
+    table = Table(
+        title=f"training step, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
+        f"E={args.embedding}, H={args.hidden}, adversary H={base.adversary_hidden_size}, "
+        f"{args.relaxation}, {device} ({torch.get_num_threads()} threads), "
+        f"{args.repeats} interleaved repeats: median \\[min-max]"
+    )
+    for column in ("dropout", "ms/step", "tokens/s", "/ none", "/ uniform"):
+        table.add_column(column, justify="right")
+    tokens_per_step = int((lengths - 1).sum())
+    for dropout in DROPOUTS:
+        table.add_row(
+            dropout,
+            summary(times[dropout], 1e3, 1),
+            f"{tokens_per_step / sorted(times[dropout])[len(times[dropout]) // 2]:,.0f}",
+            summary(paired_ratios(times[dropout], times["none"]), digits=3),
+            summary(paired_ratios(times[dropout], times["uniform"]), digits=3),
+        )
+    print_table(console, table)
+    share = flops["adversarial"] / flops["uniform"] - 1
+    console.print(
+        f"FLOPs per step (matmuls, fwd+bwd): uniform {flops['uniform'] / 1e9:.2f} G, "
+        f"adversarial {flops['adversarial'] / 1e9:.2f} G: 1 + adversary's share = "
+        f"{1 + share:.3f}; measured AWD / uniform time "
+        f"{summary(paired_ratios(times['adversarial'], times['uniform']), digits=3)}"
+    )
+
+
+def section_iw(args, base: ModelSpec, tokens, lengths, device, console, results) -> None:
+    torch.manual_seed(0)
+    model = build_sequence_vae(ModelSpec(**{**base.__dict__, "dropout": "none"})).to(device)
+    model.eval()
+    samples = args.iw_samples
+
+    @torch.no_grad()
+    def one_sample() -> None:
+        mean, logvar = model.posterior(tokens, lengths)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        model.reconstruction_nll(tokens, lengths, z)
+
+    @torch.no_grad()
+    def importance_weighted() -> None:
+        # As advmask.evaluation.evaluate calls it (chunk_size = its iw_chunk default).
+        mean, logvar = model.posterior(tokens, lengths)
+        importance_weighted_log_likelihood(
+            lambda zs: model.log_likelihood(tokens, lengths, zs),
+            mean,
+            logvar,
+            num_samples=samples,
+            chunk_size=100,
+        )
+
+    methods = {"one-sample forward": one_sample, f"IW, S={samples}": importance_weighted}
+    times = interleaved(methods, args.repeats, device=device)
+    results["iw"] = {"samples": samples, **times}
+    ratio = [
+        iw / (samples * single)
+        for iw, single in zip(times[f"IW, S={samples}"], times["one-sample forward"], strict=True)
+    ]
+    table = Table(
+        title=f"IW evaluation, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
+        f"H={args.hidden}, {device}: median \\[min-max] of {args.repeats} interleaved repeats"
+    )
+    for column in ("method", "ms"):
+        table.add_column(column, justify="right")
+    for name, values in times.items():
+        table.add_row(name, summary(values, 1e3, 1))
+    table.add_row(f"IW / ({samples} x one-sample)", summary(ratio, digits=3))
+    print_table(console, table)
+
+
+def section_recurrence(args, base: ModelSpec, tokens, device, console, results) -> None:
+    torch.manual_seed(0)
+    model = build_sequence_vae(ModelSpec(**{**base.__dict__, "dropout": "none"})).to(device)
+    decoder = model.decoder.eval()
+    embedded = decoder.embedding(tokens[:, :-1]).detach().requires_grad_()
+    z = torch.randn(args.batch, base.latent_dim, device=device, requires_grad=True)
+
+    def fast() -> None:
+        decoder.recurrent_states(decoder.project_inputs(embedded), z).sum().backward()
+
+    def reference() -> None:
+        # What double_lstm_reference does, without its output layer.
+        hidden = decoder.latent_to_hidden(z)
+        cell = torch.zeros_like(hidden)
+        states = []
+        for step in range(embedded.shape[1]):
+            hidden, cell = decoder.prior_cell(z, (hidden, cell))
+            word_input = torch.cat([embedded[:, step], z], dim=-1)
+            hidden, cell = decoder.word_cell(word_input, (hidden, cell))
+            states.append(hidden)
+        torch.stack(states, dim=1).sum().backward()
+
+    methods = {"LSTMCell loop": reference, "fast path": fast}
+    times = interleaved(methods, args.repeats, device=device)
+    results["recurrence"] = times
+    table = Table(title="Double-LSTM recurrence alone (no output layer), forward+backward")
+    for column in ("implementation", "ms", "loop / fast"):
+        table.add_column(column, justify="right")
+    table.add_row("Python LSTMCell loop", summary(times["LSTMCell loop"], 1e3, 1), "1.00")
+    table.add_row(
+        "fast path",
+        summary(times["fast path"], 1e3, 1),
+        summary(paired_ratios(times["LSTMCell loop"], times["fast path"])),
+    )
+    print_table(console, table)
+
+
+def peak_memory_child(samples: int, length: int, vocab: int) -> None:
+    """In a fresh process: peak RSS above the model's of one IW evaluation (ptb sizes)."""
+    from advmask.data import Batch
+    from advmask.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        vocab_size=vocab, embedding_dim=512, hidden_size=1024, latent_dim=32, dropout="none"
+    )
+    model = build_sequence_vae(spec).eval()
+    tokens, lengths = make_batch(32, length, vocab, torch.device("cpu"), torch.Generator())
+    lengths = torch.full_like(lengths, length + 2)  # every row as long as the longest line
+    tokens = torch.where(torch.arange(length + 2) == length + 1, 2, tokens.clamp_min(4))
+    tokens[:, 0] = 1
+    batch = Batch(tokens=tokens, lengths=lengths, indices=torch.arange(32))
+    evaluate(model, [batch], iw_samples=1)  # warm up: allocator pools, lazy inits
+    before = _current_rss()
+    evaluate(model, [batch], iw_samples=samples)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    logits_per_row = (length + 1) * vocab * 4
+    print(json.dumps({"peak_above_model": peak - before, "logits_per_row": logits_per_row}))
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def section_memory(args, console, results) -> None:
+    length = args.memory_length
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(args.memory_samples), str(length)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    results["memory"] = measured
+    console.print(
+        f"IW evaluation at ptb sizes (E=512, H=1024, V=10,000), 32 rows of {length} words, "
+        f"S={args.memory_samples}: peak {measured['peak_above_model'] / 2**30:.2f} GiB above the "
+        f"model's; one row's logits {measured['logits_per_row'] / 2**20:.1f} MiB"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
+        peak_memory_child(int(sys.argv[2]), int(sys.argv[3]), 10_000)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=40, help="words per sequence (max)")
@@ -89,8 +314,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=0.3)
     parser.add_argument("--relaxation", default="euclidean")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--min-run-time", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--iw-samples", type=int, default=50)
+    parser.add_argument("--memory-samples", type=int, default=20)
+    parser.add_argument("--memory-length", type=int, default=77, help="PTB test's longest line")
+    parser.add_argument(
+        "--sections", nargs="+", default=["step", "iw", "recurrence", "memory"],
+        choices=["step", "iw", "recurrence", "memory"],
+    )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None, help="write the raw timings here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +331,6 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     generator = torch.Generator().manual_seed(0)
     tokens, lengths = make_batch(args.batch, args.length, args.vocab, device, generator)
-
     base = ModelSpec(
         vocab_size=args.vocab,
         embedding_dim=args.embedding,
@@ -110,50 +342,17 @@ def main(argv: list[str] | None = None) -> None:
         adversary_embedding_dim=args.embedding,
         adversary_hidden_size=args.adversary_hidden or args.hidden,
     )
-    times = {}
-    for dropout in ("none", "uniform", "adversarial"):
-        spec = ModelSpec(**{**base.__dict__, "dropout": dropout})
-        times[dropout] = median_seconds(
-            training_step(spec, tokens, lengths, device), args.min_run_time, device
-        )
-    tokens_per_step = int((lengths - 1).sum())
-    table = Table(
-        title=f"training step, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
-        f"E={args.embedding}, H={args.hidden}, {args.relaxation}, {device} "
-        f"({torch.get_num_threads()} threads)"
-    )
-    for column in ("dropout", "median ms/step", "tokens/s", "ratio to none", "ratio to uniform"):
-        table.add_column(column, justify="right")
-    for dropout, seconds in times.items():
-        table.add_row(
-            dropout,
-            f"{seconds * 1e3:.1f}",
-            f"{tokens_per_step / seconds:,.0f}",
-            f"{seconds / times['none']:.3f}",
-            f"{seconds / times['uniform']:.3f}",
-        )
-    print_table(console, table)
-
-    torch.manual_seed(0)
-    model = build_sequence_vae(ModelSpec(**{**base.__dict__, "dropout": "none"})).to(device)
-    decoder = model.decoder.eval()
-    embedded = decoder.embedding(tokens[:, :-1]).detach().requires_grad_()
-    z = torch.randn(args.batch, 32, device=device, requires_grad=True)
-
-    def fast():
-        decoder(embedded, z).sum().backward()
-
-    def reference():
-        double_lstm_reference(decoder, embedded, z).sum().backward()
-
-    fast_s = median_seconds(fast, args.min_run_time, device)
-    reference_s = median_seconds(reference, args.min_run_time, device)
-    paths = Table(title="Double-LSTM decoder, forward+backward")
-    for column in ("implementation", "median ms", "speed-up"):
-        paths.add_column(column, justify="right")
-    paths.add_row("Python LSTMCell loop", f"{reference_s * 1e3:.1f}", "1.00x")
-    paths.add_row("fast path", f"{fast_s * 1e3:.1f}", f"{reference_s / fast_s:.2f}x")
-    print_table(console, paths)
+    results: dict[str, Any] = {"threads": torch.get_num_threads(), "args": vars(args)}
+    if "step" in args.sections:
+        section_step(args, base, tokens, lengths, device, console, results)
+    if "iw" in args.sections:
+        section_iw(args, base, tokens, lengths, device, console, results)
+    if "recurrence" in args.sections:
+        section_recurrence(args, base, tokens, device, console, results)
+    if "memory" in args.sections:
+        section_memory(args, console, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results))
 
 
 if __name__ == "__main__":

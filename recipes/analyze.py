@@ -20,7 +20,6 @@ Results are printed and written under ``RUN/analysis/`` (the runs' common parent
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -49,10 +48,11 @@ from advmask.analysis import (
     token_saliency,
 )
 from advmask.checkpoint import atomic_write, save_json
+from advmask.cli import Parser, UserError, exit_with_error
 from advmask.data import Vocabulary, collate, make_batches
 from advmask.data.corpus import read_lines
 from advmask.factory import load_sequence_vae
-from advmask.report import load_runs
+from advmask.report import load_runs, read_json
 
 RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample")
 STUDIES = ("lambda-study", "rate-ablation")
@@ -67,16 +67,19 @@ class Run:
     def __init__(self, directory: str | os.PathLike[str], device: str = "cpu") -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
-            raise SystemExit(f"run directory {str(directory)!r} does not exist")
+            raise UserError(f"run directory {str(directory)!r} does not exist")
         best = self.directory / "best.pt"
         if not best.is_file():
-            raise SystemExit(
+            raise UserError(
                 f"run directory {str(directory)!r} has no best.pt: has it finished an epoch?"
             )
         self.device = torch.device(device)
-        self.model, self.spec = load_sequence_vae(best, map_location=self.device)
-        self.vocab = Vocabulary.load(self.directory / "vocab.json")
-        self.config: dict[str, Any] = json.loads((self.directory / "config.json").read_text())
+        try:
+            self.model, self.spec = load_sequence_vae(best, map_location=self.device)
+            self.vocab = Vocabulary.load(self.directory / "vocab.json")
+            self.config: dict[str, Any] = read_json(self.directory / "config.json")
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read the run in {str(directory)!r}: {error}") from error
 
     def corpus_file(self, split: str) -> Path:
         data_dir = self.config.get("data_dir")
@@ -86,13 +89,13 @@ class Run:
 
     def encode(self, sentence: str) -> list[int]:
         if self.config.get("tokenizer", "words") != "words":
-            raise SystemExit(
+            raise UserError(
                 f"tokenizer {self.config['tokenizer']!r}: only runs on the corpus's own words "
                 "can be analysed on text for now"
             )
         words = sentence.split()
         if not words:
-            raise SystemExit(f"sentence {sentence!r} has no words")
+            raise UserError(f"sentence {sentence!r} has no words")
         return self.vocab.encode(words)
 
     def sentences(self, split: str, count: int, seed: int, max_words: int) -> list[list[int]]:
@@ -101,7 +104,7 @@ class Run:
             line for line in read_lines(self.corpus_file(split)) if len(line.split()) <= max_words
         ]
         if not lines:
-            raise SystemExit(f"no sentence of at most {max_words} words in {split}")
+            raise UserError(f"no sentence of at most {max_words} words in {split}")
         chosen = random.Random(seed).sample(lines, min(count, len(lines)))
         return [self.encode(line) for line in chosen]
 
@@ -134,7 +137,7 @@ def _write_text(path: Path, text: str) -> Path:
 def run_saliency(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Per-word drop probabilities of a few sentences (paper Table 2)."""
     if run.spec.dropout == "none":
-        raise SystemExit(
+        raise UserError(
             f"saliency: run {str(run.directory)!r} was trained with dropout 'none'; "
             "it has no masker and drops nothing"
         )
@@ -173,7 +176,7 @@ def run_saliency(run: Run, args: argparse.Namespace, out: Path, console: Console
 def run_dropped(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Drop probability by frequency rank and by position (paper Figure 4a)."""
     if run.spec.dropout == "none":
-        raise SystemExit(
+        raise UserError(
             f"dropped: run {str(run.directory)!r} was trained with dropout 'none'; it drops nothing"
         )
     lines = read_lines(run.corpus_file(args.split))[: args.num_sentences]
@@ -341,13 +344,13 @@ def lambda_study(run_dirs: list[Path], out: Path, console: Console) -> dict:
     logs = {}
     for run_dir in run_dirs:
         if not run_dir.is_dir():
-            raise SystemExit(f"run directory {str(run_dir)!r} does not exist")
-        config = json.loads((run_dir / "config.json").read_text())
-        label = f"lambda = {config['model']['kl_weight']:g} ({run_dir.name})"
+            raise UserError(f"run directory {str(run_dir)!r} does not exist")
         try:
+            config = read_json(run_dir / "config.json")
+            label = f"lambda = {config['model']['kl_weight']:g} ({run_dir.name})"
             logs[label] = read_score_log(run_dir)
-        except FileNotFoundError as error:
-            raise SystemExit(str(error)) from None
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(str(error)) from None
     rows = [
         (
             label,
@@ -375,8 +378,8 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
     """-ELBO, KL and MI against the rate, uniform vs adversarial (paper Figure 2)."""
     try:
         runs = load_runs(run_dirs)
-    except FileNotFoundError as error:
-        raise SystemExit(str(error)) from None
+    except (OSError, ValueError) as error:
+        raise UserError(str(error)) from None
     points = rate_ablation(runs, split=split)
     console.print(
         _table(
@@ -416,8 +419,19 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
 # Command line
 # --------------------------------------------------------------------------------------------
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="analyze.py", description=__doc__.splitlines()[0], usage="%(prog)s RUN ANALYSIS [...]"
+    parser = Parser(
+        prog="analyze.py",
+        description=__doc__.splitlines()[0],
+        usage=(
+            "%(prog)s RUN ANALYSIS [...]\n"
+            f"       %(prog)s {{{','.join(STUDIES)}}} RUN [RUN ...] [--out OUT]"
+        ),
+        epilog=(
+            "studies over several runs (name them first): "
+            "lambda-study RUN [RUN ...] (the adversary's score statistics during training, "
+            "paper Figure 3); rate-ablation RUN [RUN ...] (-ELBO, KL and MI against the rate, "
+            "paper Figure 2); see analyze.py STUDY --help"
+        ),
     )
     parser.add_argument("run_dir", help="run directory of recipes/seqvae_awd.py")
     parser.add_argument("analysis", help=f"one of {', '.join(RUN_ANALYSES)}")
@@ -441,7 +455,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def study_parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"analyze.py {name}", description=__doc__.splitlines()[0])
+    parser = Parser(prog=f"analyze.py {name}", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
     parser.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
     parser.add_argument("--split", default="test", choices=("test", "valid"))
@@ -450,6 +464,14 @@ def study_parser(name: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
+    """Run one analysis or study; a user error is one line ``error: ...`` and exit status 2."""
+    try:
+        return _main(argv, console)
+    except UserError as error:
+        exit_with_error(error)
+
+
+def _main(argv: list[str] | None, console: Console | None) -> Any:
     words = list(argv) if argv is not None else sys.argv[1:]
     console = console or Console()
     if words and words[0] in STUDIES:
@@ -463,7 +485,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
         return rate_ablation_study(args.run_dirs, out, console, args.split)
     args = run_parser().parse_args(words)
     if args.analysis not in ANALYSES:
-        raise SystemExit(
+        raise UserError(
             f"analysis must be one of {', '.join(RUN_ANALYSES)} (or, before the run "
             f"directories, {', '.join(STUDIES)}), got {args.analysis!r}"
         )

@@ -6,6 +6,7 @@ maskable by the same call, :func:`advmask.mask_input_embeddings`. Dropout is off
 decoder, so that training and evaluation differ only by the masking.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -256,6 +257,46 @@ def test_hf_left_padding_is_kept_through_the_attention_mask() -> None:
     assert wrapper.last_output.mask.tolist() == [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
 
 
+def stock_gpt2() -> nn.Module:
+    """A tiny GPT-2 whose config, like the stock ones, has no pad token."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=16, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=BOS, eos_token_id=EOS,
+    )  # fmt: skip
+    assert config.pad_token_id is None
+    return transformers.GPT2LMHeadModel(config)
+
+
+def test_hf_model_without_a_pad_token_warns_once_that_padding_may_be_dropped() -> None:
+    # GPT-2 batches are padded with some real token (often EOS); with no pad id known and no
+    # positions given, the wrapper cannot tell padding from words and drops it like words.
+    model = stock_gpt2().train()
+    wrapper = mask_input_embeddings(model, UniformMasker(rate=1.0))
+    assert wrapper.pad_id is None
+    input_ids = torch.tensor([[BOS, 5, 6, EOS, EOS], [BOS, 7, 8, 9, 10]])
+    attention_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    with pytest.warns(UserWarning, match=r"GPT2LMHeadModel.*no pad_token_id.*valid_inputs") as got:
+        model(input_ids=input_ids, attention_mask=attention_mask)
+    assert len(got) == 1
+    assert wrapper.last_output.mask[0, 3:].tolist() == [1, 1]  # the padding was dropped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(input_ids=input_ids, attention_mask=attention_mask)  # once per wrapper
+        # the explicit routes never warn: the attention mask protects the padding
+        quiet_model = stock_gpt2().train()
+        quiet = mask_input_embeddings(quiet_model, UniformMasker(rate=1.0))
+        with quiet.valid_inputs(attention_mask=attention_mask):
+            quiet_model(input_ids=input_ids, attention_mask=attention_mask)
+        assert quiet.last_output.mask[0, 3:].tolist() == [0, 0]
+        with quiet.valid_inputs():  # explicitly: no padding in this batch
+            quiet_model(input_ids=input_ids[1:])
+        explicit_model = stock_gpt2().train()
+        mask_input_embeddings(explicit_model, UniformMasker(rate=1.0), pad_id=EOS)
+        explicit_model(input_ids=input_ids, attention_mask=attention_mask)
+
+
 def test_hf_inputs_embeds_route_uses_the_same_wrapper() -> None:
     model = tiny_gpt2()
     wrapper = mask_input_embeddings(model, UniformMasker(rate=1.0))
@@ -393,5 +434,6 @@ def test_valid_inputs_checks_its_arguments_and_restores_the_outer_context() -> N
         assert wrapper.last_output.mask.tolist() == [[1, 1, 1, 0]]
         wrapper(tokens, torch.tensor([2]))  # explicit lengths win over the block's
         assert wrapper.last_output.mask.tolist() == [[1, 1, 0, 0]]
-    wrapper(tokens)
+    with pytest.warns(UserWarning, match="no pad id is known"):  # no padding_idx, no pad_id
+        wrapper(tokens)
     assert wrapper.last_output.mask.tolist() == [[1, 1, 1, 1]]

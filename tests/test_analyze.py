@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import shutil
 
 import pytest
@@ -455,13 +456,32 @@ def test_lambda_study_command_plots_several_runs(runs, analyze, tmp_path) -> Non
         )
 
 
-def test_commands_name_what_is_wrong(runs, analyze, tmp_path) -> None:
-    with pytest.raises(SystemExit, match=r"run directory '.*nowhere' does not exist"):
-        analyze.main([str(tmp_path / "nowhere"), "saliency"])
-    with pytest.raises(SystemExit, match=r"analysis must be one of .* got 'salience'"):
-        analyze.main([str(runs / "adversarial-seed0"), "salience"])
-    with pytest.raises(SystemExit, match=r"scores\.csv does not exist"):
-        analyze.main(["lambda-study", str(runs / "uniform-seed0"), "--out", str(tmp_path)])
+def _one_line_error(capsys, pattern: str, call) -> None:
+    """``call()`` exits with status 2 after one stderr line ``error: ...`` matching ``pattern``."""
+    with pytest.raises(SystemExit) as info:
+        call()
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(pattern, err), err
+
+
+def test_commands_name_what_is_wrong(runs, analyze, tmp_path, capsys) -> None:
+    _one_line_error(
+        capsys,
+        r"run directory '.*nowhere' does not exist",
+        lambda: analyze.main([str(tmp_path / "nowhere"), "saliency"]),
+    )
+    _one_line_error(
+        capsys,
+        r"analysis must be one of .* got 'salience'",
+        lambda: analyze.main([str(runs / "adversarial-seed0"), "salience"]),
+    )
+    _one_line_error(
+        capsys,
+        r"scores\.csv does not exist",
+        lambda: analyze.main(["lambda-study", str(runs / "uniform-seed0"), "--out", str(tmp_path)]),
+    )
     # A run trained without word dropout has no masker: saliency says so.
     none_run = tmp_path / "none-seed0"
     shutil.copytree(runs / "uniform-seed0", none_run, ignore=shutil.ignore_patterns("*.pt"))
@@ -469,8 +489,20 @@ def test_commands_name_what_is_wrong(runs, analyze, tmp_path) -> None:
 
     spec = dataclasses.replace(spec, dropout="none", rate=0.0)
     save_sequence_vae(build_sequence_vae(spec), spec, none_run / "best.pt")
-    with pytest.raises(SystemExit, match="dropout 'none'"):
-        analyze.main([str(none_run), "saliency"])
+    _one_line_error(capsys, "dropout 'none'", lambda: analyze.main([str(none_run), "saliency"]))
+    # A damaged config.json is one line naming the file, not a JSON traceback.
+    (none_run / "config.json").write_text('{"model": ')
+    _one_line_error(
+        capsys, r"config\.json:1: not valid JSON", lambda: analyze.main([str(none_run), "sample"])
+    )
+
+
+def test_help_lists_the_studies(analyze, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        analyze.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "lambda-study" in out and "rate-ablation" in out
 
 
 def test_resumed_run_reproduces_the_score_log(tmp_path, monkeypatch) -> None:

@@ -15,7 +15,13 @@ from typing import IO
 import pytest
 import torch
 
-from advmask.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_json
+from advmask.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    save_json,
+)
 
 OLD = b"previous complete content\n"
 
@@ -180,16 +186,19 @@ class Exploit:
 
 
 def test_weights_only_refuses_arbitrary_objects(tmp_path: Path) -> None:
-    path = save_checkpoint({"step": 1, "object": Opaque()}, tmp_path / "opaque.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    path = tmp_path / "opaque.pt"
+    torch.save({"step": 1, "object": Opaque()}, path)
+    with pytest.raises(CheckpointError, match="objects other than tensors") as info:
         load_checkpoint(path)
+    assert str(path) in str(info.value) and "weights_only=False" not in str(info.value)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 def test_weights_only_does_not_execute_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"payload": Exploit(marker)}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="objects other than tensors"):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -212,3 +221,63 @@ def test_save_json_unserialisable_keeps_old(tmp_path: Path) -> None:
         save_json({"weight": torch.ones(1)}, path)
     assert json.loads(path.read_text()) == {"seed": 0}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_checksum_is_stored_and_removed_on_load(tmp_path: Path) -> None:
+    from advmask.checkpoint import CHECKSUM_KEY, checksum
+
+    state = {"step": 2, "weight": torch.arange(6.0).reshape(2, 3)}
+    path = save_checkpoint(state, tmp_path / "last.pt")
+    raw = torch.load(path, weights_only=True)  # still a plain torch.save dictionary
+    assert raw[CHECKSUM_KEY] == checksum(state)
+    assert CHECKSUM_KEY not in load_checkpoint(path)
+    with pytest.raises(ValueError, match="reserved key"):
+        save_checkpoint(raw, tmp_path / "again.pt")
+
+
+def test_checksum_sees_values_shapes_and_dtypes() -> None:
+    from advmask.checkpoint import checksum
+
+    base = checksum({"w": torch.zeros(4), "step": 1})
+    assert checksum({"w": torch.zeros(4), "step": 1}) == base
+    for other in (
+        {"w": torch.zeros(4), "step": 2},
+        {"w": torch.zeros(2, 2), "step": 1},
+        {"w": torch.zeros(4, dtype=torch.float64), "step": 1},
+        {"w": torch.tensor([0.0, 0.0, 0.0, 1e-45]), "step": 1},
+        {"step": 1, "w": torch.zeros(4)},
+    ):
+        assert checksum(other) != base, other
+
+
+def test_file_without_checksum_loads_unverified(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "old.pt"
+    torch.save({"step": 5}, path)
+    with caplog.at_level("WARNING", logger="advmask.checkpoint"):
+        assert load_checkpoint(path) == {"step": 5}
+    assert "no checksum" in caplog.text
+
+
+def test_remove_stale_temporaries_only_removes_killed_saves(tmp_path: Path) -> None:
+    from advmask.checkpoint import remove_stale_temporaries
+
+    stale = [tmp_path / ".last.pt.0123456789ab.tmp", tmp_path / ".log.csv.abcdefabcdef.tmp"]
+    kept = [tmp_path / "last.pt", tmp_path / "notes.tmp", tmp_path / ".last.pt.xyz.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    import socket
+
+    from advmask.checkpoint import RunLock
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / ".lock").write_text(f"{socket.gethostname()} {child.stdout.strip()}\n")
+    with RunLock(tmp_path) as lock:
+        assert lock.path.read_text().split() == [socket.gethostname(), str(os.getpid())]
+    assert not (tmp_path / ".lock").exists()

@@ -94,11 +94,15 @@ def test_optional_none_from_defaults() -> None:
         ["--unknown", "1"],
     ],
 )
-def test_bad_flags_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_exit_with_one_error_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         parse_config(Config, argv)
     assert info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "usage:" not in err
 
 
 def test_bad_choice_message_names_value(capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,3 +225,50 @@ def test_round_trip_through_flags(
     )  # fmt: skip
     # str(float) round-trips exactly, so the parsed config must be equal, not just close.
     assert parse_config(Config, _to_argv(config)) == config
+
+
+@dataclass(frozen=True)
+class Ranged:
+    lr: float = field(default=1.0, metadata={"help": "step size", "exclusive_minimum": 0.0})
+    rate: float | None = field(default=None, metadata={"minimum": 0.0, "maximum": 1.0})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"minimum": 0})
+    epochs: int = field(default=3, metadata={"help": "passes (default: three)", "minimum": 1})
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--lr", "0"], "argument --lr: must be > 0.0, got 0.0"),
+        (["--lr=nan"], "argument --lr: must be a finite number, got nan"),
+        (["--lr=-inf"], "argument --lr: must be a finite number, got -inf"),
+        (["--rate", "1.5"], "argument --rate: must be >= 0.0 and <= 1.0, got 1.5"),
+        (["--seeds", "1", "-2"], "argument --seeds: must be >= 0, got -2"),
+        (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+    ],
+)
+def test_ranges_are_checked_when_parsed(argv, expected, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_config(Ranged, argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
+
+
+def test_in_range_values_and_none_pass() -> None:
+    config = parse_config(Ranged, ["--lr", "1e-9", "--rate", "1", "--seeds", "0", "3"])
+    assert config == Ranged(lr=1e-9, rate=1.0, seeds=(0, 3))
+
+
+def test_out_of_range_defaults_are_a_programming_error() -> None:
+    with pytest.raises(ValueError, match=r"default of lr must be > 0\.0, got -1"):
+        parse_config(Ranged, [], defaults={"lr": -1.0})
+
+
+def test_help_shows_the_given_defaults_and_ranges_once(capsys) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(Ranged, ["--help"], defaults={"lr": 0.5, "seeds": [1, 2]})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "step size (range > 0.0; default: 0.5)" in out
+    assert "--seeds SEEDS [SEEDS ...] range >= 0; default: (1, 2)" in out
+    assert out.endswith("passes (default: three) (range >= 1)")  # its own default only
+    assert out.count("default:") == 4  # lr, rate, seeds and the one epochs states itself

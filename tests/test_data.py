@@ -169,6 +169,35 @@ def test_load_corpus_encodes_words_with_the_training_vocabulary(tmp_path) -> Non
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written there
 
 
+def test_byte_order_mark_is_dropped(tmp_path) -> None:
+    folder = write_corpus(tmp_path / "data", "\ufeffa b\nb a\n", valid="\ufeffb\n", test="a\n")
+    corpus = load_corpus(folder)
+    assert corpus.vocab.tokens[4:] == ("a", "b")
+    assert corpus.splits["valid"] == [[5]] and corpus.word_counts["train"] == 4
+
+
+def test_max_length_refuses_or_truncates_long_lines(tmp_path) -> None:
+    folder = write_corpus(tmp_path / "data", "a b\na b c d e\n", valid="a\n", test="a b c\n")
+    with pytest.raises(ValueError, match=r"train\.txt:2: 5 words, more than max_length=3"):
+        load_corpus(folder, max_length=3)
+    corpus = load_corpus(folder, max_length=3, truncate_long=True)
+    assert corpus.splits["train"][1] == [4, 5, 6] and corpus.truncated["train"] == 1
+    assert corpus.word_counts["train"] == 2 + 3  # the words that remain
+    assert load_corpus(folder, max_length=5).truncated == {"train": 0, "valid": 0, "test": 0}
+    with pytest.raises(ValueError, match="max_length must be None or an int >= 1, got 0"):
+        load_corpus(folder, max_length=0)
+
+
+def test_fingerprint_identifies_the_encoded_splits() -> None:
+    from advmask.data import fingerprint
+
+    splits = {"train": [[4, 5], [6]], "valid": [[4]]}
+    assert fingerprint(splits) == fingerprint({"valid": [[4]], "train": [[4, 5], [6]]})
+    assert fingerprint(splits) != fingerprint({"train": [[4, 5, 6]], "valid": [[4]]})
+    assert fingerprint(splits) != fingerprint({"train": [[4, 5], [6]], "test": [[4]]})
+    assert fingerprint(splits) != fingerprint({"train": [[4, 5], [7]], "valid": [[4]]})
+
+
 def test_load_corpus_line_endings_and_options(tmp_path) -> None:
     # CRLF endings, no final newline, extra spaces (PTB lines start and end with a space).
     folder = write_corpus(tmp_path / "d", " a b \r\na c\r\na", valid="a", test="b  c \n")

@@ -191,7 +191,8 @@ def test_lengths_inferred_from_padding() -> None:
     # exactly the non-padding tokens.
     assert torch.equal(out.mask.bool(), tokens != 0)
     no_padding_id = MaskedEmbedding(nn.Embedding(VOCAB, DIM), UniformMasker(1.0))
-    no_padding_id(tokens)
+    with pytest.warns(UserWarning, match="no pad id is known"):
+        no_padding_id(tokens)
     assert torch.all(no_padding_id.last_output.mask == 1)
 
 
@@ -241,6 +242,33 @@ def test_wrapper_bad_arguments(call, error, words) -> None:
         call()
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize(
+    ("bad_id", "position"), [(VOCAB, (1, 2)), (VOCAB + 40, (0, 0)), (-1, (1, 3))]
+)
+def test_out_of_vocabulary_ids_name_the_id_position_and_vocabulary(training, bad_id, position):
+    # torch's own error is "IndexError: index out of range in self", naming nothing.
+    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), UniformMasker(rate=0.5)).train(training)
+    tokens = torch.tensor([[2, 3, 4, 5], [6, 7, 8, 9]])
+    tokens[position] = bad_id
+    with pytest.raises(ValueError) as info:
+        masked(tokens, torch.tensor([4, 4]))
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"[0, {VOCAB})" in message and f"got {bad_id} at position {position}" in message
+
+
+def test_out_of_vocabulary_check_is_a_skippable_value_check(monkeypatch) -> None:
+    # Value checks are off under torch.compile (and when switched off): then the embedding's
+    # own error surfaces, and no host sync is spent on the check.
+    import advmask.embedding
+
+    monkeypatch.setattr(advmask.embedding, "checking_values", lambda: False)
+    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), None)
+    with pytest.raises(IndexError):
+        masked(torch.tensor([[2, VOCAB]]))
 
 
 # --- gradient routing of the full objective -----------------------------------------------------

@@ -106,10 +106,18 @@ def test_compare_reads_the_run_directories(tiny_runs, capsys) -> None:
     assert "synthetic adversarial" in printed and "-ELBO" in printed
 
 
-def test_refuses_to_overwrite_an_existing_run(recipe, tiny_runs) -> None:
+def test_refuses_to_overwrite_an_existing_run(recipe, tiny_runs, capsys) -> None:
     out, _ = tiny_runs
-    with pytest.raises(SystemExit, match="--resume"):
+    with pytest.raises(SystemExit) as info:
         recipe.main([*TINY, "--out", str(out), "--dropout", "none"])
+    assert info.value.code == 2
+    assert "already holds a run: pass --resume" in capsys.readouterr().err
+
+
+def test_finished_run_is_reused_with_the_same_settings(recipe, tiny_runs) -> None:
+    out, results = tiny_runs
+    (reused,) = recipe.main([*TINY, "--out", str(out), "--dropout", "none", "--resume"])
+    assert reused == results[0]
 
 
 def test_resume_after_interruption_reproduces_the_run_exactly(recipe, tmp_path, monkeypatch):

@@ -41,8 +41,9 @@ def test_all_names_registered() -> None:
 
 def soft_mask(name, problem, generator=None, **options):
     scores = problem.scores.clone().requires_grad_()
+    hard = hard_bottom_k(problem.scores, problem.k, problem.eligible)
     soft = relaxed_bottom_k(
-        scores, problem.k, problem.eligible, RELAXATIONS[name], generator, options
+        scores, problem.k, problem.eligible, hard, RELAXATIONS[name], generator, options
     )
     return scores, soft
 

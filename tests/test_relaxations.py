@@ -380,6 +380,79 @@ def test_sinkhorn_column_marginals_are_exact_after_one_iteration() -> None:
     torch.testing.assert_close(soft.sum(1), k.to(F64), rtol=0, atol=1e-12)
 
 
+def squared_cost_sinkhorn(scores, k, eligible, epsilon=0.1, num_iters=200, normalize_cost=True):
+    """The iteration on the full cost (x^2, (x - 1)^2), as the reference writes it; the oracle.
+
+    Valid only while x^2 is representable and does not swamp 1 - 2x (|x| well below 1e8).
+    """
+    x = torch.where(eligible, scores, torch.zeros_like(scores))
+    cost = torch.stack([x**2, (x - 1) ** 2], dim=1)  # (B, 2, T)
+    mask = eligible.unsqueeze(1)
+    scale = torch.where(mask, cost, 0.0).detach().amax(dim=(1, 2)) if normalize_cost else 1.0
+    neg_cost = -cost / (epsilon * torch.as_tensor(scale, dtype=x.dtype).reshape(-1, 1, 1))
+    n = eligible.sum(1).to(x.dtype)
+    frac = k.to(x.dtype) / n
+    log_mu, log_nu = -torch.log(n).unsqueeze(1), torch.log(torch.stack([frac, 1 - frac], 1))
+    g = torch.zeros_like(log_nu)
+    for _ in range(num_iters):
+        f = log_mu - torch.logsumexp(g.unsqueeze(2) + neg_cost, dim=1)
+        g = log_nu - torch.logsumexp(
+            torch.where(mask, f.unsqueeze(1) + neg_cost, float("-inf")), dim=2
+        )
+    soft = n.unsqueeze(1) * torch.exp(f + g[:, :1] + neg_cost[:, 0])
+    return torch.where(eligible, soft, torch.zeros_like(soft))
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.1, 1.0, 30.0])
+@pytest.mark.parametrize("normalize_cost", [True, False])
+def test_sinkhorn_equals_the_squared_cost_iteration_at_normal_scales(scale, normalize_cost):
+    # Only the cost gap 1 - 2x between the anchors enters the plan; the per-row constant x^2 is
+    # absorbed by the row potential. Value and unrolled gradient agree to rounding.
+    scores, k, eligible = random_problem(21, batch=5, length=9, scale=scale)
+    weights = torch.randn(scores.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for fn in (
+        lambda s: relax("sinkhorn", s, k, eligible, num_iters=50, normalize_cost=normalize_cost),
+        lambda s: squared_cost_sinkhorn(s, k, eligible, 0.1, 50, normalize_cost),
+    ):
+        leaf = scores.clone().requires_grad_()
+        soft = fn(leaf)
+        results.append((soft, torch.autograd.grad((soft * weights).sum(), leaf)[0]))
+    (soft, grad), (expected_soft, expected_grad) = results
+    torch.testing.assert_close(soft, expected_soft, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+@pytest.mark.parametrize("backward", ["unrolled", "implicit"])
+def test_sinkhorn_is_finite_for_huge_scores(dtype, scale, backward) -> None:
+    # x^2 overflows float32 at |x| >= 1.8e19, which made the whole mask NaN. With the
+    # normalised cost tau_eff = eps * c / 2 grows as scale^2 while the scores grow as scale,
+    # so the map tends to the uniform k / n (what float64 gives for the squared cost).
+    scores, k, eligible = random_problem(22, batch=4, length=9, scale=scale, dtype=dtype)
+    leaf = scores.clone().requires_grad_()
+    soft = relax("sinkhorn", leaf, k, eligible, backward=backward)
+    (grad,) = torch.autograd.grad((soft * torch.arange(9.0, dtype=dtype)).sum(), leaf)
+    assert torch.isfinite(soft).all() and torch.isfinite(grad).all()
+    fraction = k.to(dtype) / eligible.sum(1).to(dtype)
+    uniform = torch.where(eligible, fraction.unsqueeze(1), torch.zeros((), dtype=dtype))
+    atol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(soft.detach(), uniform, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("scale", [1e19, 1e30])
+def test_sinkhorn_without_normalisation_is_finite_and_sums_to_k_for_huge_scores(dtype, scale):
+    # tau_eff = eps / 2 is tiny against these gaps: 200 iterations are far from converged, but
+    # the result is finite and the column marginals are exact (the squared cost gave NaN in
+    # float32 and rows of all 6.0 in float64).
+    scores, k, eligible = random_problem(23, batch=4, length=9, scale=scale, dtype=dtype)
+    soft = relax("sinkhorn", scores, k, eligible, normalize_cost=False)
+    assert torch.isfinite(soft).all()
+    torch.testing.assert_close(soft.sum(1), k.to(dtype), rtol=1e-5, atol=0)
+
+
 # ----------------------------------------------------------------------------- lml
 
 
@@ -496,6 +569,31 @@ def test_perturbed_gradient_is_zero_off_eligible() -> None:
     (grad,) = torch.autograd.grad((soft * torch.arange(8.0, dtype=F64)).sum(), leaf)
     assert torch.all(grad[~eligible] == 0)
     assert torch.any(grad[eligible] != 0)
+
+
+def test_building_a_perturbed_masker_leaves_the_global_generator_alone() -> None:
+    # The masker calls its relaxation once at construction to check the options; "perturbed"
+    # drew that call's noise from the global generator, so one seed gave other initial weights
+    # than with a deterministic relaxation.
+    from advmask import AdversarialMasker
+    from advmask.scores import build_score_network
+
+    network = build_score_network("lstm", 20, embedding_dim=4, hidden_size=4)
+    state = torch.get_rng_state()
+    AdversarialMasker(20, 0.5, relaxation="perturbed", score_network=network)
+    assert torch.equal(torch.get_rng_state(), state)
+
+    built = {}
+    for relaxation in ("perturbed", "euclidean"):
+        torch.manual_seed(0)
+        masker = AdversarialMasker(
+            20, 0.5, relaxation=relaxation, embedding_dim=4, hidden_size=4,
+            relaxation_options={"num_samples": 8} if relaxation == "perturbed" else {},
+        )  # fmt: skip
+        built[relaxation] = (masker.score_network.state_dict(), torch.get_rng_state())
+    (weights, after), (expected_weights, expected_after) = built.values()
+    assert torch.equal(after, expected_after)
+    assert all(torch.equal(weights[name], expected_weights[name]) for name in weights)
 
 
 # ----------------------------------------------------------------------------- device

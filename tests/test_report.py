@@ -188,7 +188,8 @@ def test_table_mean_std_over_seeds(tmp_path: Path) -> None:
     assert "ptb: test results" in text
     cells = table_cells(text)
     assert list(cells) == ["ptb/none", "ptb/adversarial-0.3"]
-    expected_titles = ["model", "seeds", *(title for _, title in COLUMNS), "probe topic"]
+    titles = (title for key, title in COLUMNS if key != "pieces_per_word")  # sentencepiece only
+    expected_titles = ["model", "seeds", *titles, "probe topic"]
     assert list(cells["ptb/none"]) == expected_titles
     assert cells["ptb/none"] == {
         "model": "ptb/none", "seeds": "3", "PPL (IW)": "102.00 (2.00)",
@@ -271,8 +272,18 @@ def test_compare_valid_split_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert "valid results" in out and "PPL (IW)" not in out
     with pytest.raises(SystemExit):
         compare.main([str(folders[0]), "--split", "train"])
-    with pytest.raises(FileNotFoundError, match="missing"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
         compare.main([str(tmp_path / "missing")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and "missing" in err
+    # An unfinished run (config.json, no metrics.json) is named, not averaged in silently.
+    unfinished = tmp_path / "none-seed7"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        compare.main([*map(str, folders), str(unfinished)])
+    assert "is the run in" in capsys.readouterr().err
 
 
 def test_statistics_reference_values() -> None:

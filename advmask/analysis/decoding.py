@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advmask._checks import FLOAT_DTYPES, check_positive, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_positive, check_tensor
 from advmask.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 from advmask.models import DoubleLSTMDecoder, LSTMDecoder
 from advmask.vae import SequenceVAE

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advmask._checks import check_positive
 from advmask.analysis.decoding import Decoded, decode
+from advmask.checks import check_positive
 from advmask.data.batching import collate
 from advmask.vae import SequenceVAE
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advmask._checks import check_tokens_lengths
+from advmask.checks import check_tokens_lengths
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
 from advmask.vae import SequenceVAE
 

@@ -1,7 +1,8 @@
 """Corpora, vocabularies and padded batches in the SPEC §0.2 layout.
 
 * :mod:`advmask.data.vocab`: special ids (PAD 0, BOS 1, EOS 2, UNK 3) and :class:`Vocabulary`.
-* :mod:`advmask.data.corpus`: :func:`load_corpus` reads a ``train/valid/test.txt`` folder.
+* :mod:`advmask.data.corpus`: :func:`load_corpus` reads a ``train/valid/test.txt`` folder;
+  :func:`fingerprint` identifies the encoded splits.
 * :mod:`advmask.data.batching`: :class:`Batch`, :func:`collate`, :func:`make_batches`
   (length buckets, shuffling, sharding across ranks).
 * :mod:`advmask.data.synthetic`: :func:`make_synthetic_corpus`, sentences with known latent
@@ -9,7 +10,7 @@
 """
 
 from advmask.data.batching import Batch, collate, make_batches
-from advmask.data.corpus import Corpus, load_corpus
+from advmask.data.corpus import Corpus, fingerprint, load_corpus
 from advmask.data.synthetic import SyntheticCorpus, make_synthetic_corpus
 from advmask.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
 
@@ -23,6 +24,7 @@ __all__ = [
     "SyntheticCorpus",
     "Vocabulary",
     "collate",
+    "fingerprint",
     "load_corpus",
     "make_batches",
     "make_synthetic_corpus",

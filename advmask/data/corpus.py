@@ -9,13 +9,22 @@ Rules, chosen so that the perplexity denominators are exactly those of the files
   sequences and so the EOS count in the denominator;
 * a final newline is optional and does not start an extra line; ``\\r\\n`` endings are fine;
 * a byte sequence that is not UTF-8 is an error naming ``file:line``;
-* an empty file is an error naming the file.
+* a UTF-8 byte-order mark at the start of a file is not part of the first word;
+* an empty file is an error naming the file;
+* with ``max_length``, a line of more words is an error naming ``file:line`` (or, with
+  ``truncate_long``, is cut to its first ``max_length`` words, counted in
+  :attr:`Corpus.truncated`): one very long line would otherwise make a training step run for
+  many minutes, or overflow a decoder's positions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from advmask.data.vocab import BOS, EOS, PAD, Vocabulary
@@ -39,6 +48,7 @@ class Corpus:
             word count needed to report a word-level perplexity.
         tokenizer: ``"words"`` or ``"sentencepiece"``.
         sentencepiece_model: the cached model file when ``tokenizer="sentencepiece"``.
+        truncated: split -> number of lines cut to ``max_length`` words (``truncate_long``).
     """
 
     vocab: Vocabulary
@@ -47,6 +57,7 @@ class Corpus:
     word_counts: dict[str, int]
     tokenizer: str = "words"
     sentencepiece_model: Path | None = None
+    truncated: dict[str, int] = field(default_factory=dict)
 
     def ppl_denominator(self, split: str) -> int:
         """Words plus one EOS per line of ``split``: the word-level perplexity denominator.
@@ -83,6 +94,8 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
         raise ValueError(
             f"{path}:{line}: not valid UTF-8 (byte {data[error.start]:#04x}: {error.reason})"
         ) from error
+    # A byte-order mark (Windows editors write one) is an encoding marker, not text.
+    text = text.removeprefix("\ufeff")
     if not text:
         raise ValueError(f"{path} is empty: every split needs at least one sequence")
     # Split on "\n" only: str.splitlines() would also break at form feeds, U+2028 and other
@@ -109,6 +122,8 @@ def load_corpus(
     sentencepiece_vocab_size: int = 8000,
     sentencepiece_model_type: str = "unigram",
     cache_dir: str | os.PathLike[str] | None = None,
+    max_length: int | None = None,
+    truncate_long: bool = False,
 ) -> Corpus:
     """Read ``train.txt``, ``valid.txt`` and ``test.txt`` from ``directory`` and encode them.
 
@@ -123,13 +138,16 @@ def load_corpus(
         sentencepiece_model_type: ``"unigram"`` or ``"bpe"``.
         cache_dir: where the sentencepiece model is cached (for example the run folder);
             required with ``tokenizer="sentencepiece"``.
+        max_length: most words (whitespace tokens) per line; ``None`` allows any length.
+        truncate_long: cut longer lines to ``max_length`` words instead of refusing them.
 
     Returns:
         The :class:`Corpus`.
 
     Raises:
         FileNotFoundError: naming the missing folder or file.
-        ValueError: naming ``file:line`` for malformed content, or a bad argument.
+        ValueError: naming ``file:line`` for malformed content or a line longer than
+            ``max_length`` words, or a bad argument.
 
     Example:
         >>> import tempfile, pathlib
@@ -147,12 +165,30 @@ def load_corpus(
             "cache_dir is required with tokenizer='sentencepiece' (the model is cached there, "
             "never in the data folder), got None"
         )
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise ValueError(f"max_length must be None or an int >= 1, got {max_length!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"corpus folder {directory} does not exist or is not a folder")
     paths = {split: directory / f"{split}.txt" for split in SPLITS}
     lines = {split: read_lines(path) for split, path in paths.items()}
     words = {split: [line.split() for line in split_lines] for split, split_lines in lines.items()}
+    truncated: dict[str, int] = {}
+    if max_length is not None:
+        for split in SPLITS:
+            long_lines = [n for n, seq in enumerate(words[split], 1) if len(seq) > max_length]
+            if long_lines and not truncate_long:
+                first = long_lines[0]
+                raise ValueError(
+                    f"{paths[split]}:{first}: {len(words[split][first - 1])} words, more than "
+                    f"max_length={max_length} ({len(long_lines)} such lines in this file; "
+                    "raise the limit or truncate them)"
+                )
+            for number in long_lines:
+                words[split][number - 1] = words[split][number - 1][:max_length]
+            truncated[split] = len(long_lines)
     word_counts = {split: sum(map(len, sequences)) for split, sequences in words.items()}
 
     model_path = None
@@ -198,4 +234,26 @@ def load_corpus(
         word_counts=word_counts,
         tokenizer=tokenizer,
         sentencepiece_model=model_path,
+        truncated=truncated,
     )
+
+
+def fingerprint(splits: Mapping[str, Sequence[Sequence[int]]]) -> str:
+    """SHA-256 of encoded splits: names, sequence boundaries and every id, in order.
+
+    Two runs whose fingerprints (and vocabularies) agree trained and were evaluated on the same
+    id sequences, whatever folder the text was read from.
+
+    Example:
+        >>> fingerprint({"train": [[4, 5], [6]]}) == fingerprint({"train": [[4, 5], [6]]})
+        True
+        >>> fingerprint({"train": [[4, 5], [6]]}) == fingerprint({"train": [[4], [5, 6]]})
+        False
+    """
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        sequences = splits[name]
+        digest.update(f"{name}:{len(sequences)}\n".encode())
+        digest.update(array("q", map(len, sequences)).tobytes())
+        digest.update(array("q", chain.from_iterable(sequences)).tobytes())
+    return digest.hexdigest()

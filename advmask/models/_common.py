@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from advmask._checks import FLOAT_DTYPES, check_rate, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_rate, check_tensor
 
 PAD_ID = 0
 """Id of the padding token (SPEC §0.2); its embedding row is kept at zero."""

@@ -89,30 +89,60 @@ class DoubleLSTMDecoder(nn.Module):
             (B, T, V) logits; step ``t`` depends on ``embedded[:, :t + 1]`` and ``z`` only.
         """
         embedded, z = check_decoder_inputs(embedded, z, self.embedding_dim, self.latent_dim)
-        steps = embedded.shape[1]
-        if steps == 0:
+        if embedded.shape[1] == 0:
             return embedded.new_zeros(embedded.shape[0], 0, self.vocab_size)
-        prior, word, E = self.prior_cell, self.word_cell, self.embedding_dim
-        # Everything that does not depend on the recurrent state, for all steps at once, laid
-        # out time-major so that step t reads one contiguous (B, 4H) block.
+        return self.decode_projected(self.project_inputs(embedded), z)
+
+    def project_inputs(self, embedded: Tensor) -> Tensor:
+        """The part of the word cell's input gates that does not depend on ``z``.
+
+        ``forward(embedded, z) == decode_projected(project_inputs(embedded), z)``; computing
+        the projection once and decoding it with several ``z`` (importance sampling) saves one
+        (B*T, E) x (E, 4H) matmul per sample.
+
+        Args:
+            embedded: (B, T, E) float decoder-input embeddings.
+
+        Returns:
+            (T, B, 4H) ``W_ih2[:, :E] dropout_in(e_t)``, time-major so that step ``t`` reads
+            one contiguous (B, 4H) block.
+        """
         inputs = rearrange(self.dropout_in(embedded), "b t e -> t b e")
+        return F.linear(inputs, self.word_cell.weight_ih[:, : self.embedding_dim])
+
+    def decode_projected(self, projected: Tensor, z: Tensor) -> Tensor:
+        """Logits (B, T, V) from :meth:`project_inputs`' (T, B, 4H) output and ``z`` (B, D)."""
+        return self.output(self.dropout_out(self.recurrent_states(projected, z)))
+
+    def recurrent_states(self, projected: Tensor, z: Tensor) -> Tensor:
+        """Hidden states ``h_t`` (B, T, H) from :meth:`project_inputs`' output and ``z``.
+
+        The recurrence alone (no output layer): what ``benchmarks/bench_train.py`` compares
+        with a loop of :class:`torch.nn.LSTMCell` calls.
+        """
+        prior, word, E = self.prior_cell, self.word_cell, self.embedding_dim
+        # Everything that does not depend on the recurrent state, for all steps at once.
         word_latent = F.linear(z, word.weight_ih[:, E:], word.bias_ih + word.bias_hh)  # (B, 4H)
-        word_gates = F.linear(inputs, word.weight_ih[:, :E]) + word_latent  # (T, B, 4H)
+        word_gates = projected + word_latent  # (T, B, 4H)
         prior_gates = F.linear(z, prior.weight_ih, prior.bias_ih + prior.bias_hh)  # (B, 4H)
         initial_hidden = self.latent_to_hidden(z)  # (B, H)
         # The recurrence runs in the dtype of the projections (bf16 under autocast).
         dtype = word_gates.dtype
-        hiddens = _DoubleLSTMRecurrence.apply(
+        inputs = (
             word_gates,
             prior_gates.to(dtype),
             initial_hidden.to(dtype),
             prior.weight_hh.to(dtype),
             word.weight_hh.to(dtype),
         )
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            hiddens = _DoubleLSTMRecurrence.apply(*inputs)
+        else:
+            # Evaluation: the same loop without filling the buffers the backward pass reads.
+            hiddens = _recurrence(*inputs, keep_for_backward=False)[0]
         # Contiguous batch-major before dropout: the output matmul would copy anyway, and the
         # dropout mask is then drawn in the same order as by double_lstm_reference.
-        hiddens = rearrange(hiddens, "t b h -> b t h").contiguous()
-        return self.output(self.dropout_out(hiddens))
+        return rearrange(hiddens, "t b h -> b t h").contiguous()
 
 
 def _activate(gates: Tensor) -> Tensor:
@@ -168,6 +198,52 @@ def _gate_gradients(
     return grad_gates, grad_cell * forget_gate
 
 
+def _recurrence(
+    word_gates: Tensor,
+    prior_gates: Tensor,
+    initial_hidden: Tensor,
+    prior_weight: Tensor,
+    word_weight: Tensor,
+    *,
+    keep_for_backward: bool,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The Double-LSTM loop over time (see :class:`_DoubleLSTMRecurrence`).
+
+    Returns:
+        ``(hiddens, buffers)``: (T, B, H) hidden states and, with ``keep_for_backward``, the
+        gate activations and states the backward pass reads (prior and word activations
+        (T, B, 4H), middle hiddens, middle cells and cells (T, B, H)); otherwise ``()``, and
+        nothing but the hidden states is kept.
+    """
+    steps, batch, hidden_size = word_gates.shape[0], word_gates.shape[1], prior_weight.shape[1]
+    with torch.autocast(word_gates.device.type, enabled=False):
+        hiddens = word_gates.new_empty(steps, batch, hidden_size)
+        if keep_for_backward:
+            prior_activated = word_gates.new_empty(steps, batch, 4 * hidden_size)
+            word_activated = word_gates.new_empty(steps, batch, 4 * hidden_size)
+            middle_hiddens = word_gates.new_empty(steps, batch, hidden_size)
+            middle_cells = word_gates.new_empty(steps, batch, hidden_size)
+            cells = word_gates.new_empty(steps, batch, hidden_size)
+        prior_transposed, word_transposed = prior_weight.t(), word_weight.t()
+        hidden, cell = initial_hidden, torch.zeros_like(initial_hidden)
+        for step in range(steps):
+            activated = _activate(torch.addmm(prior_gates, hidden, prior_transposed))
+            hidden, cell = _cell_update(activated, cell)
+            if keep_for_backward:
+                prior_activated[step] = activated
+                middle_hiddens[step] = hidden
+                middle_cells[step] = cell
+            activated = _activate(torch.addmm(word_gates[step], hidden, word_transposed))
+            hidden, cell = _cell_update(activated, cell)
+            hiddens[step] = hidden
+            if keep_for_backward:
+                word_activated[step] = activated
+                cells[step] = cell
+    if not keep_for_backward:
+        return hiddens, ()
+    return hiddens, (prior_activated, word_activated, middle_hiddens, middle_cells, cells)
+
+
 class _DoubleLSTMRecurrence(torch.autograd.Function):
     """The sequential part of the Double-LSTM, with a hand-written backward through time.
 
@@ -194,38 +270,11 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
         word_weight: Tensor,
     ) -> Tensor:
         """(T, B, H) hidden states ``h_t``; see the class docstring for the arguments."""
-        steps, batch, hidden_size = word_gates.shape[0], word_gates.shape[1], prior_weight.shape[1]
-        with torch.autocast(word_gates.device.type, enabled=False):
-            prior_activated = word_gates.new_empty(steps, batch, 4 * hidden_size)
-            word_activated = word_gates.new_empty(steps, batch, 4 * hidden_size)
-            middle_hiddens = word_gates.new_empty(steps, batch, hidden_size)
-            middle_cells = word_gates.new_empty(steps, batch, hidden_size)
-            hiddens = word_gates.new_empty(steps, batch, hidden_size)
-            cells = word_gates.new_empty(steps, batch, hidden_size)
-            prior_transposed, word_transposed = prior_weight.t(), word_weight.t()
-            hidden, cell = initial_hidden, torch.zeros_like(initial_hidden)
-            for step in range(steps):
-                activated = _activate(torch.addmm(prior_gates, hidden, prior_transposed))
-                hidden, cell = _cell_update(activated, cell)
-                prior_activated[step] = activated
-                middle_hiddens[step] = hidden
-                middle_cells[step] = cell
-                activated = _activate(torch.addmm(word_gates[step], hidden, word_transposed))
-                hidden, cell = _cell_update(activated, cell)
-                word_activated[step] = activated
-                hiddens[step] = hidden
-                cells[step] = cell
-        ctx.save_for_backward(
-            initial_hidden,
-            prior_weight,
-            word_weight,
-            prior_activated,
-            word_activated,
-            middle_hiddens,
-            middle_cells,
-            hiddens,
-            cells,
+        hiddens, buffers = _recurrence(
+            word_gates, prior_gates, initial_hidden, prior_weight, word_weight,
+            keep_for_backward=True,
         )
+        ctx.save_for_backward(initial_hidden, prior_weight, word_weight, *buffers, hiddens)
         return hiddens
 
     @staticmethod
@@ -240,8 +289,8 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
             word_activated,
             middle_hiddens,
             middle_cells,
-            hiddens,
             cells,
+            hiddens,
         ) = ctx.saved_tensors
         steps = hiddens.shape[0]
         with torch.autocast(grad_hiddens.device.type, enabled=False):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from einops import repeat
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from advmask._checks import INT_DTYPES, check_tensor
+from advmask.checks import check_tokens_lengths
 from advmask.models._common import PAD_ID, check_size, init_uniform
 
 ENCODER_INITS = ("authors", "pytorch")
@@ -15,10 +15,9 @@ ENCODER_INITS = ("authors", "pytorch")
 class LSTMEncoder(nn.Module):
     """Gaussian posterior ``q(z|x) = N(mean, diag(exp(logvar)))`` from the last LSTM state.
 
-    The sentence is embedded, read by a one-layer LSTM over its valid tokens only (the
-    sequence is packed, so padding never enters the recurrence), and the last hidden state of
-    each row is mapped to ``[mean; logvar]`` by a linear layer without bias (the authors'
-    wiring).
+    The sentence is embedded, read by a one-layer LSTM, and the hidden state at each row's
+    last valid token (``t = lengths - 1``; the LSTM is causal, so padding never reaches it) is
+    mapped to ``[mean; logvar]`` by a linear layer without bias (the authors' wiring).
 
     Args:
         vocab_size: number of token ids, specials included.
@@ -72,28 +71,17 @@ class LSTMEncoder(nn.Module):
         Returns:
             ``(mean, logvar)``, each (B, D) in the embedding's dtype.
         """
-        tokens = check_tensor("tokens", tokens, ndim=2, dtypes=INT_DTYPES)
-        lengths = check_tensor("lengths", lengths, ndim=1, dtypes=INT_DTYPES)
-        if lengths.shape[0] != tokens.shape[0]:
-            raise ValueError(
-                f"lengths must have one entry per row of tokens: tokens has shape "
-                f"{tuple(tokens.shape)}, lengths has shape {tuple(lengths.shape)}"
-            )
+        tokens, lengths = check_tokens_lengths(
+            tokens, lengths, vocab_size=self.vocab_size, min_length=1
+        )
         if tokens.shape[0] == 0:
             raise ValueError(f"tokens must have at least one row, got shape {tuple(tokens.shape)}")
-        # Packing needs the lengths on the host anyway; check them there, in one transfer.
-        host_lengths = lengths.detach().to("cpu", dtype=torch.int64)
-        low, high = int(host_lengths.min()), int(host_lengths.max())
-        if low < 1 or high > tokens.shape[1]:
-            bad = low if low < 1 else high
-            raise ValueError(
-                f"lengths must be in [1, T={tokens.shape[1]}] (T = tokens.shape[1]), got {bad}"
-            )
-        embedded = self.embedding(tokens.long())
-        packed = pack_padded_sequence(
-            embedded, host_lengths, batch_first=True, enforce_sorted=False
-        )
-        # With enforce_sorted=False, h_n comes back in the caller's row order.
-        _, (last_hidden, _) = self.lstm(packed)
-        mean, logvar = self.to_posterior(last_hidden[-1]).chunk(2, dim=-1)
+        # The LSTM is causal, so its state at t = lengths - 1 has read tokens[:lengths] only:
+        # running it over the padded batch and gathering that state gives the packed result
+        # without packing, which would run the unfused per-step kernel and copy the lengths
+        # to the host.
+        states, _ = self.lstm(self.embedding(tokens.long()))  # (B, T, H)
+        last = (lengths.to(torch.int64) - 1).clamp(0, tokens.shape[1] - 1)
+        last_hidden = states.gather(1, repeat(last, "b -> b 1 h", h=states.shape[2])).squeeze(1)
+        mean, logvar = self.to_posterior(last_hidden).chunk(2, dim=-1)
         return mean, logvar

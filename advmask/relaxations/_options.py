@@ -1,4 +1,4 @@
-"""Validation of relaxation hyper-parameters that :mod:`advmask._checks` does not cover."""
+"""Validation of relaxation hyper-parameters that :mod:`advmask.checks` does not cover."""
 
 from __future__ import annotations
 

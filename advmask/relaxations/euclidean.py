@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 
 

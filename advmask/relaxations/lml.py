@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 from advmask.relaxations._calibrated import calibrated_sigmoid
 

@@ -1,4 +1,4 @@
-"""``"perturbed"``: perturbed-optimiser top-K (Berthet et al. 2020, SPEC §3d).
+"""``"perturbed"``: perturbed-optimiser top-K (Berthet et al. 2020).
 
 The soft mask is a Monte Carlo estimate of the Gaussian-smoothed hard mask
 ``E_Z[hard(s + sigma Z)]``::
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 from advmask.relaxations._options import check_positive_int
 

@@ -1,4 +1,4 @@
-"""``"sinkhorn"``: entropic optimal transport to two anchors (Xie et al. 2020, SPEC §3c).
+"""``"sinkhorn"``: entropic optimal transport to two anchors (Xie et al. 2020).
 
 Each row's eligible scores ``x_1..x_n`` (mass ``1/n`` each) are transported to the anchors 0 and
 1 (masses ``k/n`` and ``(n-k)/n``) with cost ``C_i0 = x_i^2``, ``C_i1 = (x_i - 1)^2``, optionally
@@ -6,6 +6,12 @@ divided by ``c = max C`` (``normalize_cost``, detached, as the reference ``TopK_
 plan ``Gamma`` comes from ``num_iters`` log-domain Sinkhorn iterations (``f`` then ``g``), and
 ``soft_i = n * Gamma_i0`` is the soft indicator of the ``k`` smallest scores. After the final
 ``g`` update the column marginals are exact, so every row sums to ``k`` up to rounding.
+
+Only the gap ``C_i1 - C_i0 = 1 - 2 x_i`` enters the plan (a per-row constant of the cost is
+absorbed by the row potential ``f_i``), so the iteration runs on the costs ``(0, 1 - 2 x_i)``:
+the same plan, without forming ``x^2``, which overflows float32 at ``|x| >= 1.8e19``. The mask
+is finite for every finite score with ``normalize_cost``, and without it while
+``(1 - 2 x) / epsilon`` is representable (``|x| < 1.7e37`` in float32 at ``epsilon = 0.1``).
 
 At convergence ``soft`` is the calibrated sigmoid ``sigmoid((t - x_i) / tau_eff)`` with
 ``tau_eff = epsilon * c / 2`` (``epsilon / 2`` without normalisation), because
@@ -25,7 +31,7 @@ import torch
 from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 from advmask.relaxations._calibrated import calibrated_vjp
 from advmask.relaxations._options import check_bool, check_choice, check_positive_int
@@ -57,17 +63,28 @@ def sinkhorn_top_k(
     """
     zero = torch.zeros_like(scores)
     x = torch.where(eligible, scores, zero)  # ineligible scores never enter the result
-    cost = torch.stack([x**2, (x - 1) ** 2], dim=1)  # (B, 2, T): anchors 0 and 1
-    column_mask = eligible.unsqueeze(1)
+    # Only the gap C_i1 - C_i0 = 1 - 2 x_i between the two anchors' costs enters the plan: a
+    # per-row constant of the cost is absorbed by the row potential f_i, so with the cost
+    # (0, 1 - 2 x_i) the iterates g and the plan are those of (x_i^2, (x_i - 1)^2) exactly.
+    # No square is formed: x^2 overflows float32 at |x| >= 1.8e19 (NaN masks) and the x^2
+    # terms cancel in the gap long before that.
     if normalize_cost:
-        scale = torch.where(column_mask, cost, 0.0).detach().amax(dim=(1, 2))
+        # c = max C = root^2 with root = max(|x|, |x - 1|) over eligible entries (detached)
+        root = torch.where(eligible, torch.maximum(x.abs(), (x - 1).abs()), zero)
+        root = root.detach().amax(dim=1)  # (B,)
+        # 2 (0.5 - x) / root / root, not (1 - 2x) / root^2: neither 2x nor root^2 overflows
+        gap = 2 * ((0.5 - x) / root.unsqueeze(1)) / root.unsqueeze(1)
+        scale = root * root
     else:
+        gap = 1 - 2 * x
         scale = torch.ones_like(scores[:, 0])
     # Potentials are kept divided by epsilon (f / eps, g / eps): one division less per step.
-    neg_cost = -cost / (epsilon * scale[:, None, None])
+    neg_gap = -gap / epsilon  # (B, T): -C_i1 / eps, with -C_i0 / eps = 0
     # -inf is safe in the column sums: every row has eligible entries, so each logsumexp is
     # finite, and masked entries get weight exp(-inf) = 0 and gradient 0.
-    column_neg_cost = torch.where(column_mask, neg_cost, float("-inf"))
+    column_neg_cost = torch.where(
+        eligible.unsqueeze(1), torch.stack([zero, neg_gap], dim=1), float("-inf")
+    )  # (B, 2, T): anchors 0 and 1
     n = eligible.sum(1).to(scores.dtype)
     frac = k.to(scores.dtype) / n
     log_mu = -torch.log(n).unsqueeze(1)  # (B, 1)
@@ -75,9 +92,9 @@ def sinkhorn_top_k(
     g = torch.zeros_like(log_nu)
     for _ in range(num_iters):
         # Row update: a log-sum-exp over the two anchors, written as one logaddexp.
-        f = log_mu - torch.logaddexp(g[:, :1] + neg_cost[:, 0], g[:, 1:] + neg_cost[:, 1])
+        f = log_mu - torch.logaddexp(g[:, :1], g[:, 1:] + neg_gap)
         g = log_nu - torch.logsumexp(f.unsqueeze(1) + column_neg_cost, dim=2)
-    soft = n.unsqueeze(1) * torch.exp(f + g[:, :1] + neg_cost[:, 0])
+    soft = n.unsqueeze(1) * torch.exp(f + g[:, :1])
     return torch.where(eligible, soft, zero), epsilon * scale / 2
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 
 # The reference clamps 1 - a at float32's smallest normal number, for every dtype.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advmask._checks import check_positive
+from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 
 # Finite "log 0" (SPEC rule N2): logaddexp(-inf, -inf) has a NaN gradient; -1e30 + -1e30 is still

@@ -1,0 +1,190 @@
+"""Argument validation shared by the public entry points, and the value-check switch.
+
+Public functions validate at the boundary and raise errors that repeat the offending argument
+back; private helpers trust their input.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(name: str, value: object, *, ndim: int, dtypes: tuple[torch.dtype, ...]) -> Tensor:
+    """Check that ``value`` is a tensor of rank ``ndim`` with one of ``dtypes``."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    if value.dtype not in dtypes:
+        names = ", ".join(str(d) for d in dtypes)
+        raise TypeError(f"{name} must have dtype in ({names}), got {value.dtype}")
+    return value
+
+
+class _ValueChecks(threading.local):
+    """Whether value checks run: the user's switch, and the depth of trusted internal calls.
+
+    Thread-local, so that a check switched off for the internal calls of one entry point in one
+    thread does not switch it off in another.
+    """
+
+    def __init__(self) -> None:
+        self.trusted_depth = 0
+
+
+_value_checks_enabled = True  # the user's switch; process-wide, like torch.distributions'
+_STATE = _ValueChecks()
+
+
+def set_value_checks(enabled: bool) -> None:
+    """Switch the checks that read tensor *values* on or off (on by default).
+
+    A value check (``lengths`` within ``[0, T]``, token ids within the vocabulary, finite
+    scores, ``k`` within ``[0, n]``) copies a result to the host: a device synchronisation that
+    stalls a GPU's training step, and a graph break under :func:`torch.compile`. With checks on,
+    each runs once per call, at the public entry point (an :class:`~advmask.AdversarialMasker`
+    call checks its inputs, and its score network and :func:`~advmask.bottom_k` trust them).
+    With checks off, none runs; shape, dtype and device checks, which read no values, always
+    run. The pattern of :meth:`torch.distributions.Distribution.set_default_validate_args`:
+    validate your data once when you load it, then train with value checks off.
+
+    Args:
+        enabled: True to run value checks (the default), False to skip them.
+
+    Raises:
+        TypeError: if ``enabled`` is not a bool.
+
+    Example:
+        >>> import advmask
+        >>> advmask.set_value_checks(False)
+        >>> advmask.value_checks_enabled()
+        False
+        >>> advmask.set_value_checks(True)
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    global _value_checks_enabled
+    _value_checks_enabled = enabled
+
+
+def value_checks_enabled() -> bool:
+    """The switch set by :func:`set_value_checks` (True by default)."""
+    return _value_checks_enabled
+
+
+def checking_values() -> bool:
+    """Whether a value check should run here and now.
+
+    False when value checks are switched off (:func:`set_value_checks`), inside a trusted
+    internal call (:func:`trusted`: the entry point has checked already), and while
+    :func:`torch.compile` traces (a value check would break the graph). Shape, dtype and
+    device checks do not consult this: they always run.
+    """
+    return (
+        _value_checks_enabled
+        and _STATE.trusted_depth == 0
+        and not torch.compiler.is_compiling()
+    )
+
+
+@contextmanager
+def trusted() -> Iterator[None]:
+    """Inside this block, value checks are skipped: the caller has validated the values.
+
+    A public entry point checks its inputs once, then calls other public functions (a score
+    network, :func:`advmask.bottom_k`) inside ``trusted()`` so that they do not check again.
+    """
+    _STATE.trusted_depth += 1
+    try:
+        yield
+    finally:
+        _STATE.trusted_depth -= 1
+
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def check_rate(rate: object, name: str = "rate") -> float:
+    """Check a probability-like float in [0, 1]."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1], got {rate!r}")
+    if not (0.0 <= float(rate) <= 1.0) or math.isnan(float(rate)):
+        raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    return float(rate)
+
+
+def check_non_negative(value: object, name: str) -> float:
+    """Check a finite float >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a non-negative float, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) < 0:
+        raise ValueError(f"{name} must be a finite float >= 0, got {value}")
+    return float(value)
+
+
+def check_positive(value: object, name: str) -> float:
+    """Check a finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive float, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"{name} must be a finite float > 0, got {value}")
+    return float(value)
+
+
+def check_tokens_lengths(
+    tokens: object,
+    lengths: object,
+    *,
+    vocab_size: int | None = None,
+    min_length: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Check ``tokens`` (B, T) integer ids and ``lengths`` (B,) integers in ``[min_length, T]``.
+
+    The value checks (lengths in range and, with ``vocab_size``, ids in ``[0, vocab_size)``)
+    read four numbers in one host transfer, and only when :func:`checking_values` is True.
+    """
+    tokens = check_tensor("tokens", tokens, ndim=2, dtypes=INT_DTYPES)
+    lengths = check_tensor("lengths", lengths, ndim=1, dtypes=INT_DTYPES)
+    if lengths.shape[0] != tokens.shape[0]:
+        raise ValueError(
+            f"lengths must have one entry per row of tokens: tokens has shape "
+            f"{tuple(tokens.shape)}, lengths has shape {tuple(lengths.shape)}"
+        )
+    if lengths.device != tokens.device:
+        raise ValueError(f"lengths is on {lengths.device} but tokens is on {tokens.device}")
+    if lengths.numel() == 0 or not checking_values():
+        return tokens, lengths
+    ends = [lengths.min(), lengths.max()]
+    if vocab_size is not None and tokens.numel() > 0:
+        ends += [tokens.min(), tokens.max()]
+    values = torch.stack([end.to(torch.int64) for end in ends]).tolist()
+    low, high = values[0], values[1]
+    if low < min_length or high > tokens.shape[1]:
+        bad = low if low < min_length else high
+        raise ValueError(
+            f"lengths must be in [{min_length}, T={tokens.shape[1]}] (T = tokens.shape[1]), "
+            f"got {bad}"
+        )
+    if len(values) == 4 and (values[2] < 0 or values[3] >= vocab_size):
+        bad = values[2] if values[2] < 0 else values[3]
+        raise ValueError(f"tokens must be ids in [0, vocab_size={vocab_size}), got {bad}")
+    return tokens, lengths
+
+
+def check_mask_like(name: str, mask: object, reference: Tensor) -> Tensor:
+    """Check a bool tensor with the same (B, T) shape and device as ``reference``."""
+    mask = check_tensor(name, mask, ndim=2, dtypes=(torch.bool,))
+    if mask.shape != reference.shape[:2]:
+        raise ValueError(
+            f"{name} must have shape {tuple(reference.shape[:2])}, got {tuple(mask.shape)}"
+        )
+    if mask.device != reference.device:
+        raise ValueError(f"{name} is on {mask.device} but expected {reference.device}")
+    return mask
