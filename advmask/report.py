@@ -300,3 +300,159 @@ def print_table(console: Console, table: Table) -> None:
         needed = console.measure(table, options=console.options.update_width(1000)).maximum
         console.width = max(console.width, needed)
     console.print(table)
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparisons over seeds
+# --------------------------------------------------------------------------------------------
+LEGEND: dict[str, str] = {
+    "PPL (IW)": "perplexity per word + EOS from the importance-weighted NLL (lower is better)",
+    "PPL (ELBO)": "the same from the -ELBO, an upper bound (lower is better)",
+    "NLL (IW)": "importance-weighted negative log-likelihood per sentence, nats (lower is better)",
+    "-ELBO": "negative evidence lower bound per sentence, nats (lower is better)",
+    "KL": "KL(q(z|x) || p(z)) per sentence, nats: what z is charged for (0 = collapse)",
+    "MI": "mutual information I(x; z) under q, nats: how much z tells about x (higher = less "
+    "collapse; at most the ceiling in the caption)",
+    "AU": "active units: latent dimensions whose posterior mean varies over x (higher = less "
+    "collapse)",
+    "pieces/word": "sentencepiece pieces per word of the raw text",
+}
+"""What each column of :func:`results_table` means and which direction is better."""
+
+
+def results_legend(columns: Iterable[str], probe_chance: Mapping[str, float] | None = None) -> str:
+    """A legend for the given column titles, one line each, for printing under a table.
+
+    Args:
+        columns: column titles as :func:`results_table` writes them.
+        probe_chance: factor name -> chance accuracy of its linear probe (the share of the
+            most frequent value), for ``probe <factor>`` columns.
+
+    Returns:
+        Lines ``"TITLE: meaning"``; titles without an entry are left out.
+    """
+    lines = [f"{title}: {LEGEND[title]}" for title in columns if title in LEGEND]
+    for name, chance in (probe_chance or {}).items():
+        lines.append(
+            f"probe {name}: accuracy of a linear probe reading the true {name} from the "
+            f"posterior means on held-out sentences (higher is better; chance {chance:.2f})"
+        )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-seed differences ``a - b`` of one metric between two variants.
+
+    Attributes:
+        mean: mean difference over the paired seeds.
+        std: sample standard deviation of the differences (ddof = 1; None for one pair).
+        se: standard error of the mean, ``std / sqrt(n)`` (None for one pair).
+        num_pairs: number of seeds present in both variants.
+        seeds: those seeds, sorted.
+    """
+
+    mean: float
+    std: float | None
+    se: float | None
+    num_pairs: int
+    seeds: tuple[int, ...]
+
+
+def paired_differences(
+    runs_a: Iterable[Mapping[str, Any]],
+    runs_b: Iterable[Mapping[str, Any]],
+    metrics: Sequence[str],
+    split: str = "test",
+) -> dict[str, PairedDifference]:
+    """Differences ``a - b`` per metric, paired by seed (the seeds both variants have).
+
+    Pairing by seed makes the comparison paired: both variants of a seed share its data order
+    and initialisation, so the seed-to-seed spread they share cancels in the difference.
+
+    Args:
+        runs_a: runs (``metrics.json`` contents, with ``seed`` and a ``split`` section) of
+            the first variant, one per seed.
+        runs_b: runs of the second variant.
+        metrics: keys of the ``split`` section (for example ``"mutual_information"``).
+        split: ``"test"`` or ``"valid"``.
+
+    Returns:
+        metric -> :class:`PairedDifference`; a metric missing (or None) in some paired run
+        is left out.
+
+    Raises:
+        ValueError: if no seed is present in both, or a variant has a seed twice.
+    """
+
+    def by_seed(runs: Iterable[Mapping[str, Any]], name: str) -> dict[int, Mapping[str, Any]]:
+        table: dict[int, Mapping[str, Any]] = {}
+        for run in runs:
+            seed = int(run["seed"])
+            if seed in table:
+                raise ValueError(f"{name} has two runs with seed {seed}: pair one run per seed")
+            table[seed] = run
+        return table
+
+    a, b = by_seed(runs_a, "runs_a"), by_seed(runs_b, "runs_b")
+    seeds = tuple(sorted(a.keys() & b.keys()))
+    if not seeds:
+        raise ValueError(
+            f"no seed is in both variants: runs_a has seeds {sorted(a)}, runs_b {sorted(b)}"
+        )
+    differences: dict[str, PairedDifference] = {}
+    for metric in metrics:
+        values = [
+            (a[s].get(split, {}).get(metric), b[s].get(split, {}).get(metric)) for s in seeds
+        ]
+        if any(x is None or y is None for x, y in values):
+            continue
+        diffs = [float(x) - float(y) for x, y in values]
+        std = statistics.stdev(diffs) if len(diffs) > 1 else None
+        differences[metric] = PairedDifference(
+            mean=statistics.fmean(diffs),
+            std=std,
+            se=std / math.sqrt(len(diffs)) if std is not None else None,
+            num_pairs=len(diffs),
+            seeds=seeds,
+        )
+    return differences
+
+
+_SHORT_NAMES = {
+    "mutual_information": "MI",
+    "kl": "KL",
+    "nll_iw": "NLL_IW",
+    "neg_elbo": "-ELBO",
+    "active_units": "AU",
+    "ppl_iw": "PPL_IW",
+}
+
+
+def comparison_line(
+    name_a: str,
+    name_b: str,
+    differences: Mapping[str, PairedDifference],
+    metrics: Sequence[str] = ("mutual_information", "kl", "nll_iw"),
+    units: str = "nats",
+) -> str:
+    """One sentence: ``"A vs B: MI +0.18 (se 0.05), KL ... nats over 3 seeds"``.
+
+    Args:
+        name_a: label of the first variant (the differences are ``a - b``).
+        name_b: label of the second.
+        differences: from :func:`paired_differences`.
+        metrics: which differences to print, in this order (missing ones are skipped).
+        units: unit word after the numbers.
+    """
+    parts = []
+    num_pairs = 0
+    for metric in metrics:
+        if metric not in differences:
+            continue
+        difference = differences[metric]
+        num_pairs = difference.num_pairs
+        se = f" (se {difference.se:.2f})" if difference.se is not None else ""
+        parts.append(f"{_SHORT_NAMES.get(metric, metric)} {difference.mean:+.2f}{se}")
+    seeds = f"over {num_pairs} seeds" if num_pairs > 1 else "(1 seed, no se)"
+    return f"{name_a} vs {name_b}: {', '.join(parts)} {units} {seeds}"

@@ -165,7 +165,7 @@ class SequenceVAE(nn.Module):
             )
             sequence = rows % num_sequences  # row r is (sample r // N, sequence r % N)
             if projected is not None:
-                logits = decoder.decode_projected(projected[:, sequence], flat_z[rows])
+                logits = decoder.decode_projected(projected, flat_z[rows], rows=sequence)
             else:
                 logits = decoder(embedded[sequence], flat_z[rows])
             nll.append(_sequence_nll(logits, targets[sequence], lengths[sequence]))

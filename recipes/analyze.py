@@ -8,18 +8,20 @@ Usage::
     python recipes/analyze.py RUN interpolate              # decode between two sentences
     python recipes/analyze.py RUN homotopy                 # decode around one sentence
     python recipes/analyze.py RUN sample                   # unconditional samples from the prior
+    python recipes/analyze.py RUN pmi                      # next-word PMI vs drop probability
     python recipes/analyze.py lambda-study RUN [RUN ...]   # score statistics during training
     python recipes/analyze.py rate-ablation RUN [RUN ...]  # -ELBO, KL, MI against the rate
 
 ``RUN`` is a run directory of ``recipes/seqvae_awd.py`` (``runs/<preset>/<dropout>-seed<s>``).
 Results are printed and written under ``RUN/analysis/`` (the runs' common parent
-``analysis/`` for the multi-run studies), or ``--out``. Figures need matplotlib
-(``pip install -e ".[plot]"``).
+``analysis/`` for the multi-run studies), or ``--out``; ``pmi`` also writes ``RUN/pmi.json``.
+Figures need matplotlib (``pip install -e ".[plot]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -34,17 +36,20 @@ from rich.table import Table
 from rich.text import Text
 
 from advmask.analysis import (
+    PMISummary,
     decode,
     drop_by_frequency,
     drop_by_position,
     interpolate,
     neighbourhood,
+    next_word_pmi,
     posterior_means,
     prior_samples,
     rate_ablation,
     read_score_log,
     saliency_html,
     saliency_text,
+    summarize_pmi,
     token_saliency,
 )
 from advmask.checkpoint import atomic_write, save_json
@@ -54,7 +59,7 @@ from advmask.data.corpus import read_lines
 from advmask.factory import load_sequence_vae
 from advmask.report import load_runs, read_json
 
-RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample")
+RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample", "pmi")
 STUDIES = ("lambda-study", "rate-ablation")
 
 
@@ -98,10 +103,14 @@ class Run:
             raise UserError(f"sentence {sentence!r} has no words")
         return self.vocab.encode(words)
 
-    def sentences(self, split: str, count: int, seed: int, max_words: int) -> list[list[int]]:
-        """``count`` sentences of at most ``max_words`` words drawn from a split (seeded)."""
+    def sentences(
+        self, split: str, count: int, seed: int, max_words: int | None
+    ) -> list[list[int]]:
+        """``count`` sentences of at most ``max_words`` words (None: any) from a split, seeded."""
         lines = [
-            line for line in read_lines(self.corpus_file(split)) if len(line.split()) <= max_words
+            line
+            for line in read_lines(self.corpus_file(split))
+            if max_words is None or len(line.split()) <= max_words
         ]
         if not lines:
             raise UserError(f"no sentence of at most {max_words} words in {split}")
@@ -327,12 +336,147 @@ def run_sample(run: Run, args: argparse.Namespace, out: Path, console: Console) 
     return result
 
 
+PMI_DEFINITION = (
+    "PMI_i = log p(x_{i+1} | x_<=i, z) - log p(x_{i+1} | x_<=i with x_i dropped as in "
+    "training, z), nats, model in eval mode; the next word only (dropping x_i also changes "
+    "the later predictions, which are not counted)"
+)
+
+
+def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Next-word PMI of each decoder input against its drop probability (paper Eq. 5)."""
+    dropout = run.spec.dropout
+    sequences = run.sentences(args.split, args.num_sentences, args.seed, max_words=None)
+    generator = run.generator(args.seed)
+    pmi, probability, sentence = [], [], []
+    for batch in make_batches(sequences, batch_size=64, shuffle=False):
+        tokens, lengths = batch.tokens.to(run.device), batch.lengths.to(run.device)
+        with torch.no_grad():
+            z, logvar = run.model.posterior(tokens, lengths)
+            if args.z == "sample":
+                noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+                z = z + torch.exp(0.5 * logvar) * noise
+        values = next_word_pmi(run.model, tokens, lengths, z)
+        droppable = ~values.isnan()
+        pmi.append(values[droppable].cpu())
+        # Sentence ids for the bootstrap, which resamples whole sentences.
+        sentence.append(batch.indices.unsqueeze(1).expand(values.shape)[droppable.cpu()])
+        if dropout != "none":
+            saliency = token_saliency(
+                run.model, tokens, lengths, num_samples=args.samples, generator=generator
+            )
+            probability.append(saliency.probability[droppable].cpu())
+    pooled_pmi = torch.cat(pmi)
+    pooled_probability = torch.cat(probability) if probability else None
+    summary = summarize_pmi(
+        pooled_pmi,
+        pooled_probability,
+        torch.cat(sentence).cpu(),
+        correlate=dropout == "adversarial",
+        num_resamples=args.resamples,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    source = {
+        "adversarial": f"the adversary's, Monte Carlo over {args.samples} score samples",
+        "uniform": "uniform dropout: exactly K / n in each sentence (no sampling)",
+        "none": "none: the run was trained without word dropout",
+    }[dropout]
+    result = {
+        "run": str(run.directory),
+        "split": args.split,
+        "dropout": dropout,
+        "rate": run.spec.rate,
+        "fill": run.spec.fill,
+        "z": "posterior mean" if args.z == "mean" else "posterior sample",
+        "pmi": PMI_DEFINITION,
+        "drop_probability": source,
+        "num_samples": args.samples if dropout == "adversarial" else 0,
+        "spearman": summary.spearman,
+        "spearman_ci": list(summary.spearman_ci) if summary.spearman_ci else None,
+        "ci_level": 0.95,
+        "num_resamples": args.resamples,
+        "seed": args.seed,
+        "mean_pmi_dropped": summary.mean_pmi_dropped,
+        "mean_pmi_kept": summary.mean_pmi_kept,
+        "mean_pmi_uniform": summary.mean_pmi_uniform,
+        "num_positions": summary.num_positions,
+        "num_sequences": summary.num_sequences,
+        "by_drop_probability": [dataclasses.asdict(b) for b in summary.bins],
+    }
+    if dropout == "uniform":
+        result["note"] = (
+            "uniform dropout drops K / n of each sentence whatever its words: the correlation "
+            "is undefined (None)"
+        )
+    elif dropout == "none":
+        result["note"] = (
+            "no word dropout: no drop probability, so no correlation and no dropped/kept "
+            "means (None)"
+        )
+    _print_pmi(run, result, summary, console)
+    paths = [save_json(result, out / "pmi.json")]
+    if (run.directory / "pmi.json").resolve() != paths[0].resolve():
+        paths.append(save_json(result, run.directory / "pmi.json"))
+    from advmask.analysis.pmi import plot_pmi
+
+    try:
+        paths += plot_pmi(
+            pooled_pmi,
+            pooled_probability,
+            summary,
+            out / "pmi",
+            title=f"Next-word PMI vs P(dropped): {run.directory.name}",
+        )
+    except ImportError as error:
+        console.print(f"[yellow]no figure[/yellow]: {escape(str(error))}")
+    console.print("written " + ", ".join(map(str, paths)))
+    return result
+
+
+def _print_pmi(run: Run, result: dict, summary: PMISummary, console: Console) -> None:
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    ci = result["spearman_ci"]
+    rows = [
+        ("spearman", number(summary.spearman), "rank correlation of PMI and P(dropped)"),
+        ("spearman_ci", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", "bootstrap 95%, sentences"),
+        ("mean_pmi_dropped", number(summary.mean_pmi_dropped), "E[PMI | dropped] (nats)"),
+        ("mean_pmi_kept", number(summary.mean_pmi_kept), "E[PMI | kept] (nats)"),
+        ("mean_pmi_uniform", number(summary.mean_pmi_uniform), "plain mean: uniform dropout"),
+        ("num_positions", summary.num_positions, "droppable inputs pooled"),
+        ("num_sequences", summary.num_sequences, f"{result['split']} sentences"),
+    ]
+    console.rule(escape(f"{run.directory}: next-word PMI, z = {result['z']}"))
+    console.print(escape(f"P(dropped): {result['drop_probability']}"))
+    console.print(_table("next-word PMI of the decoder inputs", ("key", "value", ""), rows))
+    if summary.bins:
+        console.print(
+            _table(
+                "mean PMI by P(dropped)",
+                ("P(dropped)", "mean PMI", "s.e.", "inputs"),
+                [
+                    (
+                        f"[{b.low:.1f}, {b.high:.1f})",
+                        number(b.mean_pmi),
+                        number(b.standard_error),
+                        b.count,
+                    )
+                    for b in summary.bins
+                ],
+            )
+        )
+    if "note" in result:
+        console.print(escape(f"note: {result['note']}"))
+
+
 ANALYSES = {
     "saliency": run_saliency,
     "dropped": run_dropped,
     "interpolate": run_interpolate,
     "homotopy": run_homotopy,
     "sample": run_sample,
+    "pmi": run_pmi,
 }
 
 
@@ -440,14 +584,29 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", help="interpolate: first sentence")
     parser.add_argument("--target", help="interpolate: second sentence")
     parser.add_argument("--split", default="test", help="corpus split to draw sentences from")
-    parser.add_argument("--num-sentences", type=int, default=None, help="sentences to analyse")
+    parser.add_argument(
+        "--num-sentences",
+        "--max-sequences",
+        type=int,
+        default=None,
+        help="sentences to analyse (default 5; dropped 2000; pmi 500)",
+    )
     parser.add_argument("--max-words", type=int, default=25, help="longest sentence to draw")
-    parser.add_argument("--samples", type=int, default=1000, help="Monte-Carlo score samples")
+    parser.add_argument(
+        "--samples", type=int, default=1000, help="Monte-Carlo score samples (saliency, pmi)"
+    )
     parser.add_argument("--max-position", type=int, default=20, help="dropped: last position")
     parser.add_argument("--steps", type=int, default=5, help="interpolate: points on the line")
     parser.add_argument("--num-samples", type=int, default=8, help="homotopy/sample: codes")
     parser.add_argument("--scale", type=float, default=1.0, help="homotopy: noise scale")
     parser.add_argument("--max-length", type=int, default=40, help="most words per decoding")
+    parser.add_argument(
+        "--z",
+        choices=("mean", "sample"),
+        default="mean",
+        help="pmi: decode with the posterior mean (default) or one posterior sample",
+    )
+    parser.add_argument("--resamples", type=int, default=1000, help="pmi: bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -492,7 +651,7 @@ def _main(argv: list[str] | None, console: Console | None) -> Any:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.num_sentences is None:
-        args.num_sentences = 2000 if args.analysis == "dropped" else 5
+        args.num_sentences = {"dropped": 2000, "pmi": 500}.get(args.analysis, 5)
     run = Run(args.run_dir, device=args.device)
     out = Path(args.out) if args.out else run.directory / "analysis"
     return ANALYSES[args.analysis](run, args, out, console)

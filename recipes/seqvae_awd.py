@@ -93,7 +93,14 @@ from advmask.evaluation import evaluate
 from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
 from advmask.optim import adam
 from advmask.probe import linear_probe_accuracy
-from advmask.report import print_table, read_json, results_table
+from advmask.report import (
+    comparison_line,
+    paired_differences,
+    print_table,
+    read_json,
+    results_legend,
+    results_table,
+)
 from advmask.schedules import CyclicalKLAnnealing, LinearKLAnnealing
 from advmask.vae import SequenceVAE
 
@@ -244,12 +251,16 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # A few minutes on 2 CPU cores for all three variants (see advmask.data.synthetic).
     "synthetic": dict(
+        # The demo: every variant at one rate, over three seeds, so that the comparison is
+        # paired and has a standard error.
+        rate=0.4,
+        seed=(0, 1, 2),
         embedding_dim=64,
         hidden_size=128,
         latent_dim=16,
         adversary_embedding_dim=32,
         adversary_hidden_size=64,
-        epochs=12,
+        epochs=8,
         patience=100,
         kl_warmup_steps=600,
         # ~1500 steps in all: 0.9995 would still weigh the initial weights by ~0.5 at the end,
@@ -1188,6 +1199,36 @@ def probe_factors(
     }
 
 
+def print_comparisons(
+    results: list[dict], data: Data, config: Config, table: Any, console: Console
+) -> None:
+    """Under the table: what its columns mean, each paired comparison, where the runs are."""
+    chance = {
+        name: float(torch.bincount(labels).max()) / len(labels)
+        for name, labels in sorted((data.factors or {}).get("test", {}).items())
+    }
+    titles = [str(column.header) for column in table.columns]
+    console.print(results_legend(titles, chance), highlight=False)
+    by_dropout: dict[str, list[dict]] = {}
+    for run in results:
+        by_dropout.setdefault(run["dropout"], []).append(run)
+    for a, b in (("adversarial", "uniform"), ("adversarial", "none"), ("uniform", "none")):
+        if a in by_dropout and b in by_dropout:
+            rate_a, rate_b = by_dropout[a][0]["rate"], by_dropout[b][0]["rate"]
+            name_a = f"{a} [{rate_a}]" if a != "none" else a
+            name_b = f"{b} [{rate_b}]" if b != "none" else b
+            differences = paired_differences(
+                by_dropout[a], by_dropout[b], ("mutual_information", "kl", "nll_iw")
+            )
+            console.print(comparison_line(name_a, name_b, differences), highlight=False)
+    console.print(
+        f"runs in {Path(config.out) / config.preset}/ (one folder per variant and seed); "
+        f"tabulate them again with: python recipes/compare.py "
+        f"{Path(config.out) / config.preset}/*/",
+        highlight=False,
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -1251,7 +1292,9 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
                 results.append(train_run(config, dropout, seed, data, console, context))
     finally:
         set_value_checks(checks_were_on)
-    print_table(console, results_table(results, title=f"{config.preset}: test results"))
+    table = results_table(results, title=f"{config.preset}: test results")
+    print_table(console, table)
+    print_comparisons(results, data, config, table, console)
     console.print(f"total time {time.perf_counter() - started:.0f} s")
     return results
 

@@ -42,7 +42,8 @@ def runs(tmp_path_factory):
     """One tiny adversarial and one uniform run (a few seconds), scores logged every 2 steps."""
     out = tmp_path_factory.mktemp("runs")
     recipe = load_recipe("seqvae_awd")
-    recipe.main([*TINY, "--out", str(out), "--dropout", "adversarial", "uniform", *SCORE_FLAGS])
+    variants = ["--dropout", "adversarial", "uniform", "--rate", "0.3"]
+    recipe.main([*TINY, "--out", str(out), *variants, *SCORE_FLAGS])
     return out / "synthetic"
 
 
@@ -437,6 +438,53 @@ def test_latent_commands(runs, analyze, tmp_path) -> None:
     assert len(samples["samples"]) == 4
     for name in ("interpolate", "homotopy", "samples"):
         assert (tmp_path / f"{name}.json").is_file()
+
+
+PMI_KEYS = {
+    "spearman",
+    "spearman_ci",
+    "mean_pmi_dropped",
+    "mean_pmi_kept",
+    "mean_pmi_uniform",
+    "num_positions",
+    "num_sequences",
+    "z",
+}
+
+
+def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
+    run_dir = runs / "adversarial-seed0"
+    flags = ["--max-sequences", "30", "--samples", "50", "--resamples", "100", "--threads", "1"]
+    result = analyze.main([str(run_dir), "pmi", *flags])
+    saved = json.loads((run_dir / "pmi.json").read_text())
+    assert saved == json.loads((run_dir / "analysis" / "pmi.json").read_text())
+    assert set(saved) >= PMI_KEYS and saved["z"] == "posterior mean"
+    assert saved == json.loads(json.dumps(result))  # what is returned is what is written
+    assert isinstance(saved["spearman"], float) and -1 <= saved["spearman"] <= 1
+    low, high = saved["spearman_ci"]
+    assert -1 <= low <= saved["spearman"] <= high <= 1
+    for key in ("mean_pmi_dropped", "mean_pmi_kept", "mean_pmi_uniform"):
+        assert isinstance(saved[key], float) and math.isfinite(saved[key]), key
+    # One position per word of the 30 sentences drawn (BOS, EOS and padding are not inputs).
+    sentences = analyze.Run(run_dir).sentences("test", 30, 0, None)
+    assert saved["num_sequences"] == 30
+    assert saved["num_positions"] == sum(map(len, sentences))
+    assert sum(b["count"] for b in saved["by_drop_probability"]) == saved["num_positions"]
+    assert_png(run_dir / "analysis" / "pmi.png")
+    assert_svg(run_dir / "analysis" / "pmi.svg")
+    # The same sentences and seed: the same numbers.
+    assert analyze.main([str(run_dir), "pmi", *flags]) == result
+
+
+def test_pmi_command_on_uniform_dropout_has_no_correlation(runs, analyze, tmp_path) -> None:
+    run_dir = runs / "uniform-seed0"
+    result = analyze.main(
+        [str(run_dir), "pmi", "--max-sequences", "20", "--z", "sample", "--out", str(tmp_path)]
+    )
+    assert result["spearman"] is None and result["spearman_ci"] is None
+    assert result["z"] == "posterior sample" and "uniform" in result["note"]
+    assert isinstance(result["mean_pmi_dropped"], float)
+    assert (tmp_path / "pmi.json").is_file() and (run_dir / "pmi.json").is_file()
 
 
 def test_lambda_study_command_plots_several_runs(runs, analyze, tmp_path) -> None:

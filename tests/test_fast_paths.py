@@ -169,9 +169,9 @@ def test_log_likelihood_memory_budget_sets_the_chunk_size() -> None:
     calls = []
     original = vae.decoder.decode_projected
 
-    def spy(projected, zz):
+    def spy(projected, zz, rows=None):
         calls.append(zz.shape[0])
-        return original(projected, zz)
+        return original(projected, zz, rows=rows)
 
     vae.decoder.decode_projected = spy
     # One row: 5 steps x 30 logits + 5 x 48 projected features, 4 bytes each = 1560 bytes.

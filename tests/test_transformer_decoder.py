@@ -254,7 +254,7 @@ def test_recipe_trains_a_transformer_decoder(tmp_path) -> None:
         *("--dropout", "adversarial", "--max-train-sequences", "48", "--batch-size", "16"),
         *("--epochs", "1", "--embedding-dim", "8", "--hidden-size", "8", "--latent-dim", "2"),
         *("--adversary-embedding-dim", "4", "--adversary-hidden-size", "4"),
-        *("--test-iw-samples", "2", "--checkpoint-every", "0", "--device", "cpu"),
+        *("--test-iw-samples", "2", "--checkpoint-every", "0", "--device", "cpu", "--seed", "0"),
         *("--out", str(tmp_path)),
     ]
     (result,) = recipe.main(argv)

@@ -549,7 +549,7 @@ def _help(recipe, argv: list[str], capsys) -> dict[str, str]:
 
 def test_help_shows_the_presets_defaults(recipe, capsys) -> None:
     synthetic = _help(recipe, [], capsys)
-    assert "default: 12)" in synthetic["--epochs"]
+    assert "default: 8)" in synthetic["--epochs"]
     assert "default: 128)" in synthetic["--hidden-size"]
     ptb = _help(recipe, ["--preset", "ptb"], capsys)
     assert "default: 100)" in ptb["--epochs"] and "default: 1024)" in ptb["--hidden-size"]

@@ -8,6 +8,9 @@
   :func:`prior_samples` (Tables 3, 8 and 7).
 * :mod:`advmask.analysis.studies`: :func:`read_score_log` (Figure 3), :func:`rate_ablation`
   (Figure 2).
+* :mod:`advmask.analysis.pmi`: :func:`next_word_pmi`, the information each input carries about
+  the next word, and its rank correlation with the drop probability (:func:`spearman`,
+  :func:`bootstrap_ci`, :func:`summarize_pmi`; the paper's Eq. 5).
 * :mod:`advmask.analysis.render`: coloured terminal text and an HTML page of saliency.
 * :mod:`advmask.analysis.plots`: the figures (matplotlib, an optional extra, imported lazily).
 
@@ -23,6 +26,15 @@ from advmask.analysis.latent import (
     posterior_means,
     prior_samples,
 )
+from advmask.analysis.pmi import (
+    PMIBin,
+    PMISummary,
+    bootstrap_ci,
+    droppable_inputs,
+    next_word_pmi,
+    spearman,
+    summarize_pmi,
+)
 from advmask.analysis.render import saliency_html, saliency_text
 from advmask.analysis.saliency import Saliency, token_saliency
 from advmask.analysis.studies import AblationPoint, rate_ablation, read_score_log
@@ -33,17 +45,24 @@ __all__ = [
     "Decoded",
     "DropProfile",
     "LatentWalk",
+    "PMIBin",
+    "PMISummary",
     "Saliency",
+    "bootstrap_ci",
     "decode",
     "drop_by_frequency",
     "drop_by_position",
+    "droppable_inputs",
     "interpolate",
     "neighbourhood",
+    "next_word_pmi",
     "posterior_means",
     "prior_samples",
     "rate_ablation",
     "read_score_log",
     "saliency_html",
     "saliency_text",
+    "spearman",
+    "summarize_pmi",
     "token_saliency",
 ]

@@ -110,20 +110,33 @@ class DoubleLSTMDecoder(nn.Module):
         inputs = rearrange(self.dropout_in(embedded), "b t e -> t b e")
         return F.linear(inputs, self.word_cell.weight_ih[:, : self.embedding_dim])
 
-    def decode_projected(self, projected: Tensor, z: Tensor) -> Tensor:
-        """Logits (B, T, V) from :meth:`project_inputs`' (T, B, 4H) output and ``z`` (B, D)."""
-        return self.output(self.dropout_out(self.recurrent_states(projected, z)))
+    def decode_projected(
+        self, projected: Tensor, z: Tensor, rows: Tensor | None = None
+    ) -> Tensor:
+        """Logits (B, T, V) from :meth:`project_inputs`' (T, N, 4H) output and ``z`` (B, D).
 
-    def recurrent_states(self, projected: Tensor, z: Tensor) -> Tensor:
+        ``rows``: optional (B,) int64 indices into the N projected sequences (one per ``z``;
+        several ``z`` may share a sequence); None means ``B = N``, row ``b`` for sequence ``b``.
+        """
+        return self.output(self.dropout_out(self.recurrent_states(projected, z, rows)))
+
+    def recurrent_states(
+        self, projected: Tensor, z: Tensor, rows: Tensor | None = None
+    ) -> Tensor:
         """Hidden states ``h_t`` (B, T, H) from :meth:`project_inputs`' output and ``z``.
 
         The recurrence alone (no output layer): what ``benchmarks/bench_train.py`` compares
-        with a loop of :class:`torch.nn.LSTMCell` calls.
+        with a loop of :class:`torch.nn.LSTMCell` calls. ``rows`` as in
+        :meth:`decode_projected`.
         """
         prior, word, E = self.prior_cell, self.word_cell, self.embedding_dim
         # Everything that does not depend on the recurrent state, for all steps at once.
         word_latent = F.linear(z, word.weight_ih[:, E:], word.bias_ih + word.bias_hh)  # (B, 4H)
-        word_gates = projected + word_latent  # (T, B, 4H)
+        if rows is None:
+            word_gates = projected + word_latent  # (T, B, 4H)
+        else:
+            # The gather is a fresh (T, B, 4H) copy: add in place rather than allocate again.
+            word_gates = projected.index_select(1, rows).add_(word_latent)
         prior_gates = F.linear(z, prior.weight_ih, prior.bias_ih + prior.bias_hh)  # (B, 4H)
         initial_hidden = self.latent_to_hidden(z)  # (B, H)
         # The recurrence runs in the dtype of the projections (bf16 under autocast).
