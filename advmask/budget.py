@@ -1,7 +1,7 @@
 """How many positions to drop, and which positions may be dropped.
 
 The number to drop is ``K = round(rate * n)`` rounded **half-up** on the exact decimal value of
-``rate`` (SPEC §2.1). Python's ``round``, ``numpy.round`` and ``torch.round`` all round half to
+``rate``. Python's ``round``, ``numpy.round`` and ``torch.round`` all round half to
 even (``round(2.5) == 2``), which would make the effective rate depend on the parity of ``n``.
 """
 

@@ -1,4 +1,4 @@
-"""One evaluator for validation and test (SPEC §8).
+"""One evaluator for validation and test.
 
 Every number says what it is: the per-sequence ``-ELBO`` and ``KL``, the importance-weighted
 NLL with its sample count, perplexities with their denominator (words + one EOS per sequence;

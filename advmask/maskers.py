@@ -181,7 +181,7 @@ class AdversarialMasker(nn.Module):
             mask = bottom_k(
                 scores, k, eligible, self.relaxation, generator=generator, **self.relaxation_options
             )
-        # The reversal sits on the mask only: the regulariser must not be reversed (SPEC §6.3).
+        # The reversal sits on the mask only: the regulariser must not be reversed.
         mask = self.reversal(mask)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
 
@@ -196,10 +196,10 @@ class UniformMasker(nn.Module):
     """Uniform word dropout with the call and output of :class:`AdversarialMasker`.
 
     * ``mode="exact"``: exactly ``K = round_half_up(rate * n)`` positions per row, a uniformly
-      random K-subset of the eligible positions (the bottom-K of N(0, 1) noise; SPEC §7b). This
+      random K-subset of the eligible positions (the bottom-K of N(0, 1) noise). This
       is the ``kl_weight -> infinity`` limit of the adversarial masker.
     * ``mode="bernoulli"``: each eligible position independently with probability ``rate``
-      (Bowman et al. 2016; SPEC §7a), per token, not one coin per time step shared by the
+      (Bowman et al. 2016), per token, not one coin per time step shared by the
       batch as in the AWD authors' code. ``k`` reports the number actually dropped.
 
     In eval mode both modes are deterministic: the first ``K`` eligible positions of each row

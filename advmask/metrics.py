@@ -182,7 +182,7 @@ def importance_weighted_log_likelihood(
     chunk_size: int = 100,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Importance-weighted estimate of ``log p(x)`` per sequence (Burda et al.; SPEC §8.2).
+    """Importance-weighted estimate of ``log p(x)`` per sequence (Burda et al.).
 
     ``log p_S(x) = logsumexp_s [log p(x|z_s) + log p(z_s) - log q(z_s|x)] - log S`` with
     ``z_s ~ q(z|x)`` i.i.d. The samples are decoded ``chunk_size`` at a time, for all ``N``

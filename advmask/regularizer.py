@@ -1,10 +1,10 @@
-"""The adversary's regulariser: KL of the per-position score distribution to N(0, 1) (SPEC §1).
+"""The adversary's regulariser: KL of the per-position score distribution to N(0, 1).
 
 ``Omega = kl_weight * mean_b sum_{t eligible} KL(N(mean_bt, std_bt^2) || N(0, 1))``: a sum over
 the eligible positions of a sequence and a mean over the batch, the same reduction as the
-per-sentence VAE loss, so ``kl_weight`` is "per sentence" (SPEC D3). As ``kl_weight`` grows the
+per-sentence VAE loss, so ``kl_weight`` is "per sentence". As ``kl_weight`` grows the
 adversary is pulled to N(0, 1) scores, whose K smallest form a uniformly random K-subset: the
-adversarial masker becomes exactly-K uniform word dropout (SPEC §7).
+adversarial masker becomes exactly-K uniform word dropout.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def score_kl(mean: Tensor, std: Tensor, eligible: Tensor, kl_weight: float = 1.0
 
     Only eligible positions are read: values elsewhere (including NaN and inf) change neither
     the value nor the gradient, which is exactly 0 there (``torch.where`` on the inputs, not a
-    multiplication by the mask, SPEC N1).
+    multiplication by the mask).
 
     Args:
         mean: (B, T) float score means.

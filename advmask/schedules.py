@@ -1,11 +1,11 @@
-"""KL-weight schedules and free bits for training a sequence VAE (SPEC §9).
+"""KL-weight schedules and free bits for training a sequence VAE.
 
 A KL schedule is a callable ``schedule(step) -> beta`` of the **1-based** global step ``t``: the
 weight used by the ``t``-th optimiser update (He et al. increment the weight before the update,
 so the first update already uses ``start + rate``). The training loop multiplies the KL term by
 ``beta``; evaluation always uses the unweighted ELBO.
 
-Polyak/EMA averaging of the parameters (SPEC §10.1) is not implemented here: use
+Polyak/EMA averaging of the parameters is not implemented here: use
 ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9995))`` and call
 ``update_parameters(model)`` after every optimiser step (the first call copies the parameters;
 ``tests/test_schedules.py`` checks it against the closed form).
@@ -80,7 +80,7 @@ class ConstantKL:
 
 @dataclass(frozen=True, kw_only=True)
 class LinearKLAnnealing:
-    """Linear warm-up of the KL weight from ``start`` to 1 (He et al. 2019; SPEC §9.1).
+    """Linear warm-up of the KL weight from ``start`` to 1 (He et al. 2019).
 
     ``beta_t = min(1, start + t * (1 - start) / warmup_steps)`` for the 1-based step ``t``: the
     closed form of He et al.'s ``kl_weight = min(1, kl_weight + rate)`` executed before every
@@ -124,7 +124,7 @@ class LinearKLAnnealing:
 
 @dataclass(frozen=True, kw_only=True)
 class CyclicalKLAnnealing:
-    """Cyclical KL annealing (Fu et al. 2019; SPEC §9.2).
+    """Cyclical KL annealing (Fu et al. 2019).
 
     ``total_steps`` is split into ``num_cycles`` periods of ``P = total_steps / num_cycles``
     steps; in each the weight rises linearly from ``start`` to ``stop`` over the first
@@ -226,7 +226,7 @@ FREE_BITS: dict[str, Callable[[Tensor, float], Tensor]] = {
 
 
 def free_bits_kl(kl_per_dim: Tensor, threshold: float, mode: str = "kingma") -> Tensor:
-    """The KL term of the training loss with free bits (SPEC §9.3).
+    """The KL term of the training loss with free bits.
 
     ``threshold`` is ``lambda``, free nats **per latent dimension**; the sentence-level variants
     use ``D * lambda`` (Li et al.'s ``target_kl``, whose per-dimension target is

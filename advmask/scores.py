@@ -1,16 +1,16 @@
-"""Score networks of the adversary: tokens -> a Gaussian score per position (SPEC §1).
+"""Score networks of the adversary: tokens -> a Gaussian score per position.
 
 A score network maps token ids ``tokens`` (B, T) and ``lengths`` (B,) to the mean and standard
 deviation of an independent Gaussian per position; the adversary then drops the ``K`` positions
 with the smallest sampled scores ``mean + std * eps``. A small score therefore means "drop".
 
-Each network owns its embedding table. It MUST NOT share parameters with the VAE (SPEC §1.2):
+Each network owns its embedding table. It MUST NOT share parameters with the VAE:
 the adversary receives the reversed gradient, which would otherwise leak into the VAE's
 parameters. To feed representations computed elsewhere, pass ``embeddings=`` (detach them first
 if they belong to the VAE).
 
 Scores at valid positions (``t < lengths[b]``) depend neither on the padding length nor on the
-ids at padding positions (SPEC P1.5): the unidirectional recurrent networks are causal, the
+ids at padding positions: the unidirectional recurrent networks are causal, the
 bidirectional LSTM packs its input, and the transformer masks padding keys.
 """
 
@@ -26,12 +26,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from advmask.checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths
 
 #: How the standard deviation of the scores is parameterised.
-#: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position (SPEC §1.2).
-#: ``"logvar"``: ``std = exp(raw / 2)``, learned per position (SPEC §1.2 default).
-#: ``"fixed"``: ``std = 1`` (the AWD authors' code, SPEC §15.1); the head predicts the mean only.
+#: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position.
+#: ``"logvar"``: ``std = exp(raw / 2)``, learned per position.
+#: ``"fixed"``: ``std = 1`` (the AWD authors' code); the head predicts the mean only.
 STD_MODES = ("softplus", "logvar", "fixed")
 
-_STD_FLOOR = 1e-4  # sigma_min of SPEC §1.2: keeps log(std) finite in the KL
+_STD_FLOOR = 1e-4  # sigma_min: keeps log(std) finite in the KL
 
 
 def _check_int(value: object, name: str, minimum: int = 1) -> int:
@@ -77,7 +77,7 @@ class ScoreNetwork(nn.Module):
         self.std_mode = std
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         if std == "fixed":
-            # The authors' head: the mean only, no bias (SPEC §15.1).
+            # The authors' head: the mean only, no bias.
             self.head = nn.Linear(hidden_size, 1, bias=False)
         else:
             self.head = nn.Linear(hidden_size, 2)
@@ -189,7 +189,7 @@ class _RecurrentScoreNetwork(ScoreNetwork):
             # Causal: the state at t < lengths[b] never sees a padding position.
             return self.rnn(embedded)[0]
         # The backward direction must start at the last valid position, not at the padding:
-        # packing is what makes the scores independent of the padding (SPEC P1.5). Empty rows
+        # packing is what makes the scores independent of the padding. Empty rows
         # are packed with length 1; nothing in them is ever eligible. Packing needs the
         # lengths on the CPU (one host-device copy).
         packed = pack_padded_sequence(
@@ -202,9 +202,9 @@ class _RecurrentScoreNetwork(ScoreNetwork):
 
 
 class LSTMScoreNetwork(_RecurrentScoreNetwork):
-    """The paper's adversary: own embedding, one LSTM layer, a linear Gaussian head (SPEC §1.2).
+    """The paper's adversary: own embedding, one LSTM layer, a linear Gaussian head.
 
-    Unidirectional by default (the literal reading of the paper, SPEC D11); with
+    Unidirectional by default (the literal reading of the paper); with
     ``bidirectional=True`` each direction has ``hidden_size // 2`` units and the input is packed.
 
     Args:

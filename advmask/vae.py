@@ -1,6 +1,6 @@
 """A Gaussian sequence VAE whose decoder inputs can be masked.
 
-Layout (SPEC §0.2): ``tokens`` (B, T) are ``[BOS, w_1..w_L, EOS, PAD..]`` and ``lengths`` (B,)
+Layout: ``tokens`` (B, T) are ``[BOS, w_1..w_L, EOS, PAD..]`` and ``lengths`` (B,)
 count the non-padding tokens, ``L_b + 2``. The decoder reads ``tokens[:, :-1]`` and predicts
 ``tokens[:, 1:]``: ``L_b + 1`` predictions per sequence (the words and EOS; BOS is not
 predicted). Masking drops decoder *inputs* ``w_1..w_L``; BOS is never dropped, and the encoder

@@ -273,7 +273,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         log_every=20,
         max_length=50,
     ),
-    # Paper settings (SPEC §15-16): z = 32, batch 32, uniform 0.4, adversarial 0.2 on PTB.
+    # The paper's settings (its appendix): z = 32, batch 32, uniform 0.4, adversarial 0.2 on PTB.
     "ptb": dict(
         data_dir=str(SHARED_DATA / "ptb"),
         embedding_dim=512,

@@ -27,7 +27,7 @@ from advmask.vae import SequenceVAE
 
 @dataclass(frozen=True)
 class Decoded:
-    """Decoded sequences in the SPEC §0.2 layout.
+    """Decoded sequences in the ``[BOS, w_1..w_L, EOS, PAD..]`` layout.
 
     Attributes:
         tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``; a row that reached

@@ -1,4 +1,4 @@
-"""Corpora, vocabularies and padded batches in the SPEC §0.2 layout.
+"""Corpora, vocabularies and padded batches in the ``[BOS, w_1..w_L, EOS, PAD..]`` layout.
 
 * :mod:`advmask.data.vocab`: special ids (PAD 0, BOS 1, EOS 2, UNK 3) and :class:`Vocabulary`.
 * :mod:`advmask.data.corpus`: :func:`load_corpus` reads a ``train/valid/test.txt`` folder;

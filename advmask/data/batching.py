@@ -1,8 +1,8 @@
-"""Padded batches in the SPEC §0.2 layout, bucketed by length and sharded across ranks.
+"""Padded batches ``[BOS, w_1..w_L, EOS, PAD..]``, bucketed by length and sharded across ranks.
 
 A sequence of ``L`` words becomes the row ``[BOS, w_1..w_L, EOS, PAD..]`` with length
 ``L + 2``. The decoder reads ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``, i.e. ``L + 1``
-predictions per sequence (the words and EOS), the perplexity denominator of SPEC §8.3.
+predictions per sequence (the words and EOS): the perplexity denominator.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class Corpus:
     def ppl_denominator(self, split: str) -> int:
         """Words plus one EOS per line of ``split``: the word-level perplexity denominator.
 
-        For PTB's test split this is 78,669 + 3,761 = 82,430 (SPEC §8.3).
+        For PTB's test split this is 78,669 + 3,761 = 82,430.
         """
         if split not in self.splits:
             raise ValueError(f"split must be one of {sorted(self.splits)}, got {split!r}")

@@ -8,13 +8,13 @@ from torch import Tensor, nn
 from advmask.checks import FLOAT_DTYPES, check_rate, check_tensor
 
 PAD_ID = 0
-"""Id of the padding token (SPEC §0.2); its embedding row is kept at zero."""
+"""Id of the padding token; its embedding row is kept at zero."""
 
 WEIGHT_INIT = 0.01
-"""Half-width of the uniform initialisation of every weight and bias (SPEC §15.4)."""
+"""Half-width of the uniform initialisation of every weight and bias."""
 
 EMBEDDING_INIT = 0.1
-"""Half-width of the uniform initialisation of the word embeddings (SPEC §15.4)."""
+"""Half-width of the uniform initialisation of the word embeddings."""
 
 
 def check_size(value: object, name: str) -> int:

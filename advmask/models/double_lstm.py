@@ -1,4 +1,4 @@
-"""The AWD authors' Double-LSTM decoder (SPEC §15.4, "variant C"), fast path and reference."""
+"""The AWD authors' Double-LSTM decoder, fast path and reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The inference network ``q(z|x)``: a one-layer LSTM over the sentence (SPEC §15.4)."""
+"""The inference network ``q(z|x)``: a one-layer LSTM over the sentence."""
 
 from __future__ import annotations
 

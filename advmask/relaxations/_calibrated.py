@@ -5,7 +5,7 @@ For one row with eligible scores ``x_1..x_n``, temperature ``tau`` and budget ``
     soft_i = sigmoid((nu - x_i) / tau),   nu = the unique root of  sum_i soft_i = k.
 
 It is the LML projection of Amos et al. (2019) and the fixed point of two-anchor Sinkhorn
-(SPEC §3c, with ``tau = epsilon * c / 2``). Differentiating the constraint gives
+(with ``tau = epsilon * c / 2``). Differentiating the constraint gives
 ``dnu/dx_j = d_j / sum(d)`` with ``d = soft * (1 - soft)``, hence the Jacobian
 
     J = dsoft/dx = (1/tau) (d d^T / sum(d) - diag(d)),

@@ -1,4 +1,4 @@
-"""``"euclidean"``: projection onto the capped simplex (the AWD authors' top-K, SPEC §15.2).
+"""``"euclidean"``: projection onto the capped simplex (the AWD authors' top-K).
 
 For one row with eligible scores ``x`` and temperature ``tau``::
 

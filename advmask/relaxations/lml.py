@@ -1,7 +1,7 @@
 """``"lml"``: the calibrated sigmoid, i.e. the LML projection (Amos, Koltun & Kolter, 2019).
 
 ``soft_i = sigmoid((nu - s_i) / tau)`` with the threshold ``nu`` chosen so that every row sums to
-exactly ``k`` (SPEC §3c closed form, §3e calibrated variant). It equals two-anchor Sinkhorn at
+exactly ``k``. It equals two-anchor Sinkhorn at
 convergence, without the iterations: ``nu`` is found by bisection and the backward pass is the
 closed-form implicit Jacobian ``J = (1/tau)(d d^T / sum(d) - diag(d))``, ``d = soft (1 - soft)``,
 which is symmetric with ``diag(J) < 0``, ``off-diag(J) > 0`` and ``J 1 = 0``.

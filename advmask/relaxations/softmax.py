@@ -1,4 +1,4 @@
-"""``"softmax"``: successive softmax (Plötz & Roth 2018; Xie & Ermon 2019; SPEC §3a).
+"""``"softmax"``: successive softmax (Plötz & Roth 2018; Xie & Ermon 2019).
 
 ``k`` rounds of softmax over ``w = -s``; after each round the log of the mass not yet taken is
 added to ``w`` (before dividing by ``tau``, as in the ``ermongroup/subsets`` reference), and the
@@ -60,7 +60,7 @@ def successive_softmax(
     """
     temperature = check_positive(temperature, "temperature")
     # -inf is safe inside softmax here: every row has an eligible (finite) entry, so masked
-    # entries get probability exactly 0 and gradient exactly 0 (SPEC rule N2).
+    # entries get probability exactly 0 and gradient exactly 0.
     logits = torch.where(eligible, -scores, float("-inf"))
     taken = torch.zeros_like(scores)
     soft = torch.zeros_like(scores)

@@ -1,4 +1,4 @@
-"""``"sst"``: marginals of the exponential family over K-subsets (Paulus et al. 2020, SPEC §3b).
+"""``"sst"``: marginals of the exponential family over K-subsets (Paulus et al. 2020).
 
 With ``theta_i = -s_i / tau`` the distribution ``p(S) ∝ exp(sum_{i in S} theta_i)`` over subsets
 of size ``k`` has log-partition ``log e_k(exp(theta))`` (elementary symmetric polynomial) and
@@ -19,7 +19,7 @@ from torch import Tensor
 from advmask.checks import check_positive
 from advmask.relaxations import register_relaxation
 
-# Finite "log 0" (SPEC rule N2): logaddexp(-inf, -inf) has a NaN gradient; -1e30 + -1e30 is still
+# Finite "log 0": logaddexp(-inf, -inf) has a NaN gradient; -1e30 + -1e30 is still
 # finite in float32, and exp(-1e30 - x) is exactly 0, so sentinel paths carry zero gradient.
 NEG = -1e30
 
