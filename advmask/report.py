@@ -456,3 +456,28 @@ def comparison_line(
         parts.append(f"{_SHORT_NAMES.get(metric, metric)} {difference.mean:+.2f}{se}")
     seeds = f"over {num_pairs} seeds" if num_pairs > 1 else "(1 seed, no se)"
     return f"{name_a} vs {name_b}: {', '.join(parts)} {units} {seeds}"
+
+
+def select_on_validation(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
+) -> str:
+    """The group with the lowest mean *validation* value of ``metric`` (never the test's).
+
+    Args:
+        groups: label -> runs over seeds (as :func:`group_runs` returns).
+        metric: key of the runs' ``"valid"`` section; lower is better.
+
+    Returns:
+        The chosen label; ties go to the label that sorts first.
+
+    Raises:
+        ValueError: if no group has the metric on its validation split.
+    """
+    means = {}
+    for label, runs in groups.items():
+        values = [run.get("valid", {}).get(metric) for run in runs]
+        if values and all(v is not None for v in values):
+            means[label] = statistics.fmean(float(v) for v in values)
+    if not means:
+        raise ValueError(f"no group has the validation metric {metric!r} in every run")
+    return min(sorted(means), key=lambda label: means[label])
