@@ -165,3 +165,40 @@ def test_log_likelihood_matches_reconstruction_per_sample() -> None:
 def test_bad_fill_is_rejected() -> None:
     with pytest.raises(ValueError, match="fill"):
         model(fill="mask")
+
+
+def test_adversary_with_zero_scores_trains_the_vae_exactly_like_uniform_dropout() -> None:
+    # lambda -> infinity pulls the scores to N(0, 1): then the adversarial masker is exactly-K
+    # uniform dropout, and the VAE's loss and gradients must be those of UniformMasker given
+    # the same noise (no other difference between the two training paths).
+    from advmask.factory import ModelSpec, build_sequence_vae
+
+    sizes = dict(
+        vocab_size=50, embedding_dim=16, hidden_size=24, latent_dim=4, rate=0.4, std="fixed",
+        adversary_embedding_dim=8, adversary_hidden_size=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    uniform = build_sequence_vae(ModelSpec(**sizes, dropout="uniform")).train()
+    adversarial = build_sequence_vae(ModelSpec(**sizes, dropout="adversarial")).train()
+    adversarial.load_state_dict(uniform.state_dict(), strict=False)
+    with torch.no_grad():
+        adversarial.masker.score_network.head.weight.zero_()
+    tokens = torch.randint(4, 50, (6, 10))
+    lengths = torch.tensor([10, 9, 8, 6, 5, 3])
+    tokens = torch.where(torch.arange(10) < lengths[:, None], tokens, 0)
+    results = []
+    for model in (uniform, adversarial):
+        torch.manual_seed(123)
+        out = model(tokens, lengths, kl_weight=1.0)
+        model.zero_grad()
+        out.loss.backward()
+        grads = {
+            name: p.grad for name, p in model.named_parameters() if p in set(model.vae_parameters())
+        }
+        results.append((out.masker.mask.detach(), out.loss.detach(), grads))
+    (mask_u, loss_u, grads_u), (mask_a, loss_a, grads_a) = results
+    assert torch.equal(mask_u, mask_a)
+    torch.testing.assert_close(loss_a, loss_u)
+    assert grads_u.keys() == grads_a.keys()
+    for name in grads_u:
+        torch.testing.assert_close(grads_a[name], grads_u[name], msg=name)
