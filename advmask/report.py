@@ -4,6 +4,10 @@ Runs are averaged only when they share every setting but the seed: the run's ``c
 (written by ``recipes/seqvae_awd.py``) is read beside its ``metrics.json``, and the settings
 that differ between the rows of a table get a column of their own.
 
+Two variants are compared by the fair protocol: each variant's configuration is chosen on
+validation (:func:`select_on_validation`), and the chosen ones are compared on test by their
+differences paired by seed (:func:`paired_differences`, :func:`comparison_line`).
+
 Library code never prints: these functions return data and :class:`rich.table.Table` objects
 that a recipe prints.
 """
@@ -223,7 +227,11 @@ def differing_settings(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> lis
 
 
 def results_table(
-    runs: Iterable[Mapping[str, Any]], title: str = "Test results", split: str = "test"
+    runs: Iterable[Mapping[str, Any]],
+    title: str = "Test results",
+    split: str = "test",
+    *,
+    groups: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Table:
     """A table with one row per model and mean (std) over its seeds.
 
@@ -233,7 +241,12 @@ def results_table(
             optionally ``probe`` with per-factor accuracies).
         title: table title.
         split: which section to report (``"test"`` or ``"valid"``).
+        groups: the rows, already grouped (label -> runs, as :func:`group_runs` returns, or a
+            selection of them): their labels are kept and ``runs`` is not read. By default
+            ``group_runs(runs)``.
     """
+    if groups is not None:
+        runs = [run for group in groups.values() for run in group]
     runs = list(runs)
     probe_names = sorted({name for run in runs for name in run.get("probe", {})})
     present = [
@@ -241,7 +254,8 @@ def results_table(
         for key, title_ in COLUMNS
         if any(run.get(split, {}).get(key) is not None for run in runs)
     ]
-    groups = group_runs(runs)
+    if groups is None:
+        groups = group_runs(runs)
     differing = differing_settings(groups)
     table = Table(title=title)
     table.add_column("model")
@@ -303,7 +317,7 @@ def print_table(console: Console, table: Table) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Paired comparisons over seeds
+# The legend under a table
 # --------------------------------------------------------------------------------------------
 LEGEND: dict[str, str] = {
     "PPL (IW)": "perplexity per word + EOS from the importance-weighted NLL (lower is better)",
@@ -324,30 +338,89 @@ def results_legend(columns: Iterable[str], probe_chance: Mapping[str, float] | N
     """A legend for the given column titles, one line each, for printing under a table.
 
     Args:
-        columns: column titles as :func:`results_table` writes them.
+        columns: column titles as :func:`results_table` writes them (for example
+            ``[str(column.header) for column in table.columns]``).
         probe_chance: factor name -> chance accuracy of its linear probe (the share of the
             most frequent value), for ``probe <factor>`` columns.
 
     Returns:
-        Lines ``"TITLE: meaning"``; titles without an entry are left out.
-    """
-    lines = [f"{title}: {LEGEND[title]}" for title in columns if title in LEGEND]
-    for name, chance in (probe_chance or {}).items():
-        lines.append(
-            f"probe {name}: accuracy of a linear probe reading the true {name} from the "
-            f"posterior means on held-out sentences (higher is better; chance {chance:.2f})"
-        )
+        Lines ``"TITLE: meaning"`` in the order of ``columns``; titles without an entry in
+        :data:`LEGEND` (``model``, ``seeds``, settings) are left out. A ``probe <factor>``
+        column gets a line with its chance level where ``probe_chance`` has one; factors of
+        ``probe_chance`` without a column follow at the end.
+
+    Example:
+        >>> print(results_legend(["model", "KL", "probe topic"], {"topic": 0.3}))
+        KL: KL(q(z|x) || p(z)) per sentence, nats: what z is charged for (0 = collapse)
+        probe topic: accuracy of a linear probe reading the true topic from the posterior means on held-out sentences (higher is better; chance 0.30)
+    """  # noqa: E501
+    chance = dict(probe_chance or {})
+    lines = []
+    for title in columns:
+        if title in LEGEND:
+            lines.append(f"{title}: {LEGEND[title]}")
+        elif title.startswith("probe "):
+            name = title.removeprefix("probe ")
+            lines.append(_probe_line(name, chance.pop(name, None)))
+    lines += [_probe_line(name, level) for name, level in chance.items()]
     return "\n".join(lines)
+
+
+def _probe_line(name: str, chance: float | None) -> str:
+    level = "" if chance is None else f"; chance {chance:.2f}"
+    return (
+        f"probe {name}: accuracy of a linear probe reading the true {name} from the "
+        f"posterior means on held-out sentences (higher is better{level})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The fair protocol: configurations chosen on validation, differences paired by seed
+# --------------------------------------------------------------------------------------------
+def run_seed(run: Mapping[str, Any]) -> int:
+    """The seed of a run: its ``seed``, else the one its ``config.json`` records.
+
+    Raises:
+        ValueError: naming the run's model when neither is there.
+    """
+    seed = run.get("seed")
+    if seed is None:
+        seed = ((run.get("config") or {}).get("run") or {}).get("seed")
+    if seed is None:
+        raise ValueError(f"run {run.get('model', '?')!r} records no seed, so it cannot be paired")
+    return int(seed)
+
+
+def dropout_kind(run: Mapping[str, Any]) -> str:
+    """``"none"``, ``"uniform"`` or ``"adversarial"``: the run's ``dropout``, else its config's.
+
+    ``"unknown"`` for a run that records neither (an old ``metrics.json`` without config).
+    """
+    config = run.get("config") or {}
+    for kind in (
+        run.get("dropout"),
+        (config.get("run") or {}).get("dropout"),
+        (config.get("model") or {}).get("dropout"),
+    ):
+        if isinstance(kind, str):
+            return kind
+    return "unknown"
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """Per-seed differences ``a - b`` of one metric between two variants.
 
+    With :math:`d_s = a_s - b_s` over the :math:`n` paired seeds :math:`s`:
+    ``mean`` :math:`= \\bar d`, ``std`` :math:`= \\sqrt{\\sum_s (d_s - \\bar d)^2 / (n - 1)}`
+    and ``se`` :math:`=` ``std`` :math:`/ \\sqrt{n}`, the standard error of :math:`\\bar d`.
+
     Attributes:
-        mean: mean difference over the paired seeds.
-        std: sample standard deviation of the differences (ddof = 1; None for one pair).
-        se: standard error of the mean, ``std / sqrt(n)`` (None for one pair).
+        mean: mean difference over the paired seeds (``+inf``/``-inf``/NaN when a value is
+            infinite: a diverged run).
+        std: sample standard deviation of the differences (ddof = 1); None for one pair,
+            NaN when a value is infinite.
+        se: standard error of the mean, ``std / sqrt(num_pairs)``; None for one pair.
         num_pairs: number of seeds present in both variants.
         seeds: those seeds, sorted.
     """
@@ -357,6 +430,27 @@ class PairedDifference:
     se: float | None
     num_pairs: int
     seeds: tuple[int, ...]
+
+    def __str__(self) -> str:
+        """``"+0.18 (se 0.05)"``, or ``"+0.18"`` for one pair."""
+        se = "" if self.se is None else f" (se {self.se:.2f})"
+        return f"{self.mean:+.2f}{se}"
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _paired_difference(differences: Sequence[float], seeds: tuple[int, ...]) -> PairedDifference:
+    n = len(differences)
+    if not all(math.isfinite(d) for d in differences):
+        # statistics refuses infinities; the mean is +-inf (NaN for inf - inf), no spread.
+        spread = math.nan if n > 1 else None
+        return PairedDifference(sum(differences) / n, spread, spread, n, seeds)
+    if n == 1:
+        return PairedDifference(differences[0], None, None, 1, seeds)
+    std = statistics.stdev(differences)  # ddof = 1: the seeds are a sample
+    return PairedDifference(statistics.fmean(differences), std, std / math.sqrt(n), n, seeds)
 
 
 def paired_differences(
@@ -368,27 +462,36 @@ def paired_differences(
     """Differences ``a - b`` per metric, paired by seed (the seeds both variants have).
 
     Pairing by seed makes the comparison paired: both variants of a seed share its data order
-    and initialisation, so the seed-to-seed spread they share cancels in the difference.
+    and initialisation, so the seed-to-seed spread they share cancels in the difference. Runs
+    are matched by their seed (:func:`run_seed`), never by their position in the lists; seeds
+    that only one variant has are left out (``seeds`` of the result says which were paired).
 
     Args:
-        runs_a: runs (``metrics.json`` contents, with ``seed`` and a ``split`` section) of
-            the first variant, one per seed.
+        runs_a: runs (``metrics.json`` contents as :func:`load_runs` returns them, with a
+            seed and a ``split`` section) of the first variant, one per seed.
         runs_b: runs of the second variant.
         metrics: keys of the ``split`` section (for example ``"mutual_information"``).
         split: ``"test"`` or ``"valid"``.
 
     Returns:
-        metric -> :class:`PairedDifference`; a metric missing (or None) in some paired run
-        is left out.
+        metric -> :class:`PairedDifference`, in the order of ``metrics``; a metric missing,
+        None or NaN in some paired run is left out (not reported as NaN).
 
     Raises:
-        ValueError: if no seed is present in both, or a variant has a seed twice.
+        ValueError: if no seed is present in both (naming each side's seeds), a variant has
+            a seed twice, or a run records no seed.
+
+    Example:
+        >>> a = [{"seed": 1, "test": {"kl": 3.0}}, {"seed": 0, "test": {"kl": 2.0}}]
+        >>> b = [{"seed": 0, "test": {"kl": 1.5}}, {"seed": 1, "test": {"kl": 1.5}}]
+        >>> paired_differences(a, b, ["kl"])["kl"]
+        PairedDifference(mean=1.0, std=0.7071067811865476, se=0.5, num_pairs=2, seeds=(0, 1))
     """
 
     def by_seed(runs: Iterable[Mapping[str, Any]], name: str) -> dict[int, Mapping[str, Any]]:
         table: dict[int, Mapping[str, Any]] = {}
         for run in runs:
-            seed = int(run["seed"])
+            seed = run_seed(run)
             if seed in table:
                 raise ValueError(f"{name} has two runs with seed {seed}: pair one run per seed")
             table[seed] = run
@@ -403,19 +506,12 @@ def paired_differences(
     differences: dict[str, PairedDifference] = {}
     for metric in metrics:
         values = [
-            (a[s].get(split, {}).get(metric), b[s].get(split, {}).get(metric)) for s in seeds
+            ((a[s].get(split) or {}).get(metric), (b[s].get(split) or {}).get(metric))
+            for s in seeds
         ]
-        if any(x is None or y is None for x, y in values):
-            continue
-        diffs = [float(x) - float(y) for x, y in values]
-        std = statistics.stdev(diffs) if len(diffs) > 1 else None
-        differences[metric] = PairedDifference(
-            mean=statistics.fmean(diffs),
-            std=std,
-            se=std / math.sqrt(len(diffs)) if std is not None else None,
-            num_pairs=len(diffs),
-            seeds=seeds,
-        )
+        if all(_present(x) and _present(y) for x, y in values):
+            per_seed = [float(x) - float(y) for x, y in values]
+            differences[metric] = _paired_difference(per_seed, seeds)
     return differences
 
 
@@ -424,8 +520,10 @@ _SHORT_NAMES = {
     "kl": "KL",
     "nll_iw": "NLL_IW",
     "neg_elbo": "-ELBO",
+    "reconstruction": "REC",
     "active_units": "AU",
     "ppl_iw": "PPL_IW",
+    "ppl_elbo": "PPL_ELBO",
 }
 
 
@@ -436,7 +534,12 @@ def comparison_line(
     metrics: Sequence[str] = ("mutual_information", "kl", "nll_iw"),
     units: str = "nats",
 ) -> str:
-    """One sentence: ``"A vs B: MI +0.18 (se 0.05), KL ... nats over 3 seeds"``.
+    """One sentence: ``"A vs B: MI +0.18 (se 0.05), KL +0.26 (se 0.07) nats over 3 seeds"``.
+
+    Each number is the mean difference ``a - b`` over the paired seeds, two decimals with its
+    sign, and its standard error; with one pair there is no standard error and the sentence
+    ends in ``"(1 seed, no se)"``. Put whatever qualifies a variant into its name (for
+    example ``name_b="uniform at rate 0.4"``).
 
     Args:
         name_a: label of the first variant (the differences are ``a - b``).
@@ -444,18 +547,59 @@ def comparison_line(
         differences: from :func:`paired_differences`.
         metrics: which differences to print, in this order (missing ones are skipped).
         units: unit word after the numbers.
+
+    Raises:
+        ValueError: if none of ``metrics`` is in ``differences``.
+
+    Example:
+        >>> d = {"kl": PairedDifference(0.26, 0.12, 0.07, 3, (0, 1, 2))}
+        >>> comparison_line("adversarial", "uniform at rate 0.4", d)
+        'adversarial vs uniform at rate 0.4: KL +0.26 (se 0.07) nats over 3 seeds'
     """
-    parts = []
-    num_pairs = 0
-    for metric in metrics:
-        if metric not in differences:
-            continue
-        difference = differences[metric]
-        num_pairs = difference.num_pairs
-        se = f" (se {difference.se:.2f})" if difference.se is not None else ""
-        parts.append(f"{_SHORT_NAMES.get(metric, metric)} {difference.mean:+.2f}{se}")
+    shown = [metric for metric in metrics if metric in differences]
+    if not shown:
+        raise ValueError(
+            f"none of {list(metrics)} is among the differences ({', '.join(differences) or '-'})"
+        )
+    parts = [f"{_SHORT_NAMES.get(metric, metric)} {differences[metric]}" for metric in shown]
+    num_pairs = differences[shown[0]].num_pairs  # the same seeds for every metric
     seeds = f"over {num_pairs} seeds" if num_pairs > 1 else "(1 seed, no se)"
     return f"{name_a} vs {name_b}: {', '.join(parts)} {units} {seeds}"
+
+
+def paired_table(
+    differences: Mapping[str, PairedDifference], name_a: str, name_b: str, split: str = "test"
+) -> Table:
+    """A table of :func:`paired_differences`: metric, mean difference, std, se, pairs.
+
+    Rows keep the order of ``differences``; a cell without a value (std and se of one pair)
+    is ``"-"``. The caption names the paired seeds. Differences are ``name_a - name_b``.
+    """
+    table = Table(title=f"{name_a} - {name_b}, paired by seed ({split})")
+    table.add_column("metric")
+    for column in ("mean difference", "std", "se", "pairs"):
+        table.add_column(column, justify="right")
+    for metric, difference in differences.items():
+        table.add_row(
+            Text(metric),
+            f"{difference.mean:+.3f}",
+            "-" if difference.std is None else f"{difference.std:.3f}",
+            "-" if difference.se is None else f"{difference.se:.3f}",
+            str(difference.num_pairs),
+        )
+    if differences:
+        seeds = next(iter(differences.values())).seeds
+        table.caption = f"seeds {' '.join(map(str, seeds))}; std with n - 1, se = std / sqrt(n)"
+    return table
+
+
+def _validation_mean(runs: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    values = [(run.get("valid") or {}).get(metric) for run in runs]
+    if not values or not all(_present(v) for v in values):
+        return None
+    if not all(math.isfinite(float(v)) for v in values):
+        return math.inf  # a diverged seed: the configuration is worst, not unrankable
+    return statistics.fmean(float(v) for v in values)
 
 
 def select_on_validation(
@@ -463,21 +607,80 @@ def select_on_validation(
 ) -> str:
     """The group with the lowest mean *validation* value of ``metric`` (never the test's).
 
+    This is how a configuration (a rate, a ``lambda``) is chosen before anything is reported
+    on test: the test split chooses nothing, so the test numbers of the chosen configuration
+    are an unbiased estimate of what it does on new data.
+
     Args:
         groups: label -> runs over seeds (as :func:`group_runs` returns).
         metric: key of the runs' ``"valid"`` section; lower is better.
 
     Returns:
-        The chosen label; ties go to the label that sorts first.
+        The chosen label. Ties (equal means) go to the label that sorts first, whatever the
+        order of ``groups``. A group is a candidate only if every one of its runs has the
+        metric on validation (not None, not NaN); a run with an infinite value (diverged)
+        makes its group's mean ``inf``, the worst.
 
     Raises:
-        ValueError: if no group has the metric on its validation split.
+        ValueError: if no group has the metric on validation in every run.
     """
-    means = {}
-    for label, runs in groups.items():
-        values = [run.get("valid", {}).get(metric) for run in runs]
-        if values and all(v is not None for v in values):
-            means[label] = statistics.fmean(float(v) for v in values)
+    means = {
+        label: mean
+        for label, runs in groups.items()
+        if (mean := _validation_mean(runs, metric)) is not None
+    }
     if not means:
-        raise ValueError(f"no group has the validation metric {metric!r} in every run")
+        raise ValueError(
+            f"no group has the validation metric {metric!r} in every run "
+            f"(groups: {', '.join(groups) or '-'})"
+        )
     return min(sorted(means), key=lambda label: means[label])
+
+
+def select_per_dropout(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
+) -> dict[str, str]:
+    """For each dropout kind (:func:`dropout_kind`), :func:`select_on_validation` among its
+    groups.
+
+    Returns:
+        dropout kind -> chosen label, kinds in the order they first appear in ``groups``.
+
+    Raises:
+        ValueError: naming the kind if none of its groups has the validation metric.
+    """
+    by_kind: dict[str, dict[str, Sequence[Mapping[str, Any]]]] = {}
+    for label, runs in groups.items():
+        by_kind.setdefault(dropout_kind(runs[0]), {})[label] = runs
+    chosen = {}
+    for kind, candidates in by_kind.items():
+        try:
+            chosen[kind] = select_on_validation(candidates, metric)
+        except ValueError as error:
+            raise ValueError(f"{kind}: {error}") from None
+    return chosen
+
+
+def resolve_variant(groups: Mapping[str, Sequence[Mapping[str, Any]]], name: str) -> str:
+    """The label of the group that ``name`` means: a label itself, or the one group of that
+    dropout kind.
+
+    Raises:
+        ValueError: if ``name`` is neither, or several groups have that dropout kind (the
+            message lists their labels).
+    """
+    if name in groups:
+        return name
+    matches = [label for label, runs in groups.items() if dropout_kind(runs[0]) == name]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ValueError(
+            f"no row is {name!r}: pass a dropout kind "
+            f"({', '.join(dict.fromkeys(dropout_kind(r[0]) for r in groups.values())) or '-'}) "
+            f"or a row label ({', '.join(map(repr, groups)) or '-'})"
+        )
+    raise ValueError(
+        f"{len(matches)} rows are {name!r} ({', '.join(map(repr, sorted(matches)))}): name one "
+        "of them"
+    )

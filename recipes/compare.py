@@ -2,17 +2,20 @@
 
 Runs are averaged only when every setting but the seed agrees (their ``config.json``); the
 settings that differ between rows get a column. Folders that are not runs (the generated
-``corpus/``, the ``sentencepiece/`` cache, ``analysis/``) are passed over.
+``corpus/``, the ``sentencepiece/`` cache, ``analysis/``) are passed over. A legend under the
+table says what each column means and which direction is better.
 
 The fair protocol: every configuration trained with the same budget over the same seeds;
 ``--select-on-validation`` keeps, for each dropout kind, the configuration with the best mean
 *validation* -ELBO (the test split chooses nothing); ``--paired A B`` then prints the
-differences A - B paired by seed, with their standard error over seeds.
+differences A - B paired by seed, with their standard error over seeds. A and B are dropout
+kinds (``none``, ``uniform``, ``adversarial``) or row labels of the table.
 
 Usage:
     python recipes/compare.py runs/ptb/*/
     python recipes/compare.py runs/ptb/*/ --split valid
-    python recipes/compare.py runs/ptb/*/ --select-on-validation --paired adversarial uniform
+    python recipes/compare.py runs-*/ptb/*/ --select-on-validation --paired adversarial uniform
+    python recipes/compare.py runs/ptb/*/ --paired "ptb adversarial [0.2]" "ptb uniform [0.4]"
 """
 
 from __future__ import annotations
@@ -20,18 +23,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from advmask.cli import Parser, exit_with_error
 from advmask.report import (
+    PairedDifference,
+    comparison_line,
+    dropout_kind,
     group_runs,
     is_run_directory,
     load_runs,
     paired_differences,
+    paired_table,
     print_table,
+    resolve_variant,
     results_legend,
     results_table,
-    select_on_validation,
+    run_seed,
+    select_per_dropout,
 )
 
 PAIRED_METRICS = ("neg_elbo", "nll_iw", "ppl_iw", "kl", "mutual_information", "active_units")
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--select-on-validation",
         action="store_true",
-        help="per dropout kind, keep the configuration with the best mean validation -ELBO",
+        help="per dropout kind, keep only the configuration with the best mean validation -ELBO",
     )
     parser.add_argument(
         "--paired",
@@ -68,55 +76,58 @@ def main(argv: list[str] | None = None) -> None:
         runs = load_runs(run_dirs)
     except (OSError, ValueError) as error:
         exit_with_error(error)
+
     groups = group_runs(runs)
     if args.select_on_validation:
-        by_kind: dict[str, dict] = {}
-        for label, group in groups.items():
-            by_kind.setdefault(str(group[0].get("dropout")), {})[label] = group
         try:
-            chosen = {kind: select_on_validation(rows) for kind, rows in by_kind.items()}
+            chosen = select_per_dropout(groups)
         except ValueError as error:
-            exit_with_error(error)
+            exit_with_error(f"--select-on-validation: {error}")
+        kinds = [dropout_kind(group[0]) for group in groups.values()]
         for kind, label in chosen.items():
-            console.print(f"{kind}: chose {label} on validation -ELBO", highlight=False)
-        groups = {label: groups[label] for label in chosen.values()}
-        runs = [run for group in groups.values() for run in group]
-    table = results_table(runs, title=f"{args.split} results", split=args.split)
-    print_table(console, table)
-    console.print(results_legend([str(c.header) for c in table.columns]), highlight=False)
-    if args.paired:
-        sides = [_pick(groups, name) for name in args.paired]
-        try:
-            differences = paired_differences(*sides, PAIRED_METRICS, split=args.split)
-        except ValueError as error:
-            exit_with_error(error)
-        paired = Table(title=f"{args.paired[0]} - {args.paired[1]}, paired by seed ({args.split})")
-        for column in ("metric", "mean difference", "std", "se", "pairs"):
-            paired.add_column(column, justify="right")
-        for metric, difference in differences.items():
-            paired.add_row(
-                metric,
-                f"{difference.mean:+.3f}",
-                "" if difference.std is None else f"{difference.std:.3f}",
-                "" if difference.se is None else f"{difference.se:.3f}",
-                str(difference.num_pairs),
+            console.print(
+                f"{kind}: chose {label} on validation -ELBO (best of {kinds.count(kind)})",
+                highlight=False,
             )
-        print_table(console, paired)
+        groups = {label: groups[label] for label in chosen.values()}
+    # A wrong --paired name is an error before any table is printed.
+    paired = _paired(args.paired, groups, args.split) if args.paired else None
+    table = results_table(runs, title=f"{args.split} results", split=args.split, groups=groups)
+    print_table(console, table)
+    legend = results_legend([str(column.header) for column in table.columns])
+    console.print(legend, highlight=False, soft_wrap=True)
+    if paired is None:
+        return
+    label_a, label_b, differences = paired
+    print_table(console, paired_table(differences, label_a, label_b, args.split))
+    line = comparison_line(label_a, label_b, differences)
+    console.print(line, highlight=False, markup=False, soft_wrap=True)
+    seeds = {label: {run_seed(run) for run in groups[label]} for label in (label_a, label_b)}
+    for label in seeds:
+        alone = sorted(seeds[label] - (seeds[label_a] & seeds[label_b]))
+        if alone:
+            console.print(f"not paired: seeds {alone} of {label}", highlight=False, markup=False)
 
 
-def _pick(groups: dict[str, list], name: str) -> list:
-    """The runs of the row labelled ``name``, or of the one row of dropout kind ``name``."""
-    if name in groups:
-        return groups[name]
-    matches = [label for label, group in groups.items() if group[0].get("dropout") == name]
-    if len(matches) == 1:
-        return groups[matches[0]]
-    if not matches:
-        exit_with_error(f"--paired: no row is {name!r}; rows: {', '.join(groups)}")
-    exit_with_error(
-        f"--paired: {len(matches)} rows are {name!r} ({', '.join(matches)}); name one row, or "
-        "pass --select-on-validation"
-    )
+def _paired(
+    names: list[str], groups: dict[str, list], split: str
+) -> tuple[str, str, dict[str, PairedDifference]]:
+    """The rows that ``--paired A B`` names and their differences; a user error exits."""
+    try:
+        label_a, label_b = (resolve_variant(groups, name) for name in names)
+    except ValueError as error:
+        kinds = [dropout_kind(group[0]) for group in groups.values()]
+        several = any(kinds.count(name) > 1 for name in names)
+        exit_with_error(f"--paired: {error}{', or pass --select-on-validation' if several else ''}")
+    if label_a == label_b:
+        exit_with_error(f"--paired: {names[0]!r} and {names[1]!r} are one row")
+    try:
+        differences = paired_differences(groups[label_a], groups[label_b], PAIRED_METRICS, split)
+    except ValueError as error:
+        exit_with_error(f"--paired: {error}")
+    if not differences:
+        exit_with_error(f"--paired: no metric of {', '.join(PAIRED_METRICS)} is in every run")
+    return label_a, label_b, differences
 
 
 if __name__ == "__main__":

@@ -14,7 +14,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from advmask.report import COLUMNS, Summary, group_runs, load_runs, results_table, summarise
+from advmask.report import (
+    COLUMNS,
+    PairedDifference,
+    Summary,
+    comparison_line,
+    dropout_kind,
+    group_runs,
+    load_runs,
+    paired_differences,
+    resolve_variant,
+    results_legend,
+    results_table,
+    run_seed,
+    select_on_validation,
+    select_per_dropout,
+    summarise,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -290,3 +306,120 @@ def test_statistics_reference_values() -> None:
     # Guard the hand-computed expectations above against a typo in the fixtures.
     assert statistics.stdev([run["test"]["ppl_elbo"] for run in NONE_RUNS]) == 3.0
     assert statistics.fmean([run["probe"]["topic"] for run in NONE_RUNS]) == pytest.approx(0.92)
+
+
+# --------------------------------------------------------------------------------------------
+# Paired differences, selection on validation, the comparison line and the legend
+# --------------------------------------------------------------------------------------------
+def seeded(seed: int, dropout: str = "uniform", valid: float | None = 100.0, **test: Any):
+    return {"seed": seed, "dropout": dropout, "valid": {"neg_elbo": valid}, "test": test}
+
+
+def test_paired_differences_pair_by_seed_against_a_hand_computation() -> None:
+    # Shuffled, and seed 3 only in a, seed 9 only in b. By position the pairs would be
+    # (3, 1), (1, 0), (0, 9), ...: other differences.
+    a = [seeded(3, mi=9.0), seeded(1, mi=2.5), seeded(0, mi=1.0), seeded(2, mi=4.0)]
+    b = [seeded(0, mi=0.5), seeded(9, mi=0.0), seeded(2, mi=1.0), seeded(1, mi=1.5)]
+    difference = paired_differences(a, b, ["mi"])["mi"]
+    # d = 0.5, 1.0, 3.0: mean 1.5; sum of squares 1 + 0.25 + 2.25 = 3.5; ddof 1: 3.5 / 2.
+    assert difference == PairedDifference(
+        mean=1.5, std=math.sqrt(1.75), se=math.sqrt(1.75) / math.sqrt(3), num_pairs=3,
+        seeds=(0, 1, 2),
+    )  # fmt: skip
+    assert math.sqrt(1.75) != pytest.approx(math.sqrt(3.5 / 3))  # ddof 0 would be caught
+    assert str(difference) == "+1.50 (se 0.76)"
+
+
+def test_paired_differences_skip_missing_none_and_nan_but_not_infinite() -> None:
+    a = [seeded(0, kl=1.0, mi=math.nan, nll=3.0, ppl=math.inf), seeded(1, kl=2.0, nll=None)]
+    b = [seeded(0, kl=0.5, mi=1.0, nll=2.0, ppl=50.0), seeded(1, kl=1.0, mi=1.0, nll=2.0)]
+    differences = paired_differences(a, b, ["kl", "mi", "nll", "ppl", "absent"])
+    assert list(differences) == ["kl"]  # ppl: None in seed 1 of b (missing), left out too
+    b[1]["test"]["ppl"] = 40.0
+    a[1]["test"]["ppl"] = 41.0
+    diverged = paired_differences(a, b, ["ppl"])["ppl"]  # a diverged seed: no crash
+    assert diverged.mean == math.inf and math.isnan(diverged.std) and math.isnan(diverged.se)
+
+
+def test_paired_differences_seed_from_config_and_errors() -> None:
+    from_config = {"config": {"run": {"seed": 4, "dropout": "uniform"}}, "test": {"kl": 2.0}}
+    assert run_seed(from_config) == 4 and dropout_kind(from_config) == "uniform"
+    assert paired_differences([from_config], [seeded(4, kl=1.0)], ["kl"])["kl"].mean == 1.0
+    with pytest.raises(ValueError, match="run 'ptb x' records no seed"):
+        paired_differences([{"model": "ptb x", "test": {}}], [seeded(0)], ["kl"])
+    with pytest.raises(ValueError, match=r"runs_a has seeds \[0, 1\], runs_b \[2\]"):
+        paired_differences([seeded(1), seeded(0)], [seeded(2)], ["kl"])
+
+
+def test_select_on_validation_reads_validation_and_ranks_nan_and_inf() -> None:
+    groups = {
+        "best on test": [seeded(0, valid=101.0, neg_elbo=10.0), seeded(1, valid=101.0)],
+        "best on validation": [seeded(0, valid=100.0, neg_elbo=99.0), seeded(1, valid=101.0)],
+        "diverged": [seeded(0, valid=math.inf), seeded(1, valid=1.0)],
+        "broken": [seeded(0, valid=math.nan), seeded(1, valid=1.0)],
+        "unfinished": [seeded(0, valid=None), seeded(1, valid=1.0)],
+    }
+    # A NaN mean compares False with everything, so min() would keep whichever came first.
+    for order in (list(groups), list(reversed(groups))):
+        assert select_on_validation({k: groups[k] for k in order}) == "best on validation"
+    assert select_on_validation({"diverged": groups["diverged"]}) == "diverged"
+    # Ties: the label that sorts first, whatever the order.
+    tie = {"z": groups["best on test"], "a": groups["best on test"]}
+    assert select_on_validation(tie) == "a"
+    with pytest.raises(ValueError, match=r"'neg_elbo' in every run \(groups: broken\)"):
+        select_on_validation({"broken": groups["broken"]})
+
+
+def test_select_per_dropout_and_resolve_variant() -> None:
+    groups = {
+        "uniform 0.2": [seeded(0, valid=99.0)],
+        "awd 0.2": [seeded(0, "adversarial", valid=98.0)],
+        "uniform 0.4": [seeded(0, valid=97.0)],
+        "none": [seeded(0, "none", valid=120.0)],
+    }
+    chosen = select_per_dropout(groups)
+    assert chosen == {"uniform": "uniform 0.4", "adversarial": "awd 0.2", "none": "none"}
+    assert list(chosen) == ["uniform", "adversarial", "none"]
+    assert resolve_variant(groups, "adversarial") == "awd 0.2"
+    assert resolve_variant(groups, "uniform 0.2") == "uniform 0.2"
+    with pytest.raises(ValueError, match=r"2 rows are 'uniform' \('uniform 0.2', 'uniform 0.4'\)"):
+        resolve_variant(groups, "uniform")
+    with pytest.raises(ValueError, match=r"no row is 'awd': pass a dropout kind \(uniform, "):
+        resolve_variant(groups, "awd")
+
+
+def test_comparison_line_wording() -> None:
+    d = {
+        "kl": PairedDifference(0.264, 0.12, 0.0693, 3, (0, 1, 2)),
+        "mutual_information": PairedDifference(0.18, 0.09, 0.052, 3, (0, 1, 2)),
+        "nll_iw": PairedDifference(-0.11, 0.07, 0.04, 3, (0, 1, 2)),
+    }
+    assert comparison_line("adversarial", "uniform at rate 0.4", d) == (
+        "adversarial vs uniform at rate 0.4: MI +0.18 (se 0.05), KL +0.26 (se 0.07), "
+        "NLL_IW -0.11 (se 0.04) nats over 3 seeds"
+    )
+    one = {"kl": PairedDifference(-0.5, None, None, 1, (7,))}
+    assert (
+        comparison_line("a", "b", one, metrics=("kl",)) == "a vs b: KL -0.50 nats (1 seed, no se)"
+    )
+    with pytest.raises(ValueError, match=r"none of \['mutual_information'\]"):
+        comparison_line("a", "b", one, metrics=("mutual_information",))
+
+
+def test_legend_follows_the_columns_and_names_probe_chance() -> None:
+    table = results_table([*NONE_RUNS, ADVERSARIAL_RUN])
+    titles = [str(column.header) for column in table.columns]
+    lines = results_legend(titles, {"topic": 0.3}).splitlines()
+    assert [line.split(":")[0] for line in lines] == [t for t in titles[2:]]  # not model, seeds
+    assert "-ELBO: negative evidence lower bound" in lines[3] and "lower is better" in lines[3]
+    assert lines[-1].startswith("probe topic: accuracy") and lines[-1].endswith("chance 0.30)")
+    assert results_legend(["probe style"]).endswith("(higher is better)")  # chance unknown
+
+
+def test_table_from_given_groups_keeps_their_labels() -> None:
+    groups = {"ptb/adversarial-0.3 #2": [ADVERSARIAL_RUN]}
+    cells = table_cells(render(results_table([], groups=groups)))
+    assert (
+        list(cells) == ["ptb/adversarial-0.3 #2"]
+        and cells["ptb/adversarial-0.3 #2"]["MI"] == "4.50"
+    )
