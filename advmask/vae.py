@@ -233,7 +233,7 @@ def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     dimension after a transposed copy, about twice as slow), with a fused backward
     ``softmax * g - onehot * g`` instead of PyTorch's two passes (a zero-filled (N, V) buffer
     for the NLL's gradient, then the log-softmax's). In a training step at V = 10,000 on one CPU
-    thread this saved about 6% of the step (``benchmarks/bench_train.py``).
+    thread this saved 5-8% of the step (``benchmarks/bench_train.py``).
 
     Args:
         logits: (N, V) float32/float64 unnormalised log-probabilities.
