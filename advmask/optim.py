@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-#: Devices on which :class:`torch.optim.Adam` has a fused implementation.
-FUSED_ADAM_DEVICES = ("cpu", "cuda", "xpu", "mps")
+# Devices on which torch.optim.Adam has a fused implementation.
+_FUSED_ADAM_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
 
 def adam(parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -38,9 +38,9 @@ def adam(parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
     if not parameters:
         raise ValueError("parameters is empty: nothing to optimise")
     devices = {p.device.type for p in parameters}
-    fused = len(devices) == 1 and devices <= set(FUSED_ADAM_DEVICES)
+    fused = len(devices) == 1 and devices <= set(_FUSED_ADAM_DEVICES)
     fused = fused and all(p.is_floating_point() for p in parameters)
     return torch.optim.Adam(parameters, lr=lr, fused=fused or None)
 
 
-__all__ = ["FUSED_ADAM_DEVICES", "adam"]
+__all__ = ["adam"]

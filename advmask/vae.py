@@ -158,16 +158,16 @@ class SequenceVAE(nn.Module):
             bytes_per_row += features.numel() * features.element_size()
             max_rows = max(1, memory_budget // bytes_per_row)
         flat_z = rearrange(z, "s n d -> (s n) d")
+        num_rows = num_samples * num_sequences
         nll = []
-        for start in range(0, num_samples * num_sequences, max_rows):
-            rows = torch.arange(
-                start, min(start + max_rows, num_samples * num_sequences), device=tokens.device
-            )
-            sequence = rows % num_sequences  # row r is (sample r // N, sequence r % N)
+        for start in range(0, num_rows, max_rows):
+            stop = min(start + max_rows, num_rows)
+            # Row r is (sample r // N, sequence r % N).
+            sequence = torch.arange(start, stop, device=tokens.device) % num_sequences
             if projected is not None:
-                logits = decoder.decode_projected(projected, flat_z[rows], rows=sequence)
+                logits = decoder.decode_projected(projected, flat_z[start:stop], rows=sequence)
             else:
-                logits = decoder(embedded[sequence], flat_z[rows])
+                logits = decoder(embedded[sequence], flat_z[start:stop])
             nll.append(_sequence_nll(logits, targets[sequence], lengths[sequence]))
         return -rearrange(torch.cat(nll), "(s n) -> s n", s=num_samples)
 

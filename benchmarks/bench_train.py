@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,7 @@ def section_step(args, base: ModelSpec, tokens, lengths, device, console, result
         table.add_row(
             dropout,
             summary(times[dropout], 1e3, 1),
-            f"{tokens_per_step / sorted(times[dropout])[len(times[dropout]) // 2]:,.0f}",
+            f"{tokens_per_step / statistics.median(times[dropout]):,.0f}",
             summary(paired_ratios(times[dropout], times["none"]), digits=3),
             summary(paired_ratios(times[dropout], times["uniform"]), digits=3),
         )

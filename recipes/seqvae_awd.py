@@ -89,7 +89,7 @@ from advmask.distributed import (
     reduce_ratios,
     shard_batch,
 )
-from advmask.evaluation import evaluate
+from advmask.evaluation import EvaluationResult, evaluate
 from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
 from advmask.optim import adam
 from advmask.probe import linear_probe_accuracy
@@ -944,6 +944,20 @@ def _train_run(
         )
     forward = torch.compile(wrapped) if config.compile else wrapped
     valid_batches = eval_batches(data.splits["valid"], config, device, world_size)
+
+    def evaluate_split(
+        model: SequenceVAE, batches: list[Batch], iw_samples: int
+    ) -> EvaluationResult:
+        """The evaluator with this run's conventions; each split's noise seeded by the run."""
+        return evaluate(
+            model,
+            batches,
+            iw_samples=iw_samples,
+            mi_estimator=config.mi_estimator,
+            generator=torch.Generator(device).manual_seed(seed),
+            distributed=context.is_distributed,
+        )
+
     steps_per_epoch = len(epoch_batches(data, config, seed, 0, device, world_size))
     beta_at = kl_schedule(config, steps_per_epoch)
     label = model_label(config, spec)
@@ -1064,14 +1078,7 @@ def _train_run(
                     stop,
                     f"the validation of epoch {progression.epoch}",
                 ):
-                    valid = evaluate(
-                        ema.module,
-                        valid_batches,
-                        iw_samples=config.valid_iw_samples,
-                        mi_estimator=config.mi_estimator,
-                        generator=torch.Generator(device).manual_seed(seed),
-                        distributed=context.is_distributed,
-                    )
+                    valid = evaluate_split(ema.module, valid_batches, config.valid_iw_samples)
             except BaseException as error:
                 # The epoch's training is kept: --resume validates it again.
                 checkpoint()
@@ -1120,26 +1127,12 @@ def _train_run(
         test_batches = eval_batches(data.splits["test"], config, device, world_size)
         valid_result = progression.best_valid_result
         if valid_result is None:  # a checkpoint from before best_valid_result was kept
-            valid_result = evaluate(
-                best,
-                valid_batches,
-                iw_samples=config.valid_iw_samples,
-                mi_estimator=config.mi_estimator,
-                generator=torch.Generator(device).manual_seed(seed),
-                distributed=context.is_distributed,
-            ).as_dict()
+            valid_result = evaluate_split(best, valid_batches, config.valid_iw_samples).as_dict()
         try:
             with evaluation_progress(
                 best, test_batches, f"{label} | test", progress, stop, "the test"
             ):
-                test_result = evaluate(
-                    best,
-                    test_batches,
-                    iw_samples=config.test_iw_samples,
-                    mi_estimator=config.mi_estimator,
-                    generator=torch.Generator(device).manual_seed(seed),
-                    distributed=context.is_distributed,
-                ).as_dict()
+                test_result = evaluate_split(best, test_batches, config.test_iw_samples).as_dict()
         except InterruptedRunError as error:
             raise InterruptedRunError(
                 f"{error}; training is finished (checkpoint in {last_path}); "

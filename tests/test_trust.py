@@ -66,6 +66,20 @@ def run(recipe, argv: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def run_interrupted_at_the_first_step(recipe, argv, monkeypatch, capsys) -> int:
+    """Run ``argv`` with a SIGINT during its first step (so ``last.pt`` exists); exit status."""
+    real_step = recipe.train_step
+
+    def interrupted_step(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "train_step", interrupted_step)
+    code, _, _ = run(recipe, argv, capsys)
+    monkeypatch.setattr(recipe, "train_step", real_step)
+    return code
+
+
 def assert_one_line_error(code: int, err: str, *fragments: str, status: int = 2) -> None:
     assert code == status, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -160,16 +174,7 @@ def test_resume_on_other_data_with_the_same_vocabulary_is_refused(
 ) -> None:
     out = tmp_path / "runs"
     argv = [*SMALL, "--data-dir", str(corpus), "--out", str(out), "--dropout", "none"]
-    real_step = recipe.train_step
-
-    def interrupted_step(*args, **kwargs):
-        signal.raise_signal(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
-    code, _, _ = run(recipe, argv, capsys)
-    assert code == 130
-    monkeypatch.setattr(recipe, "train_step", real_step)
+    assert run_interrupted_at_the_first_step(recipe, argv, monkeypatch, capsys) == 130
     write_corpus(corpus, seed=1)  # the same words, other sentences
     code, _, err = run(recipe, [*argv, "--resume"], capsys)
     assert_one_line_error(code, err, "the data", "fingerprint")
@@ -409,15 +414,7 @@ def test_resume_from_a_damaged_checkpoint_is_one_line(
 ) -> None:
     out = tmp_path / "runs"
     argv = [*SMALL, "--data-dir", str(corpus), "--out", str(out), "--dropout", "none"]
-    real_step = recipe.train_step
-
-    def interrupted_step(*args, **kwargs):
-        signal.raise_signal(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
-    run(recipe, argv, capsys)
-    monkeypatch.setattr(recipe, "train_step", real_step)
+    run_interrupted_at_the_first_step(recipe, argv, monkeypatch, capsys)
     _flip_tensor_bytes(run_dir(out) / "last.pt")
     code, _, err = run(recipe, [*argv, "--resume"], capsys)
     assert_one_line_error(code, err, str(run_dir(out) / "last.pt"), "corrupt")

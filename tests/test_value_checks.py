@@ -194,5 +194,6 @@ def test_checks_off_skips_value_checks_but_not_shape_checks(checks_off) -> None:
         masker(tokens, torch.tensor([1, 2]))
     with pytest.raises(TypeError, match="lengths must have dtype"):
         masker(tokens, torch.ones(4))
-    # A value error goes unchecked (the caller promised valid data): no error raised here.
-    bottom_k(torch.zeros(1, 2), torch.tensor([1]), torch.ones(1, 2, dtype=torch.bool))
+    # A value error goes unchecked (the caller promised valid data): k = 3 > n = 2 raises
+    # "k must be in [0, n_b]" with checks on, nothing here.
+    bottom_k(torch.zeros(1, 2), torch.tensor([3]), torch.ones(1, 2, dtype=torch.bool))

@@ -81,7 +81,7 @@ class LSTMEncoder(nn.Module):
         # without packing, which would run the unfused per-step kernel and copy the lengths
         # to the host.
         states, _ = self.lstm(self.embedding(tokens.long()))  # (B, T, H)
-        last = (lengths.to(torch.int64) - 1).clamp(0, tokens.shape[1] - 1)
+        last = lengths.to(torch.int64) - 1
         last_hidden = states.gather(1, repeat(last, "b -> b 1 h", h=states.shape[2])).squeeze(1)
         mean, logvar = self.to_posterior(last_hidden).chunk(2, dim=-1)
         return mean, logvar
