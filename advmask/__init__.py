@@ -4,11 +4,11 @@
 
 The maskers, their building blocks, the embedding wrapper and its adapter
 (:func:`mask_input_embeddings`, for any decoder) are exported here; the sequence-VAE
-parts live in subpackages (:mod:`advmask.data`, :mod:`advmask.models`, :mod:`advmask.metrics`,
-:mod:`advmask.vae`, :mod:`advmask.evaluation`).
+parts live in subpackages (:mod:`advmask.seqvae.data`, :mod:`advmask.seqvae.models`, :mod:`advmask.seqvae.metrics`,
+:mod:`advmask.seqvae.vae`, :mod:`advmask.seqvae.evaluation`).
 """
 
-from advmask import optim
+
 from advmask.adapters import mask_input_embeddings, unmask_input_embeddings
 from advmask.budget import eligible_positions, num_to_drop
 from advmask.checks import set_value_checks, value_checks_enabled
@@ -54,7 +54,7 @@ __all__ = [
     "mask_embeddings",
     "mask_input_embeddings",
     "num_to_drop",
-    "optim",
+
     "register_relaxation",
     "score_kl",
     "set_value_checks",

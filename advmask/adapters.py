@@ -9,7 +9,7 @@ same call serves
 * Hugging Face ``transformers`` models (found through ``get_input_embeddings()`` and replaced
   through ``set_input_embeddings()``; weight tying with the output layer survives, because the
   wrapped ``nn.Embedding`` and its weight are the same objects);
-* the decoders of :mod:`advmask.models` (their ``embedding`` attribute);
+* the decoders of :mod:`advmask.seqvae.models` (their ``embedding`` attribute);
 * any other ``torch.nn`` model (``attribute="dotted.path"`` to the embedding).
 
 How the wrapper learns which positions may be dropped (padding must never be): a caller that
@@ -40,7 +40,7 @@ from torch import nn
 from advmask.embedding import MaskedEmbedding
 
 DEFAULT_ATTRIBUTE = "embedding"
-"""Where :mod:`advmask.models` decoders keep their input embedding."""
+"""Where :mod:`advmask.seqvae.models` decoders keep their input embedding."""
 
 _Installer = Callable[[nn.Module], object]
 """Puts a module where the input embedding was found."""
@@ -59,7 +59,7 @@ def mask_input_embeddings(
 
     The embedding is found, in order: at ``attribute`` if given; through the Hugging Face
     methods ``get_input_embeddings()`` / ``set_input_embeddings()`` if the model has them;
-    at the attribute ``embedding`` (:mod:`advmask.models`). The wrapper becomes a submodule of
+    at the attribute ``embedding`` (:mod:`advmask.seqvae.models`). The wrapper becomes a submodule of
     ``model``, so ``model.train()`` / ``model.eval()`` switch it and ``model.parameters()``
     include the masker's: with an :class:`advmask.AdversarialMasker` one optimiser and one
     backward pass train both players. The wrapped embedding's state-dict keys gain the prefix

@@ -49,7 +49,7 @@ class AdversarialMasker(nn.Module):
     bottom-K of the scores, straight-through the relaxation ``relaxation``, behind a gradient
     reversal of scale ``grl_scale``. Eval mode: no noise, the bottom-K of ``mean``
     (deterministic, no gradient). Consumers such as :class:`advmask.embedding.MaskedEmbedding`
-    and :class:`advmask.vae.SequenceVAE` do not call the masker in eval mode at all.
+    and :class:`advmask.seqvae.vae.SequenceVAE` do not call the masker in eval mode at all.
 
     Args:
         vocab_size: number of token ids (for the score network's own embedding).
@@ -204,7 +204,7 @@ class UniformMasker(nn.Module):
 
     In eval mode both modes are deterministic: the first ``K`` eligible positions of each row
     (the bottom-K of all-zero scores). Consumers such as
-    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.vae.SequenceVAE` do not call
+    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.seqvae.vae.SequenceVAE` do not call
     the masker in eval mode at all: no word dropout at evaluation.
 
     The mask never carries a gradient, ``mean`` is 0, ``std`` is 1 and ``regularizer`` is 0.

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved, paired_ratios, summary
 
 import advmask
-from advmask.factory import ModelSpec, build_sequence_vae
-from advmask.metrics import importance_weighted_log_likelihood
-from advmask.report import print_table
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.seqvae.metrics import importance_weighted_log_likelihood
+from advmask.seqvae.report import print_table
 
 DROPOUTS = ("none", "uniform", "adversarial")
 
@@ -70,8 +70,8 @@ def make_batch(
 def adversary_optimizer(parameters: Any, lr: float) -> torch.optim.Optimizer:
     """The recipe's optimiser of the adversary at this commit (fused Adam where it has one)."""
     if hasattr(advmask, "optim"):
-        return advmask.optim.adam(parameters, lr=lr)
-    return torch.optim.Adam(parameters, lr=lr)  # what the recipe used before advmask.optim
+        return advmask.training.optim.adam(parameters, lr=lr)
+    return torch.optim.Adam(parameters, lr=lr)  # what the recipe used before advmask.training.optim
 
 
 def training_step(spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, device):
@@ -189,7 +189,7 @@ def section_iw(args, base: ModelSpec, tokens, lengths, device, console, results)
 
     @torch.no_grad()
     def importance_weighted() -> None:
-        # As advmask.evaluation.evaluate calls it (chunk_size = its iw_chunk default).
+        # As advmask.seqvae.evaluation.evaluate calls it (chunk_size = its iw_chunk default).
         mean, logvar = model.posterior(tokens, lengths)
         importance_weighted_log_likelihood(
             lambda zs: model.log_likelihood(tokens, lengths, zs),
@@ -257,8 +257,8 @@ def section_recurrence(args, base: ModelSpec, tokens, device, console, results) 
 
 def peak_memory_child(samples: int, length: int, vocab: int) -> None:
     """In a fresh process: peak RSS above the model's of one IW evaluation (ptb sizes)."""
-    from advmask.data import Batch
-    from advmask.evaluation import evaluate
+    from advmask.seqvae.data import Batch
+    from advmask.seqvae.evaluation import evaluate
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -56,8 +56,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     # Type variables and private protocols that have no page of their own.
     ("py:class", r"advmask\..*\._[A-Za-z].*"),
-    # The type variable of advmask.cli.parse_config (the dataclass type passed in).
-    ("py:class", "advmask.cli.ConfigT"),
+    # The type variable of advmask.training.cli.parse_config (the dataclass type passed in).
+    ("py:class", "advmask.training.cli.ConfigT"),
 ]
 
 # -- autodoc + napoleon --------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from advmask.analysis import (
+from advmask.seqvae.analysis import (
     PMISummary,
     decode,
     drop_by_frequency,
@@ -52,12 +52,12 @@ from advmask.analysis import (
     summarize_pmi,
     token_saliency,
 )
-from advmask.checkpoint import atomic_write, save_json
-from advmask.cli import Parser, UserError, exit_with_error
-from advmask.data import Vocabulary, collate, make_batches
-from advmask.data.corpus import read_lines
-from advmask.factory import load_sequence_vae
-from advmask.report import load_runs, read_json
+from advmask.training.checkpoint import atomic_write, save_json
+from advmask.training.cli import Parser, UserError, exit_with_error
+from advmask.seqvae.data import Vocabulary, collate, make_batches
+from advmask.seqvae.data.corpus import read_lines
+from advmask.seqvae.factory import load_sequence_vae
+from advmask.seqvae.report import load_runs, read_json
 
 RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample", "pmi")
 STUDIES = ("lambda-study", "rate-ablation")
@@ -220,7 +220,7 @@ def run_dropped(run: Run, args: argparse.Namespace, out: Path, console: Console)
             {"group": label, "probability": p, "uniform": u, "count": n} for label, p, u, n in rows
         ]
     save_json(result, out / "dropped.json")
-    from advmask.analysis.plots import plot_drop_profiles
+    from advmask.seqvae.analysis.plots import plot_drop_profiles
 
     paths = plot_drop_profiles(
         profiles, out / "dropped", title=f"What the adversary drops: {run.directory.name}"
@@ -417,7 +417,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     paths = [save_json(result, out / "pmi.json")]
     if (run.directory / "pmi.json").resolve() != paths[0].resolve():
         paths.append(save_json(result, run.directory / "pmi.json"))
-    from advmask.analysis.pmi import plot_pmi
+    from advmask.seqvae.analysis.pmi import plot_pmi
 
     try:
         paths += plot_pmi(
@@ -511,7 +511,7 @@ def lambda_study(run_dirs: list[Path], out: Path, console: Console) -> dict:
             "score statistics (last logged row)", ("run", "rows", "l1", "std", "grad norm"), rows
         )
     )
-    from advmask.analysis.plots import plot_lambda_study
+    from advmask.seqvae.analysis.plots import plot_lambda_study
 
     paths = plot_lambda_study(logs, out / "lambda_study")
     console.print("written " + ", ".join(map(str, paths)))
@@ -552,7 +552,7 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
         ],
         out / "rate_ablation.json",
     )
-    from advmask.analysis.plots import plot_rate_ablation
+    from advmask.seqvae.analysis.plots import plot_rate_ablation
 
     paths = plot_rate_ablation(points, out / "rate_ablation")
     console.print("written " + ", ".join(map(str, [*paths, out / "rate_ablation.json"])))

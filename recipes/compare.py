@@ -24,8 +24,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from advmask.cli import Parser, exit_with_error
-from advmask.report import (
+from advmask.training.cli import Parser, exit_with_error
+from advmask.seqvae.report import (
     PairedDifference,
     comparison_line,
     dropout_kind,

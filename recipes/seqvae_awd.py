@@ -59,7 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask import RELAXATIONS, set_value_checks, value_checks_enabled
-from advmask.checkpoint import (
+from advmask.training.checkpoint import (
     CheckpointError,
     RunLock,
     RunLockedError,
@@ -69,8 +69,8 @@ from advmask.checkpoint import (
     save_checkpoint,
     save_json,
 )
-from advmask.cli import Parser, UserError, exit_with_error, parse_config
-from advmask.data import (
+from advmask.training.cli import Parser, UserError, exit_with_error, parse_config
+from advmask.seqvae.data import (
     Batch,
     Vocabulary,
     fingerprint,
@@ -78,7 +78,7 @@ from advmask.data import (
     make_batches,
     make_synthetic_corpus,
 )
-from advmask.distributed import (
+from advmask.training.distributed import (
     BatchShard,
     DistributedContext,
     any_rank,
@@ -89,11 +89,11 @@ from advmask.distributed import (
     reduce_ratios,
     shard_batch,
 )
-from advmask.evaluation import EvaluationResult, evaluate
-from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
-from advmask.optim import adam
-from advmask.probe import linear_probe_accuracy
-from advmask.report import (
+from advmask.seqvae.evaluation import EvaluationResult, evaluate
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
+from advmask.training.optim import adam
+from advmask.seqvae.probe import linear_probe_accuracy
+from advmask.seqvae.report import (
     comparison_line,
     paired_differences,
     print_table,
@@ -101,8 +101,8 @@ from advmask.report import (
     results_legend,
     results_table,
 )
-from advmask.schedules import CyclicalKLAnnealing, LinearKLAnnealing
-from advmask.vae import SequenceVAE
+from advmask.seqvae.schedules import CyclicalKLAnnealing, LinearKLAnnealing
+from advmask.seqvae.vae import SequenceVAE
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -249,7 +249,7 @@ class Config:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # A few minutes on 2 CPU cores for all three variants (see advmask.data.synthetic).
+    # A few minutes on 2 CPU cores for all three variants (see advmask.seqvae.data.synthetic).
     "synthetic": dict(
         # The demo: every variant at one rate, over three seeds, so that the comparison is
         # paired and has a standard error.
@@ -356,7 +356,7 @@ class Data:
 
     ``word_counts`` are the whitespace words of each split's text (with sentencepiece, fewer
     than its pieces: the denominator of a per-word perplexity); ``fingerprint`` identifies the
-    encoded splits (:func:`advmask.data.fingerprint`), so a resumed run can tell that its data
+    encoded splits (:func:`advmask.seqvae.data.fingerprint`), so a resumed run can tell that its data
     changed.
     """
 
@@ -450,7 +450,7 @@ def epoch_batches(
     """The *global* batches of an epoch, ``batch_size`` sequences per rank each.
 
     Every rank builds the same list and trains on its shard of each batch
-    (:func:`advmask.distributed.shard_batch`), so ``W`` ranks with ``--batch-size B`` see the
+    (:func:`advmask.training.distributed.shard_batch`), so ``W`` ranks with ``--batch-size B`` see the
     batches of one process with ``--batch-size W*B``. A last batch with fewer sequences than
     ranks is left out (at most ``W - 1`` sequences per epoch), since a rank cannot train on none.
     """
@@ -574,7 +574,7 @@ def evaluation_progress(
 ) -> Iterator[None]:
     """Advance a progress bar per evaluated batch, and honour a stop request between batches.
 
-    :func:`advmask.evaluation.evaluate` encodes every batch once, so a hook on the encoder
+    :func:`advmask.seqvae.evaluation.evaluate` encodes every batch once, so a hook on the encoder
     marks each batch; a requested stop raises :class:`InterruptedRunError` (mentioning
     ``where``) from it, between two batches.
     """
@@ -602,7 +602,7 @@ def kl_schedule(config: Config, steps_per_epoch: int) -> Any:
 
 
 def _ratio(total: torch.Tensor, count: torch.Tensor | float) -> torch.Tensor:
-    """(2,) ``[sum, count]``, summed over ranks by :func:`advmask.distributed.reduce_ratios`."""
+    """(2,) ``[sum, count]``, summed over ranks by :func:`advmask.training.distributed.reduce_ratios`."""
     total = total.detach().float()
     return torch.stack([total, torch.as_tensor(count, dtype=total.dtype, device=total.device)])
 
@@ -804,7 +804,7 @@ def train_run(
 ) -> dict:
     """Train one variant with one seed, then test it; returns the run's metrics.
 
-    The run folder is locked while this runs (:class:`advmask.checkpoint.RunLock`), so a
+    The run folder is locked while this runs (:class:`advmask.training.checkpoint.RunLock`), so a
     second process cannot write into it. Under ``torchrun`` (``context`` with several ranks)
     every rank runs this function: each trains on its shard of every global batch through DDP
     and keeps an identical copy of the model and its averaged weights; rank 0 alone locks and

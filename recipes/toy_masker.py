@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from advmask.cli import parse_config
+from advmask.training.cli import parse_config
 from advmask.maskers import AdversarialMasker, UniformMasker
 
 

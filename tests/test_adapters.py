@@ -25,7 +25,7 @@ from advmask import (
     num_to_drop,
     unmask_input_embeddings,
 )
-from advmask.models import DoubleLSTMDecoder, LSTMDecoder, TransformerDecoder
+from advmask.seqvae.models import DoubleLSTMDecoder, LSTMDecoder, TransformerDecoder
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB, EMB, HID, LAT = 40, 16, 32, 4

@@ -1,4 +1,4 @@
-"""The paper's analyses (advmask.analysis and recipes/analyze.py) on a tiny trained model."""
+"""The paper's analyses (advmask.seqvae.analysis and recipes/analyze.py) on a tiny trained model."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import pytest
 import torch
 
-from advmask.analysis import (
+from advmask.seqvae.analysis import (
     STEPPERS,
     decode,
     drop_by_frequency,
@@ -26,9 +26,9 @@ from advmask.analysis import (
     saliency_html,
     token_saliency,
 )
-from advmask.analysis.decoding import stepper
-from advmask.data import EOS_ID, PAD_ID, collate
-from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
+from advmask.seqvae.analysis.decoding import stepper
+from advmask.seqvae.data import EOS_ID, PAD_ID, collate
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
 from tests.test_recipe import TINY, load_recipe
 
 torch.set_num_threads(1)
@@ -231,7 +231,7 @@ def test_saliency_refuses_a_model_without_masker() -> None:
 
 
 def test_saliency_html_shades_and_boxes_every_word(adversarial, runs) -> None:
-    from advmask.data import Vocabulary
+    from advmask.seqvae.data import Vocabulary
 
     vocab = Vocabulary.load(runs / "adversarial-seed0" / "vocab.json")
     batch = collate([[4, 5, 6, 7, 8], [9, 10, 11]])

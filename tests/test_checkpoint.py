@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 import torch
 
-from advmask.checkpoint import (
+from advmask.training.checkpoint import (
     CheckpointError,
     atomic_write,
     load_checkpoint,
@@ -86,7 +86,7 @@ def test_killed_process_never_leaves_partial_target(existing: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os
-        from advmask.checkpoint import atomic_write
+        from advmask.training.checkpoint import atomic_write
 
         def write(file):
             file.write(b"partial")
@@ -224,7 +224,7 @@ def test_save_json_unserialisable_keeps_old(tmp_path: Path) -> None:
 
 
 def test_checksum_is_stored_and_removed_on_load(tmp_path: Path) -> None:
-    from advmask.checkpoint import CHECKSUM_KEY, checksum
+    from advmask.training.checkpoint import CHECKSUM_KEY, checksum
 
     state = {"step": 2, "weight": torch.arange(6.0).reshape(2, 3)}
     path = save_checkpoint(state, tmp_path / "last.pt")
@@ -236,7 +236,7 @@ def test_checksum_is_stored_and_removed_on_load(tmp_path: Path) -> None:
 
 
 def test_checksum_sees_values_shapes_and_dtypes() -> None:
-    from advmask.checkpoint import checksum
+    from advmask.training.checkpoint import checksum
 
     base = checksum({"w": torch.zeros(4), "step": 1})
     assert checksum({"w": torch.zeros(4), "step": 1}) == base
@@ -253,13 +253,13 @@ def test_checksum_sees_values_shapes_and_dtypes() -> None:
 def test_file_without_checksum_loads_unverified(tmp_path: Path, caplog) -> None:
     path = tmp_path / "old.pt"
     torch.save({"step": 5}, path)
-    with caplog.at_level("WARNING", logger="advmask.checkpoint"):
+    with caplog.at_level("WARNING", logger="advmask.training.checkpoint"):
         assert load_checkpoint(path) == {"step": 5}
     assert "no checksum" in caplog.text
 
 
 def test_remove_stale_temporaries_only_removes_killed_saves(tmp_path: Path) -> None:
-    from advmask.checkpoint import remove_stale_temporaries
+    from advmask.training.checkpoint import remove_stale_temporaries
 
     stale = [tmp_path / ".last.pt.0123456789ab.tmp", tmp_path / ".log.csv.abcdefabcdef.tmp"]
     kept = [tmp_path / "last.pt", tmp_path / "notes.tmp", tmp_path / ".last.pt.xyz.tmp"]
@@ -273,7 +273,7 @@ def test_remove_stale_temporaries_only_removes_killed_saves(tmp_path: Path) -> N
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     import socket
 
-    from advmask.checkpoint import RunLock
+    from advmask.training.checkpoint import RunLock
 
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip

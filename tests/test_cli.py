@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask.cli import add_config_arguments, parse_config
+from advmask.training.cli import add_config_arguments, parse_config
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from advmask.report import comparison_line, paired_differences, results_legend
+from advmask.seqvae.report import comparison_line, paired_differences, results_legend
 
 
 def run(seed, **test):
@@ -75,7 +75,7 @@ def test_legend_explains_known_columns_and_probe_chance() -> None:
 
 
 def test_select_on_validation_reads_the_validation_split_only() -> None:
-    from advmask.report import select_on_validation
+    from advmask.seqvae.report import select_on_validation
 
     groups = {
         "good on test": [{"seed": 0, "valid": {"neg_elbo": 40.0}, "test": {"neg_elbo": 1.0}}],

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from advmask import AdversarialMasker, mask_input_embeddings
-from advmask.models import DoubleLSTMDecoder, LSTMDecoder, TransformerDecoder
+from advmask.seqvae.models import DoubleLSTMDecoder, LSTMDecoder, TransformerDecoder
 
 VOCAB, EMB, HID, LAT = 30, 8, 16, 4
 TOKENS = torch.tensor([[1, 5, 6, 7, 8, 9, 2], [1, 10, 11, 2, 0, 0, 0], [1, 12, 2, 0, 0, 0, 0]])

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask.data import (
+from advmask.seqvae.data import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
@@ -25,9 +25,9 @@ from advmask.data import (
     make_batches,
     make_synthetic_corpus,
 )
-from advmask.data import sentencepiece as spm_module
-from advmask.data.synthetic import STYLES, TOPICS
-from advmask.data.vocab import SPECIALS
+from advmask.seqvae.data import sentencepiece as spm_module
+from advmask.seqvae.data.synthetic import STYLES, TOPICS
+from advmask.seqvae.data.vocab import SPECIALS
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 
@@ -189,7 +189,7 @@ def test_max_length_refuses_or_truncates_long_lines(tmp_path) -> None:
 
 
 def test_fingerprint_identifies_the_encoded_splits() -> None:
-    from advmask.data import fingerprint
+    from advmask.seqvae.data import fingerprint
 
     splits = {"train": [[4, 5], [6]], "valid": [[4]]}
     assert fingerprint(splits) == fingerprint({"valid": [[4]], "train": [[4, 5], [6]]})
@@ -587,7 +587,7 @@ def test_factors_are_readable_from_the_whole_sentence_only(synthetic) -> None:
     assert naive_bayes_accuracy(synthetic, "style") > 0.85  # chance 0.33
     assert naive_bayes_accuracy(synthetic, "topic", prefix=1) < 0.37
     # The first word is never a topic word.
-    from advmask.data.synthetic import _ALL_TOPIC_WORDS
+    from advmask.seqvae.data.synthetic import _ALL_TOPIC_WORDS
 
     topic_words = set().union(*_ALL_TOPIC_WORDS.values())
     assert not any(s[0] in topic_words for s in synthetic.splits["train"])

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask.data import collate, make_batches
-from advmask.distributed import (
+from advmask.seqvae.data import collate, make_batches
+from advmask.training.distributed import (
     DistributedContext,
     ShardedRandomness,
     all_gather_rows,

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from advmask.factory import ModelSpec, build_sequence_vae
-from advmask.models import DoubleLSTMDecoder, LSTMEncoder
-from advmask.optim import adam
-from advmask.vae import _sequence_nll, token_cross_entropy
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.seqvae.models import DoubleLSTMDecoder, LSTMEncoder
+from advmask.training.optim import adam
+from advmask.seqvae.vae import _sequence_nll, token_cross_entropy
 
 
 def sequence_nll_reference(logits, targets, lengths):

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask.metrics import (
+from advmask.seqvae.metrics import (
     MI_ESTIMATORS,
     MIEstimate,
     active_units,

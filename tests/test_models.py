@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from advmask.models import (
+from advmask.seqvae.models import (
     DECODERS,
     DoubleLSTMDecoder,
     LSTMDecoder,

@@ -1,4 +1,4 @@
-"""Next-word PMI (advmask.analysis.pmi): a closed-form toy, a brute-force oracle, scipy."""
+"""Next-word PMI (advmask.seqvae.analysis.pmi): a closed-form toy, a brute-force oracle, scipy."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from advmask.analysis import (
+from advmask.seqvae.analysis import (
     bootstrap_ci,
     droppable_inputs,
     next_word_pmi,
     spearman,
     summarize_pmi,
 )
-from advmask.data import collate
-from advmask.data.vocab import UNK_ID
+from advmask.seqvae.data import collate
+from advmask.seqvae.data.vocab import UNK_ID
 from advmask.embedding import mask_embeddings
-from advmask.factory import ModelSpec, build_sequence_vae
-from advmask.vae import SequenceVAE
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.seqvae.vae import SequenceVAE
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from advmask.probe import linear_probe_accuracy
+from advmask.seqvae.probe import linear_probe_accuracy
 
 
 def _clusters(

@@ -92,7 +92,7 @@ def test_every_variant_trains_and_reports_finite_metrics(tiny_runs) -> None:
 
 
 def test_best_checkpoint_loads_without_the_recipe(tiny_runs) -> None:
-    from advmask.factory import load_sequence_vae
+    from advmask.seqvae.factory import load_sequence_vae
 
     out, _ = tiny_runs
     model, spec = load_sequence_vae(out / "synthetic" / "adversarial-seed0" / "best.pt")

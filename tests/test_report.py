@@ -1,4 +1,4 @@
-"""Results tables: mean (std) over seeds from runs' metrics.json (advmask.report, compare.py)."""
+"""Results tables: mean (std) over seeds from runs' metrics.json (advmask.seqvae.report, compare.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from advmask.report import (
+from advmask.seqvae.report import (
     COLUMNS,
     PairedDifference,
     Summary,

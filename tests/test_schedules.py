@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from advmask.schedules import (
+from advmask.seqvae.schedules import (
     FREE_BITS,
     ConstantKL,
     CyclicalKLAnnealing,

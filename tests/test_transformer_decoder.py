@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from advmask.checkpoint import load_checkpoint, save_checkpoint
-from advmask.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
-from advmask.models import DECODERS, TransformerDecoder
+from advmask.training.checkpoint import load_checkpoint, save_checkpoint
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
+from advmask.seqvae.models import DECODERS, TransformerDecoder
 
 F64 = torch.float64
 VOCAB, EMB, HID, LAT = 23, 6, 8, 3

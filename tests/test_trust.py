@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from advmask import checkpoint as checkpoints
-from advmask import data as datasets
+from advmask.training import checkpoint as checkpoints
+from advmask.seqvae import data as datasets
 from tests.test_recipe import TINY_MODEL, load_recipe
 
 WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "rug", "and", "big"]

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from advmask import AdversarialMasker, UniformMasker
-from advmask.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from advmask.models import DoubleLSTMDecoder, LSTMDecoder, LSTMEncoder
-from advmask.vae import SequenceVAE
+from advmask.seqvae.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from advmask.seqvae.models import DoubleLSTMDecoder, LSTMDecoder, LSTMEncoder
+from advmask.seqvae.vae import SequenceVAE
 
 VOCAB = 30
 
@@ -171,7 +171,7 @@ def test_adversary_with_zero_scores_trains_the_vae_exactly_like_uniform_dropout(
     # lambda -> infinity pulls the scores to N(0, 1): then the adversarial masker is exactly-K
     # uniform dropout, and the VAE's loss and gradients must be those of UniformMasker given
     # the same noise (no other difference between the two training paths).
-    from advmask.factory import ModelSpec, build_sequence_vae
+    from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 
     sizes = dict(
         vocab_size=50, embedding_dim=16, hidden_size=24, latent_dim=4, rate=0.4, std="fixed",

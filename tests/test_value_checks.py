@@ -13,8 +13,8 @@ from torch.profiler import ProfilerActivity, profile
 
 import advmask
 from advmask import AdversarialMasker, UniformMasker, bottom_k, set_value_checks
-from advmask.factory import ModelSpec, build_sequence_vae
-from advmask.optim import adam
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.training.optim import adam
 
 
 @pytest.fixture

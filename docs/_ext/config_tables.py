@@ -2,7 +2,7 @@
 
 The recipe declares every setting once, as a field of a frozen dataclass with
 ``metadata={"help": ..., "choices": ...}``, and derives its command-line flags from it
-(:mod:`advmask.cli`). These directives read the same dataclass, so the documented flags can never
+(:mod:`advmask.training.cli`). These directives read the same dataclass, so the documented flags can never
 drift from the real ones::
 
     .. config-flags:: recipes/seqvae_awd.py

@@ -177,7 +177,7 @@ def documented_names(env: BuildEnvironment) -> dict[int, str]:
 
 
 def _prefixes(context: list[str | None]) -> list[str]:
-    """``["advmask.data.batching.Batch", "advmask.data.batching"]`` for module + class."""
+    """``["advmask.seqvae.data.batching.Batch", "advmask.seqvae.data.batching"]`` for module + class."""
     module, cls = context
     if not module:
         return []
@@ -196,7 +196,7 @@ def resolve_missing(
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"]
-    # A relative name in a docstring (``:class:`Batch``` in advmask.data) is looked up in the
+    # A relative name in a docstring (``:class:`Batch``` in advmask.seqvae.data) is looked up in the
     # module and class it was written in, as the Python domain does.
     context = [node.get("py:module"), node.get("py:class")]
     candidates = [target] + [

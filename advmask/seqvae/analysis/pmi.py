@@ -1,0 +1,545 @@
+r"""What a dropped word takes from the decoder: next-word PMI against the drop probability.
+
+The paper's Eq. 5 idea: dropping a decoder input ``x_i`` removes the pointwise mutual
+information it carries about the next word beyond the rest of the prefix and ``z``,
+
+.. math::
+
+    \mathrm{PMI}_i = \log p(x_{i+1} \mid x_{\le i}, z)
+                   - \log p(x_{i+1} \mid x_{<i}, \tilde x_i, z),
+
+where :math:`\tilde x_i` is ``x_i`` dropped exactly as in training (its embedding replaced by
+the model's fill vector, :func:`advmask.embedding.mask_embeddings`). An adversary that learns to
+drop high-PMI inputs leaves the decoder short of exactly the information ``z`` can supply, so
+the theory predicts a positive rank correlation between ``PMI_i`` and the adversary's drop
+probability of ``x_i``.
+
+Only the next-word term is counted: dropping ``x_i`` also changes ``p(x_{j+1} | ...)`` for
+every later ``j > i`` (through the recurrent state or attention), and those terms are not in
+``PMI_i``. The model runs in eval mode (no decoder dropout) with a given ``z``; the analysis
+command uses the posterior mean.
+
+* :func:`next_word_pmi`: ``PMI_i`` of every droppable input of a batch, vectorised over the
+  ``B * T`` one-input-dropped variants (in memory-bounded chunks).
+* :func:`spearman`: Spearman's rank correlation (average ranks for ties), optionally with
+  integer frequency weights, the form a bootstrap needs.
+* :func:`bootstrap_ci`: a percentile bootstrap interval of it, resampling groups (sentences).
+* :func:`summarize_pmi`: the pooled numbers that ``recipes/analyze.py RUN pmi`` reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from advmask.budget import eligible_positions
+from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, check_tokens_lengths
+from advmask.embedding import mask_embeddings
+from advmask.seqvae.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
+
+
+# --------------------------------------------------------------------------------------------
+# PMI of each decoder input with the next word
+# --------------------------------------------------------------------------------------------
+def droppable_inputs(tokens: Tensor, lengths: Tensor) -> Tensor:
+    """The decoder inputs a masker may drop, aligned with ``tokens``: the words ``w_1..w_L``.
+
+    Args:
+        tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``.
+        lengths: (B,) int64 ``L_b + 2``.
+
+    Returns:
+        (B, T) bool, True at ``tokens[b, 1..L_b]``; False at BOS, EOS, padding (and so always
+        in the last column, which is never a decoder input).
+
+    Example:
+        >>> droppable_inputs(torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]]), torch.tensor([4, 3]))
+        tensor([[False,  True,  True, False],
+                [False,  True, False, False]])
+    """
+    inputs = tokens.shape[1] - 1
+    is_bos = torch.arange(inputs, device=tokens.device) == 0
+    # The masker's own rule: lengths - 1 valid inputs (BOS and the words), BOS protected.
+    eligible = eligible_positions(lengths - 1, inputs, protected=is_bos)
+    return F.pad(eligible, (0, 1), value=False)
+
+
+@torch.no_grad()
+def next_word_pmi(
+    model: SequenceVAE,
+    tokens: Tensor,
+    lengths: Tensor,
+    z: Tensor | None = None,
+    *,
+    max_rows: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Tensor:
+    """``PMI_i = log p(x_{i+1} | x_{<=i}, z) - log p(x_{i+1} | x_{<=i}, x_i dropped, z)``.
+
+    For every droppable input ``x_i = tokens[b, i]`` (a word; not BOS, EOS or padding) the
+    decoder is run once more on the inputs with ``x_i`` dropped as in training (the model's
+    fill: zero vector, ``<unk>`` embedding or learned vector), and the two log-probabilities of
+    the *next* token ``tokens[b, i + 1]`` (a word, or EOS after the last word) are compared.
+    Dropping ``x_i`` also changes the later predictions; they are not part of ``PMI_i``.
+
+    The ``N = sum_b L_b`` variants are decoded in chunks of at most ``max_rows`` rows, ordered
+    by the dropped position and cut after it: the decoder is causal (step ``t`` reads inputs
+    ``0..t`` only, the decoder contract of :class:`~advmask.seqvae.vae.SequenceVAE`), so the steps
+    after the dropped one are not needed. The model runs in eval mode (no decoder dropout) and
+    is put back in its previous mode afterwards.
+
+    Args:
+        model: the sequence VAE; its ``decoder`` and :meth:`~advmask.seqvae.vae.SequenceVAE.fill_vector`
+            are used (and its encoder when ``z`` is None).
+        tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``.
+        lengths: (B,) int64 non-padding tokens per row (``L_b + 2``, at least 2).
+        z: optional (B, D) float latent codes; None uses the posterior means ``E_q[z | x]``.
+        max_rows: most one-input-dropped variants decoded at once; None derives it from
+            ``memory_budget``.
+        memory_budget: bytes for one chunk's float32 logits and its copy of the embeddings
+            (default 256 MiB).
+
+    Returns:
+        (B, T) float PMI in nats, aligned with ``tokens`` (entry ``[b, i]`` is about the input
+        ``tokens[b, i]``); NaN where the input is not droppable (see :func:`droppable_inputs`).
+        float64 for a float64 model, float32 otherwise.
+
+    Raises:
+        ValueError: on malformed ``tokens``/``lengths``, a ``z`` of the wrong shape, or a
+            non-positive ``max_rows``.
+
+    Example:
+        >>> from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+        >>> model = build_sequence_vae(ModelSpec(vocab_size=9, embedding_dim=4, hidden_size=4,
+        ...                                      latent_dim=2))
+        >>> pmi = next_word_pmi(model, torch.tensor([[1, 5, 6, 2]]), torch.tensor([4]))
+        >>> pmi.shape, pmi.isnan().tolist()
+        (torch.Size([1, 4]), [[True, False, False, True]])
+    """
+    decoder = model.decoder
+    tokens, lengths = check_tokens_lengths(
+        tokens, lengths, vocab_size=decoder.embedding.num_embeddings, min_length=2
+    )
+    if z is not None:
+        z = check_tensor("z", z, ndim=2, dtypes=FLOAT_DTYPES)
+        if z.shape[0] != tokens.shape[0]:
+            raise ValueError(
+                f"z must have one row per sequence, shape ({tokens.shape[0]}, D), got "
+                f"{tuple(z.shape)}"
+            )
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+    ):
+        raise ValueError(f"max_rows must be an int >= 1 or None, got {max_rows!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        if z is None:
+            z, _ = model.posterior(tokens, lengths)
+        return _next_word_pmi(model, tokens, lengths, z, max_rows, memory_budget)
+    finally:
+        model.train(was_training)
+
+
+def _next_word_pmi(
+    model: SequenceVAE,
+    tokens: Tensor,
+    lengths: Tensor,
+    z: Tensor,
+    max_rows: int | None,
+    memory_budget: int,
+) -> Tensor:
+    decoder = model.decoder
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    embedded = decoder.embedding(inputs)  # (B, S, E), S = T - 1 inputs
+    intact = _target_log_probs(decoder(embedded, z), targets)  # (B, S)
+    droppable = droppable_inputs(tokens, lengths)[:, :-1]
+    row, step = droppable.nonzero(as_tuple=True)  # variant v drops input step[v] of row[v]
+    # By dropped position: a chunk's variants then share a short prefix to decode.
+    order = torch.argsort(step, stable=True)
+    row, step = row[order], step[order]
+    if max_rows is None:
+        bytes_per_row = inputs.shape[1] * (
+            4 * decoder.embedding.num_embeddings + embedded.shape[2] * embedded.element_size()
+        )
+        max_rows = max(1, memory_budget // bytes_per_row)
+    fill = model.fill_vector()
+    dropped = intact.new_empty(row.shape[0])
+    for start in range(0, row.shape[0], max_rows):
+        rows, steps = row[start : start + max_rows], step[start : start + max_rows]
+        width = int(steps[-1]) + 1  # the largest dropped position of the chunk (sorted)
+        drop_mask = F.one_hot(steps, width).to(embedded.dtype)  # (n, width), 1.0 = drop
+        variants = mask_embeddings(embedded[rows, :width], drop_mask, fill)
+        logits = decoder(variants, z[rows])  # (n, width, V)
+        at_drop = logits[torch.arange(rows.shape[0], device=logits.device), steps]
+        dropped[start : start + max_rows] = _target_log_probs(
+            at_drop.unsqueeze(1), targets[rows, steps].unsqueeze(1)
+        ).squeeze(1)
+    pmi = torch.full(tokens.shape, math.nan, dtype=intact.dtype, device=tokens.device)
+    pmi[row, step] = intact[row, step] - dropped
+    return pmi
+
+
+def _target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
+    """(B, S) ``log softmax(logits)[target]`` of (B, S, V) logits, float32 or float64."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # bf16/fp16: the log-softmax in float32
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Rank correlation and its bootstrap interval
+# --------------------------------------------------------------------------------------------
+def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    x = check_tensor("x", x, ndim=1, dtypes=FLOAT_DTYPES)
+    y = check_tensor("y", y, ndim=1, dtypes=FLOAT_DTYPES)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
+    if not bool(torch.isfinite(x).all() & torch.isfinite(y).all()):
+        raise ValueError("x and y must be finite (drop NaN positions before correlating)")
+    return x.double(), y.double()
+
+
+def _midranks(values: Tensor, weights: Tensor) -> Tensor:
+    """(R, N) average 1-based ranks of ``values`` (N,) in the sample that ``weights`` (R, N)
+    repeats: position ``n`` appears ``weights[r, n]`` times in resample ``r``."""
+    unique, inverse = torch.unique(values, sorted=True, return_inverse=True)
+    index = inverse.expand_as(weights)
+    counts = weights.new_zeros(weights.shape[0], unique.shape[0]).scatter_add_(1, index, weights)
+    ends = counts.cumsum(1)
+    # A block of c tied copies holds ranks ends - c + 1 .. ends; its average is ends - (c - 1)/2.
+    return (ends - (counts - 1) / 2).gather(1, index)
+
+
+def _weighted_pearson(a: Tensor, b: Tensor, weights: Tensor) -> Tensor:
+    total = weights.sum(1, keepdim=True)
+    a = a - (weights * a).sum(1, keepdim=True) / total
+    b = b - (weights * b).sum(1, keepdim=True) / total
+    covariance = (weights * a * b).sum(1)
+    scale = torch.sqrt((weights * a * a).sum(1) * (weights * b * b).sum(1))
+    # A constant variable has no rank correlation: NaN, as scipy.stats.spearmanr gives.
+    return torch.where(scale > 0, covariance / scale.clamp_min(1e-300), math.nan)
+
+
+def spearman(x: Tensor, y: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Spearman's rank correlation: Pearson's correlation of the average ranks.
+
+    Ties get the average of the ranks they span (``scipy.stats.spearmanr``'s convention).
+    With ``weights``, each row is the correlation of the sample in which position ``n`` occurs
+    ``weights[r, n]`` times: the same number as repeating the data (ties included), without
+    building the repeated sample; this is how :func:`bootstrap_ci` evaluates its resamples.
+
+    Args:
+        x: (N,) float finite values.
+        y: (N,) float finite values.
+        weights: optional (N,) or (R, N) non-negative integer-valued float frequency weights.
+
+    Returns:
+        float64 correlation in [-1, 1]: shape () without ``weights`` or with (N,) weights,
+        (R,) with (R, N) weights; NaN where ``x`` or ``y`` is constant (in that resample).
+
+    Example:
+        >>> x = torch.tensor([1.0, 2.0, 3.0, 4.0])
+        >>> float(spearman(x, x**2)), float(spearman(x, -x))
+        (1.0, -1.0)
+    """
+    x, y = _check_pair(x, y)
+    if x.shape[0] < 2:
+        raise ValueError(f"spearman needs at least 2 values, got {x.shape[0]}")
+    if weights is None:
+        frequency = torch.ones(1, x.shape[0], dtype=torch.float64, device=x.device)
+    else:
+        if not isinstance(weights, Tensor) or weights.ndim not in (1, 2):
+            raise ValueError("weights must be a (N,) or (R, N) tensor")
+        weights = check_tensor(
+            "weights", weights, ndim=weights.ndim, dtypes=FLOAT_DTYPES + INT_DTYPES
+        )
+        if weights.shape[-1] != x.shape[0]:
+            raise ValueError(
+                f"weights must have shape ({x.shape[0]},) or (R, {x.shape[0]}), got "
+                f"{tuple(weights.shape)}"
+            )
+        frequency = weights.double().reshape(-1, x.shape[0])
+    rho = _weighted_pearson(_midranks(x, frequency), _midranks(y, frequency), frequency)
+    return rho[0] if weights is None or weights.ndim == 1 else rho
+
+
+def bootstrap_ci(
+    x: Tensor,
+    y: Tensor,
+    groups: Tensor,
+    *,
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`spearman`, resampling whole groups.
+
+    The positions of one sentence are not independent (one ``z``, one context), so the unit of
+    resampling is the group: each resample draws ``G`` groups with replacement and keeps all
+    their positions, and the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    quantiles of the resampled correlations (resamples where it is undefined are skipped).
+
+    Args:
+        x: (N,) float finite values.
+        y: (N,) float finite values.
+        groups: (N,) int64 group (sentence) of each position, ids in ``[0, G)``.
+        num_resamples: bootstrap resamples, >= 1.
+        level: coverage of the interval, in (0, 1).
+        generator: random generator of the resampling (CPU).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when no resample has a defined correlation.
+
+    Example:
+        >>> x = torch.arange(20.0)
+        >>> low, high = bootstrap_ci(x, x, torch.arange(20) // 2,
+        ...                          generator=torch.Generator().manual_seed(0))
+        >>> low, high
+        (1.0, 1.0)
+    """
+    x, y = _check_pair(x, y)
+    groups = check_tensor("groups", groups, ndim=1, dtypes=INT_DTYPES).to(torch.int64)
+    if groups.shape != x.shape:
+        raise ValueError(f"groups must have shape ({x.shape[0]},), got {tuple(groups.shape)}")
+    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
+        raise ValueError(f"num_resamples must be an int >= 1, got {num_resamples!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if x.shape[0] < 2:
+        return math.nan, math.nan
+    if bool((groups < 0).any()):
+        raise ValueError("groups must be non-negative ids")
+    num_groups = int(groups.max()) + 1
+    # Resamples in chunks: each holds (chunk, N) float64 weights and ranks.
+    chunk = max(1, 2**21 // x.shape[0])
+    estimates = []
+    for start in range(0, num_resamples, chunk):
+        count = min(chunk, num_resamples - start)
+        drawn = torch.randint(num_groups, (count, num_groups), generator=generator)
+        times = torch.zeros(count, num_groups, dtype=torch.float64)
+        times.scatter_add_(1, drawn, torch.ones_like(times))
+        estimates.append(spearman(x.cpu(), y.cpu(), times[:, groups.cpu()]))
+    resampled = torch.cat(estimates)
+    resampled = resampled[~resampled.isnan()]
+    if resampled.numel() == 0:
+        return math.nan, math.nan
+    tail = (1 - level) / 2
+    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64))
+    return float(low), float(high)
+
+
+# --------------------------------------------------------------------------------------------
+# The pooled summary
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PMIBin:
+    """Inputs whose drop probability falls in ``[low, high)`` (the last bin includes 1).
+
+    Attributes:
+        low: lower edge of the drop probability.
+        high: upper edge.
+        mean_pmi: mean PMI of the inputs in the bin (nats).
+        standard_error: standard error of that mean; None for a single input.
+        count: number of inputs.
+    """
+
+    low: float
+    high: float
+    mean_pmi: float
+    standard_error: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class PMISummary:
+    """Next-word PMI pooled over the droppable inputs of a set of sentences.
+
+    Attributes:
+        spearman: rank correlation of PMI and drop probability; None when the drop
+            probability does not depend on the input (uniform or no dropout) or is constant.
+        spearman_ci: percentile bootstrap interval of ``spearman`` (sentences resampled), or
+            None.
+        mean_pmi_dropped: ``sum p_i PMI_i / sum p_i``, the expected PMI of a dropped input;
+            None without drop probabilities.
+        mean_pmi_kept: ``sum (1 - p_i) PMI_i / sum (1 - p_i)``, that of a kept input; None
+            without drop probabilities.
+        mean_pmi_uniform: the plain mean, what uniform dropout removes per dropped input.
+        num_positions: droppable inputs pooled.
+        num_sequences: sentences they come from.
+        bins: mean PMI by drop-probability bin (empty without drop probabilities).
+    """
+
+    spearman: float | None
+    spearman_ci: tuple[float, float] | None
+    mean_pmi_dropped: float | None
+    mean_pmi_kept: float | None
+    mean_pmi_uniform: float
+    num_positions: int
+    num_sequences: int
+    bins: tuple[PMIBin, ...]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def summarize_pmi(
+    pmi: Tensor,
+    drop_probability: Tensor | None,
+    groups: Tensor,
+    *,
+    correlate: bool = True,
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    num_bins: int = 10,
+    generator: torch.Generator | None = None,
+) -> PMISummary:
+    """The numbers of ``analyze.py RUN pmi`` from pooled per-input values.
+
+    Args:
+        pmi: (N,) float finite PMI of each droppable input (the non-NaN entries of
+            :func:`next_word_pmi`).
+        drop_probability: (N,) float ``P(dropped)`` of the same inputs in [0, 1], or None (a
+            model without word dropout).
+        groups: (N,) int64 sentence of each input, ids in ``[0, G)``.
+        correlate: False when the drop probability does not depend on the word (uniform
+            dropout: ``K / n`` per sentence): ``spearman`` and its interval are then None.
+        num_resamples: bootstrap resamples of the interval.
+        level: coverage of the interval.
+        num_bins: equal-width bins of the drop probability over [0, 1].
+        generator: random generator of the bootstrap.
+
+    Returns:
+        A :class:`PMISummary`.
+
+    Example:
+        >>> summary = summarize_pmi(torch.tensor([0.5, 2.0, 0.1]), torch.tensor([0.2, 0.8, 0.0]),
+        ...                         torch.tensor([0, 0, 1]), num_resamples=10)
+        >>> round(summary.mean_pmi_dropped, 3), summary.num_positions, summary.num_sequences
+        (1.7, 3, 2)
+    """
+    pmi = check_tensor("pmi", pmi, ndim=1, dtypes=FLOAT_DTYPES).double()
+    groups = check_tensor("groups", groups, ndim=1, dtypes=INT_DTYPES)
+    if groups.shape != pmi.shape:
+        raise ValueError(f"groups must have shape ({pmi.shape[0]},), got {tuple(groups.shape)}")
+    if pmi.numel() == 0:
+        raise ValueError("pmi is empty: no droppable input to summarise")
+    if not bool(torch.isfinite(pmi).all()):
+        raise ValueError("pmi must be finite (keep the droppable inputs only)")
+    num_sequences = int(torch.unique(groups).numel())
+    uniform = float(pmi.mean())
+    if drop_probability is None:
+        return PMISummary(None, None, None, None, uniform, pmi.numel(), num_sequences, ())
+    p = check_tensor("drop_probability", drop_probability, ndim=1, dtypes=FLOAT_DTYPES).double()
+    if p.shape != pmi.shape:
+        raise ValueError(f"drop_probability must have shape ({pmi.shape[0]},), got {p.shape}")
+    if not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError("drop_probability must be in [0, 1]")
+    dropped = float((p * pmi).sum() / p.sum()) if bool(p.sum() > 0) else math.nan
+    kept = float(((1 - p) * pmi).sum() / (1 - p).sum()) if bool((1 - p).sum() > 0) else math.nan
+    rho, interval = None, None
+    if correlate and pmi.numel() >= 2:
+        rho = _finite_or_none(float(spearman(pmi, p)))
+        if rho is not None:
+            low, high = bootstrap_ci(
+                pmi, p, groups, num_resamples=num_resamples, level=level, generator=generator
+            )
+            interval = (low, high) if math.isfinite(low) else None
+    return PMISummary(
+        spearman=rho,
+        spearman_ci=interval,
+        mean_pmi_dropped=_finite_or_none(dropped),
+        mean_pmi_kept=_finite_or_none(kept),
+        mean_pmi_uniform=uniform,
+        num_positions=pmi.numel(),
+        num_sequences=num_sequences,
+        bins=_bins(p, pmi, num_bins),
+    )
+
+
+def _bins(p: Tensor, pmi: Tensor, num_bins: int) -> tuple[PMIBin, ...]:
+    index = (p * num_bins).floor().clamp(max=num_bins - 1).long()  # p = 1 in the last bin
+    bins = []
+    for b in index.unique().tolist():
+        values = pmi[index == b]
+        spread = float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else None
+        bins.append(
+            PMIBin(b / num_bins, (b + 1) / num_bins, float(values.mean()), spread, values.numel())
+        )
+    return tuple(bins)
+
+
+# --------------------------------------------------------------------------------------------
+# The figure
+# --------------------------------------------------------------------------------------------
+def plot_pmi(
+    pmi: Tensor,
+    drop_probability: Tensor | None,
+    summary: PMISummary,
+    stem: str | os.PathLike[str],
+    *,
+    title: str = "Next-word PMI of the decoder inputs",
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """PMI against the drop probability: the inputs as points, binned means with error bars.
+
+    Without drop probabilities (a model without word dropout) a histogram of the PMI. Needs
+    matplotlib (an optional extra, see :mod:`advmask.seqvae.analysis.plots`).
+
+    Args:
+        pmi: (N,) float PMI of the pooled inputs (nats).
+        drop_probability: (N,) float their ``P(dropped)``, or None.
+        summary: from :func:`summarize_pmi` on the same values.
+        stem: output path without extension.
+        title: figure title.
+        formats: a subset of :data:`advmask.seqvae.analysis.plots.FORMATS`.
+
+    Returns:
+        The written paths.
+    """
+    from advmask.seqvae.analysis.plots import _pyplot, _save
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    values = pmi.double().cpu()
+    if drop_probability is None:
+        axis.hist(values.tolist(), bins=40, color="#7f8c8d")
+        axis.axvline(summary.mean_pmi_uniform, color="black", linestyle="dashed", label="mean")
+        axis.set_xlabel("next-word PMI (nats)")
+        axis.set_ylabel("inputs")
+        axis.legend(fontsize=8)
+    else:
+        p = drop_probability.double().cpu()
+        axis.scatter(p.tolist(), values.tolist(), s=4, alpha=0.25, color="#7f8c8d", label="inputs")
+        centres = [(b.low + b.high) / 2 for b in summary.bins]
+        axis.errorbar(
+            centres,
+            [b.mean_pmi for b in summary.bins],
+            yerr=[b.standard_error or 0.0 for b in summary.bins],
+            color="#c0392b",
+            marker="o",
+            capsize=3,
+            label="binned mean (± s.e.)",
+        )
+        axis.axhline(
+            summary.mean_pmi_uniform,
+            color="black",
+            linestyle="dashed",
+            linewidth=1,
+            label="mean (uniform dropout)",
+        )
+        axis.set_xlabel("P(dropped)")
+        axis.set_ylabel("next-word PMI (nats)")
+        axis.legend(fontsize=8)
+        if summary.spearman is not None:
+            axis.set_title(f"Spearman {summary.spearman:.3f}", fontsize=9)
+    figure.suptitle(title)
+    return _save(figure, stem, formats)

@@ -1,0 +1,114 @@
+"""Studies over several runs: the adversary's scores during training and the rate ablation.
+
+* lambda study (paper Figure 3): ``scores.csv`` of each adversarial run holds, every
+  ``--score-log-every`` steps, the mean l1 norm of the score means, their std and the
+  adversary's gradient norm (before clipping); :func:`read_score_log` reads it.
+* rate ablation (paper Figure 2): :func:`rate_ablation` groups finished runs by dropout kind
+  and rate and summarises ``-ELBO``, KL and MI over seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advmask.seqvae.report import Summary, summarise
+
+SCORE_LOG = "scores.csv"
+"""Name of the score-statistics log in a run directory."""
+
+SCORE_COLUMNS: tuple[str, ...] = ("step", "score_l1", "score_std", "adversary_grad_norm")
+"""Columns every row of :data:`SCORE_LOG` has (the recipe may add more)."""
+
+ABLATION_METRICS: tuple[tuple[str, str], ...] = (
+    ("neg_elbo", "-ELBO"),
+    ("kl", "KL"),
+    ("mutual_information", "MI"),
+)
+"""(key in a run's ``metrics.json`` split section, axis title) of the rate ablation."""
+
+
+def read_score_log(run_dir: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """The columns of a run's ``scores.csv`` as float lists.
+
+    Raises:
+        FileNotFoundError: naming the file when the run logged no scores (not adversarial,
+            or ``--score-log-every 0``).
+        ValueError: naming the file when a column of :data:`SCORE_COLUMNS` is missing.
+    """
+    path = Path(run_dir) / SCORE_LOG
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: only adversarial runs with --score-log-every > 0 log scores"
+        )
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = list(rows[0]) if rows else []
+    missing = [c for c in SCORE_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing} (has {columns})")
+    return {c: [float(row[c]) if row[c] != "" else math.nan for row in rows] for c in columns}
+
+
+@dataclass(frozen=True)
+class AblationPoint:
+    """One (dropout kind, rate) of the rate ablation, summarised over its seeds.
+
+    Attributes:
+        dropout: ``"uniform"`` or ``"adversarial"`` (or ``"none"``, rate 0).
+        rate: the word-dropout rate.
+        metrics: :class:`~advmask.seqvae.report.Summary` (mean, std, count) per key of
+            :data:`ABLATION_METRICS`; a metric no run reports is left out.
+        seeds: the seeds of the runs, in the order given.
+    """
+
+    dropout: str
+    rate: float
+    metrics: dict[str, Summary]
+    seeds: tuple[int, ...]
+
+
+def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> list[AblationPoint]:
+    """Group finished runs by (dropout kind, rate); mean and sample std over seeds.
+
+    Args:
+        runs: parsed ``metrics.json`` of each run (see :func:`advmask.seqvae.report.load_runs`), each
+            with ``dropout``, ``rate``, ``seed`` and a ``split`` section.
+        split: ``"test"`` or ``"valid"``.
+
+    Returns:
+        One :class:`AblationPoint` per (dropout, rate), sorted by dropout kind, then rate.
+
+    Raises:
+        ValueError: naming the run (its ``model`` label) that lacks a needed entry.
+
+    Example:
+        >>> runs = [{"dropout": "uniform", "rate": 0.2, "seed": s, "test": {"kl": kl}}
+        ...         for s, kl in ((0, 1.0), (1, 3.0))]
+        >>> point = rate_ablation(runs)[0]
+        >>> point.rate, point.metrics["kl"].mean, point.metrics["kl"].std, point.seeds
+        (0.2, 2.0, 1.4142135623730951, (0, 1))
+    """
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        missing = [key for key in ("dropout", "rate", "seed", split) if key not in run]
+        if missing:
+            raise ValueError(f"run {run.get('model', '?')!r} lacks {missing} in its metrics")
+        groups.setdefault((str(run["dropout"]), float(run["rate"])), []).append(run)
+    points = []
+    for (dropout, rate), members in sorted(groups.items()):
+        metrics = {}
+        for key, _ in ABLATION_METRICS:
+            summary = summarise([member[split].get(key) for member in members])
+            if summary is not None:
+                metrics[key] = summary
+        seeds = tuple(int(member["seed"]) for member in members)
+        points.append(AblationPoint(dropout=dropout, rate=rate, metrics=metrics, seeds=seeds))
+    return points

@@ -1,0 +1,278 @@
+"""A Gaussian sequence VAE whose decoder inputs can be masked.
+
+Layout: ``tokens`` (B, T) are ``[BOS, w_1..w_L, EOS, PAD..]`` and ``lengths`` (B,)
+count the non-padding tokens, ``L_b + 2``. The decoder reads ``tokens[:, :-1]`` and predicts
+``tokens[:, 1:]``: ``L_b + 1`` predictions per sequence (the words and EOS; BOS is not
+predicted). Masking drops decoder *inputs* ``w_1..w_L``; BOS is never dropped, and the encoder
+always sees the unmasked sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from advmask.checks import check_tokens_lengths, trusted
+from advmask.seqvae.data.vocab import UNK_ID
+from advmask.embedding import mask_embeddings
+from advmask.seqvae.metrics import gaussian_kl_per_dimension
+from advmask.outputs import MaskerOutput
+from advmask.seqvae.schedules import free_bits_kl
+
+FILL_MODES = ("zero", "unk", "learned")
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+"""Bytes for one chunk in :meth:`SequenceVAE.log_likelihood` (the peak stays below twice)."""
+
+
+@dataclass(frozen=True)
+class VAEOutput:
+    """One training or validation step of :class:`SequenceVAE`.
+
+    Attributes:
+        loss: scalar to minimise: ``mean_b(rec_b + kl_weight * kl_term_b) + regularizer``.
+        reconstruction: (B,) negative log-likelihood of each sequence, summed over its
+            ``L_b + 1`` predictions (nats), with one ``z ~ q(z|x)``.
+        kl: (B,) ``KL(q(z|x_b) || N(0, I))`` (nats), never thresholded.
+        masker: what the masker returned, or None when nothing was masked.
+    """
+
+    loss: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+    masker: MaskerOutput | None
+
+
+class SequenceVAE(nn.Module):
+    """Encoder ``q(z|x)``, autoregressive decoder ``p(x|z)`` and an optional input masker.
+
+    Args:
+        encoder: module mapping ``(tokens, lengths)`` to posterior ``(mean, logvar)``, each
+            (B, D) (for example :class:`advmask.seqvae.models.LSTMEncoder`).
+        decoder: module with an ``embedding`` (:class:`torch.nn.Embedding`) and
+            ``forward(embedded (B, T, E), z (B, D)) -> logits (B, T, V)`` (for example
+            :class:`advmask.seqvae.models.DoubleLSTMDecoder`).
+        masker: :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None;
+            applied in training mode only.
+        fill: what a dropped input becomes: ``"zero"`` (the zero vector, the AWD authors'
+            choice), ``"unk"`` (the embedding of the unknown token, Bowman et al.) or
+            ``"learned"`` (a trainable vector).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        masker: nn.Module | None = None,
+        fill: str = "zero",
+    ) -> None:
+        super().__init__()
+        if fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.masker = masker
+        self.fill = fill
+        embedding_dim = decoder.embedding.embedding_dim
+        self.drop_vector = nn.Parameter(torch.zeros(embedding_dim)) if fill == "learned" else None
+
+    def vae_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the encoder, the decoder and the fill vector (not the adversary's)."""
+        masker_ids = {id(p) for p in self.masker.parameters()} if self.masker else set()
+        return [p for p in self.parameters() if id(p) not in masker_ids]
+
+    def posterior(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``q(z|x)`` as (mean, logvar), each (B, D)."""
+        return self.encoder(tokens, lengths)
+
+    def fill_vector(self) -> Tensor | None:
+        """(E,) vector a dropped input is replaced by; None means the zero vector."""
+        if self.fill == "unk":
+            return self.decoder.embedding.weight[UNK_ID]
+        return self.drop_vector
+
+    def reconstruction_nll(
+        self, tokens: Tensor, lengths: Tensor, z: Tensor, drop_mask: Tensor | None = None
+    ) -> Tensor:
+        """Negative log-likelihood ``-log p(x|z)`` per sequence.
+
+        Args:
+            tokens: (B, T) int64 ``[BOS, words, EOS, PAD..]``.
+            lengths: (B,) int64 non-padding tokens per row (``L_b + 2``).
+            z: (B, D) latent codes.
+            drop_mask: optional (B, T - 1) float mask over decoder inputs, 1.0 = drop.
+
+        Returns:
+            (B,) nats, summed over the ``L_b + 1`` predictions of each row.
+        """
+        embedded = self.decoder.embedding(tokens[:, :-1])
+        if drop_mask is not None:
+            embedded = mask_embeddings(embedded, drop_mask, self.fill_vector())
+        return _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
+
+    def log_likelihood(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        z: Tensor,
+        *,
+        max_rows: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> Tensor:
+        """``log p(x_n | z_{s,n})`` for several latent samples per sequence, unmasked.
+
+        The work that does not depend on ``z`` (the input embeddings and, for a decoder with
+        ``project_inputs``, the input projections) is done once for the ``N`` sequences, not
+        once per sample. The ``S * N`` (sample, sequence) pairs are decoded in chunks of rows
+        sized so that one chunk's float32 logits and its copy of those features take at most
+        ``memory_budget`` bytes; the loss needs one more buffer of the logits' size (their
+        log-softmax), so the peak stays below twice the budget.
+
+        Args:
+            tokens: (N, T) int64 sequences.
+            lengths: (N,) int64.
+            z: (S, N, D) latent samples.
+            max_rows: largest number of (sample, sequence) pairs decoded at once; None
+                derives it from ``memory_budget``.
+            memory_budget: bytes for one chunk's logits and features (default 256 MiB).
+
+        Returns:
+            (S, N) log-likelihoods in nats.
+        """
+        num_samples, num_sequences = z.shape[0], tokens.shape[0]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        decoder = self.decoder
+        embedded = decoder.embedding(inputs)
+        # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
+        projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
+        if max_rows is None:
+            # One row's float32 logits plus its copy of the features.
+            features = projected[:, 0] if projected is not None else embedded[0]
+            bytes_per_row = 4 * (inputs.shape[1] * decoder.embedding.num_embeddings)
+            bytes_per_row += features.numel() * features.element_size()
+            max_rows = max(1, memory_budget // bytes_per_row)
+        flat_z = rearrange(z, "s n d -> (s n) d")
+        num_rows = num_samples * num_sequences
+        nll = []
+        for start in range(0, num_rows, max_rows):
+            stop = min(start + max_rows, num_rows)
+            # Row r is (sample r // N, sequence r % N).
+            sequence = torch.arange(start, stop, device=tokens.device) % num_sequences
+            if projected is not None:
+                logits = decoder.decode_projected(projected, flat_z[start:stop], rows=sequence)
+            else:
+                logits = decoder(embedded[sequence], flat_z[start:stop])
+            nll.append(_sequence_nll(logits, targets[sequence], lengths[sequence]))
+        return -rearrange(torch.cat(nll), "(s n) -> s n", s=num_samples)
+
+    def forward(
+        self, tokens: Tensor, lengths: Tensor, kl_weight: float = 1.0, free_bits: float = 0.0
+    ) -> VAEOutput:
+        """Negative ELBO of a batch, with decoder inputs masked in training mode.
+
+        Args:
+            tokens: (B, T) int64 ``[BOS, words, EOS, PAD..]``.
+            lengths: (B,) int64 non-padding tokens per row (``L_b + 2``, at least 2).
+            kl_weight: ``beta``, the weight of the KL term (annealed during training).
+            free_bits: if > 0, Kingma et al.'s free bits per latent dimension (nats) in the
+                loss; the reported ``kl`` stays unthresholded.
+
+        Returns:
+            A :class:`VAEOutput`.
+        """
+        # Value checks of the inputs once, here; the encoder trusts what passed. The masker
+        # checks its own scores (a diverged adversary), once per call.
+        tokens, lengths = check_tokens_lengths(
+            tokens, lengths, vocab_size=self.decoder.embedding.num_embeddings, min_length=2
+        )
+        with trusted():
+            mean, logvar = self.posterior(tokens, lengths)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        masker_output = None
+        drop_mask = None
+        if self.training and self.masker is not None:
+            inputs = tokens[:, :-1]
+            is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
+            masker_output = self.masker(inputs, lengths - 1, protected=is_bos)
+            drop_mask = masker_output.mask
+        reconstruction = self.reconstruction_nll(tokens, lengths, z, drop_mask)
+        kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
+        kl = kl_per_dim.sum(-1)
+        kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()
+        loss = reconstruction.mean() + kl_weight * kl_term
+        if masker_output is not None:
+            loss = loss + masker_output.regularizer
+        return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)
+
+
+def _sequence_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:
+    """(B,) summed NLL of ``targets`` (B, T) under ``logits`` (B, T, V) over ``lengths - 1``."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()  # bf16 autocast: the loss is computed in float32
+    batch = targets.shape[0]
+    token_nll = token_cross_entropy(
+        rearrange(logits, "b t v -> (b t) v"), rearrange(targets, "b t -> (b t)")
+    )
+    token_nll = rearrange(token_nll, "(b t) -> b t", b=batch)
+    steps = torch.arange(targets.shape[1], device=targets.device)
+    valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    return token_nll.masked_fill(~valid, 0.0).sum(1)
+
+
+def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """``-log softmax(logits)[target]`` per row: ``F.cross_entropy(..., reduction="none")``.
+
+    The same forward (one log-softmax kernel along the contiguous vocabulary dimension: on the
+    (B, V, T) view that ``cross_entropy`` wants for sequences it reduces along a strided
+    dimension after a transposed copy, about twice as slow), with a fused backward
+    ``softmax * g - onehot * g`` instead of PyTorch's two passes (a zero-filled (N, V) buffer
+    for the NLL's gradient, then the log-softmax's). In a training step at V = 10,000 on one CPU
+    thread this saved 5-8% of the step (``benchmarks/bench_train.py``).
+
+    Args:
+        logits: (N, V) float32/float64 unnormalised log-probabilities.
+        targets: (N,) int64 class ids in ``[0, V)``.
+
+    Returns:
+        (N,) nats in the dtype of ``logits``; differentiable once in ``logits``.
+    """
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return F.cross_entropy(logits, targets, reduction="none")
+    return _TokenCrossEntropy.apply(logits, targets)[0]
+
+
+class _TokenCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        log_probs = F.log_softmax(logits, dim=1)
+        return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1), log_probs
+
+    @staticmethod
+    def setup_context(
+        ctx: Any, inputs: tuple[Tensor, Tensor], output: tuple[Tensor, Tensor]
+    ) -> None:
+        _, targets = inputs
+        _, log_probs = output
+        ctx.mark_non_differentiable(log_probs)
+        # No (N, V) zero gradient for the log-probabilities, which the loss does not use.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(log_probs, targets)
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad: Tensor | None, _grad_log_probs: Tensor | None
+    ) -> tuple[Tensor | None, None]:
+        if grad is None:  # grads are not materialised: nothing flowed into the loss
+            return None, None
+        log_probs, targets = ctx.saved_tensors
+        # d(-log p_y)/d logits = softmax - onehot(y), scaled by the incoming gradient per row.
+        grad_logits = log_probs.exp().mul_(grad.unsqueeze(1))
+        grad_logits.scatter_add_(1, targets.unsqueeze(1), -grad.unsqueeze(1))
+        return grad_logits, None
