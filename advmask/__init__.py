@@ -13,6 +13,7 @@ from advmask.adapters import mask_input_embeddings, unmask_input_embeddings
 from advmask.budget import eligible_positions, num_to_drop
 from advmask.checks import set_value_checks, value_checks_enabled
 from advmask.embedding import MaskedEmbedding, mask_embeddings
+from advmask.hard_selection import hard_bottom_k
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
 from advmask.outputs import MaskerOutput
 from advmask.regularizer import gaussian_kl_to_standard, score_kl
@@ -26,7 +27,7 @@ from advmask.scores import (
     TransformerScoreNetwork,
     build_score_network,
 )
-from advmask.selection import bottom_k, hard_bottom_k, straight_through
+from advmask.selection import bottom_k, straight_through
 
 __version__ = "0.1.0.dev0"
 

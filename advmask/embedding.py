@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -234,8 +235,29 @@ class MaskedEmbedding(nn.Module):
             return self.embedding.weight[self.unk_id]
         return self.drop_vector
 
+    def drop(self, embedded: Tensor, drop_mask: Tensor) -> Tensor:
+        """Replace the dropped positions of ``embedded`` by this wrapper's fill.
+
+        What a training-mode call does with the masker's mask, here with a mask the caller
+        chose (in either mode, without calling the masker): for example a drop mask fixed in a
+        test, or one input dropped at a time in an analysis.
+
+        Args:
+            embedded: (B, T, E) float embeddings, typically ``wrapper.embedding(tokens)``.
+            drop_mask: (B, T) float mask, 1.0 = drop.
+
+        Returns:
+            (B, T, E) :func:`mask_embeddings` of ``embedded`` with :meth:`fill_vector`.
+        """
+        return mask_embeddings(embedded, drop_mask, self.fill_vector())
+
     def forward(
-        self, tokens: Tensor, lengths: Tensor | None = None, *, protected: Tensor | None = None
+        self,
+        tokens: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        protected: Tensor | None = None,
+        ids_checked: bool = False,
     ) -> Tensor:
         """Embed ``tokens``, dropping inputs in training mode.
 
@@ -249,6 +271,10 @@ class MaskedEmbedding(nn.Module):
                 first such call warns.
             protected: optional (T,) or (B, T) bool, True where a position must never be
                 dropped (for example BOS).
+            ids_checked: True when the caller has already checked that ``tokens`` are in
+                ``[0, num_embeddings)`` (:class:`~advmask.seqvae.vae.SequenceVAE` does, in the
+                host read that checks its lengths): skips this call's own id check. The
+                masker still checks what it checks.
 
         Returns:
             (B, T, E) embeddings in the embedding's dtype.
@@ -256,9 +282,10 @@ class MaskedEmbedding(nn.Module):
         Raises:
             ValueError: if an id is outside ``[0, num_embeddings)``, naming the first such id
                 and its position. A value check (one host sync): skipped under
-                ``torch.compile`` and when value checks are switched off.
+                ``torch.compile``, when value checks are switched off and with
+                ``ids_checked``.
         """
-        if isinstance(tokens, Tensor) and checking_values():
+        if not ids_checked and isinstance(tokens, Tensor) and checking_values():
             _check_ids(tokens, self.embedding.num_embeddings)
         embedded = self.embedding(tokens)
         if not self.training or self.masker is None:
@@ -283,10 +310,40 @@ class MaskedEmbedding(nn.Module):
             lengths, protected = _lengths_from_padding(tokens, self.pad_id, protected)
         output = self.masker(tokens, lengths, protected=protected)
         self.last_output = output
-        return mask_embeddings(embedded, output.mask, self.fill_vector())
+        return self.drop(embedded, output.mask)
 
     def extra_repr(self) -> str:
         return f"fill={self.fill!r}" + (f", unk_id={self.unk_id}" if self.fill == "unk" else "")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The last call's output is not part of the module: it holds tensors of that call's
+        # autograd graph, which copy.deepcopy refuses (a model copied after a training step,
+        # as an AveragedModel does) and pickling would drag along.
+        state = self.__dict__.copy()
+        state["last_output"] = None
+        return state
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # A state dict saved before the embedding was wrapped has ``<prefix>weight`` where the
+        # wrapper keeps ``<prefix>embedding.weight``: rename it, so that such a checkpoint
+        # (a decoder's, a Hugging Face model's) loads into the masked model. torch runs this
+        # before loading the children, on the copy of the dict that load_state_dict made.
+        for name in self.embedding.state_dict(keep_vars=True):
+            bare, wrapped = prefix + name, f"{prefix}embedding.{name}"
+            if bare in state_dict and wrapped not in state_dict:
+                state_dict[wrapped] = state_dict.pop(bare)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 def _check_ids(tokens: Tensor, vocab_size: int) -> None:

@@ -2,6 +2,9 @@
 
 The forward pass is the hard K-hot mask; the backward pass is the gradient of a relaxation
 (straight-through, Paulus et al. 2020). ``1`` in every mask returned here means "drop".
+The hard mask itself, :func:`~advmask.hard_selection.hard_bottom_k`, is defined in
+``advmask.hard_selection``, which the relaxations import without importing this module, and is
+re-exported (and documented) here.
 """
 
 from __future__ import annotations
@@ -18,38 +21,11 @@ from advmask.checks import (
     check_tensor,
     checking_values,
 )
+from advmask.hard_selection import hard_bottom_k, mask_dtype
 from advmask.relaxations import get_relaxation
 
-
-def hard_bottom_k(scores: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
-    """Exactly-K mask of the smallest eligible scores per row (no gradient).
-
-    Ties are broken by position: of two equal scores, the one at the lower index is selected
-    first. ``torch.topk`` is not used because its tie order is unspecified.
-
-    Args:
-        scores: (B, T) float scores; only eligible positions are read (others may hold
-            anything, including NaN or inf).
-        k: (B,) int64 number of positions to select per row, ``0 <= k[b] <= n_b``.
-        eligible: (B, T) bool, True where a position may be selected.
-
-    Returns:
-        (B, T) mask in the dtype of ``scores`` (float32 for half-precision scores),
-        1.0 = selected; exactly ``k[b]`` ones in row ``b``, all at eligible positions.
-
-    Example:
-        >>> hard_bottom_k(torch.tensor([[3.0, 1.0, 2.0, 0.0]]), torch.tensor([2]),
-        ...               torch.tensor([[True, True, True, False]]))
-        tensor([[0., 1., 1., 0.]])
-    """
-    # +inf sends ineligible positions after every finite eligible score; the stable sort
-    # breaks ties among equal scores by position.
-    key = scores.masked_fill(~eligible, float("inf"))
-    order = torch.sort(key, dim=1, stable=True).indices
-    positions = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
-    rank = torch.empty_like(order).scatter_(1, order, positions)
-    selected = (rank < k.unsqueeze(1)) & eligible
-    return selected.to(_mask_dtype(scores.dtype))
+# With __all__, autodoc documents the re-exported hard_bottom_k on this module's page too.
+__all__ = ["bottom_k", "hard_bottom_k", "relaxed_bottom_k", "straight_through"]
 
 
 def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
@@ -81,11 +57,11 @@ def bottom_k(
 ) -> Tensor:
     """Exactly-K mask of the smallest scores, differentiable through a relaxation.
 
-    Forward: the hard mask of :func:`hard_bottom_k`. Backward: the gradient of the named
-    relaxation (see :mod:`advmask.relaxations`), straight-through. Rows with ``k = 0`` or
-    ``k = n`` have a constant hard mask, so their gradient is exactly zero (a relaxation run
-    on them would only add a spurious gradient); ineligible positions always get zero
-    gradient.
+    Forward: the hard mask of :func:`~advmask.hard_selection.hard_bottom_k`. Backward: the
+    gradient of the named relaxation (see :mod:`advmask.relaxations`), straight-through. Rows
+    with ``k = 0`` or ``k = n`` have a constant hard mask, so their gradient is exactly zero (a
+    relaxation run on them would only add a spurious gradient); ineligible positions always get
+    zero gradient.
 
     Args:
         scores: (B, T) float scores. Must be finite at eligible positions. Half-precision
@@ -118,7 +94,7 @@ def bottom_k(
         raise ValueError(f"k must have shape ({scores.shape[0]},), got {tuple(k.shape)}")
     if checking_values():
         _check_k_and_scores(scores, k, eligible)
-    scores = scores.to(_mask_dtype(scores.dtype))
+    scores = scores.to(mask_dtype(scores.dtype))
     k = k.to(torch.int64)
     hard = hard_bottom_k(scores.detach(), k, eligible)
     if relax is None or not (torch.is_grad_enabled() and scores.requires_grad):
@@ -167,8 +143,8 @@ def relaxed_bottom_k(
         scores: (B, T) float32/float64 scores.
         k: (B,) int64, ``0 <= k[b] <= n_b``.
         eligible: (B, T) bool.
-        hard: (B, T) the hard mask of ``scores`` (:func:`hard_bottom_k`), computed once by
-            the caller.
+        hard: (B, T) the hard mask of ``scores``
+            (:func:`~advmask.hard_selection.hard_bottom_k`), computed once by the caller.
         relax: the relaxation.
         generator: its random generator.
         options: its keyword options.
@@ -191,7 +167,3 @@ def relaxed_bottom_k(
     soft = relax(safe_scores, safe_k, safe_eligible, generator=generator, **options)
     soft = torch.where(active_rows, soft, hard)
     return soft.masked_fill(~eligible, 0.0)
-
-
-def _mask_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32

@@ -58,6 +58,9 @@ nitpick_ignore_regex = [
     ("py:class", r"advmask\..*\._[A-Za-z].*"),
     # The type variable of advmask.training.cli.parse_config (the dataclass type passed in).
     ("py:class", "advmask.training.cli.ConfigT"),
+    # The type variable of advmask.training.distributed.shard_batch and BatchShard: any batch
+    # dataclass with ``num_sequences`` (its bound, the protocol ``Rows``, is not exported).
+    ("py:(class|obj)", "advmask.training.distributed.RowsT"),
 ]
 
 # -- autodoc + napoleon --------------------------------------------------------------------------

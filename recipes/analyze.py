@@ -52,12 +52,12 @@ from advmask.seqvae.analysis import (
     summarize_pmi,
     token_saliency,
 )
-from advmask.training.checkpoint import atomic_write, save_json
-from advmask.training.cli import Parser, UserError, exit_with_error
 from advmask.seqvae.data import Vocabulary, collate, make_batches
 from advmask.seqvae.data.corpus import read_lines
 from advmask.seqvae.factory import load_sequence_vae
-from advmask.seqvae.report import load_runs, read_json
+from advmask.seqvae.report import load_runs
+from advmask.training.checkpoint import atomic_write, read_json, save_json
+from advmask.training.cli import Parser, UserError, exit_with_error
 
 RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample", "pmi")
 STUDIES = ("lambda-study", "rate-ablation")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from advmask.training.cli import Parser, exit_with_error
 from advmask.seqvae.report import (
     PairedDifference,
     comparison_line,
@@ -41,6 +40,7 @@ from advmask.seqvae.report import (
     run_seed,
     select_per_dropout,
 )
+from advmask.training.cli import Parser, exit_with_error
 
 PAIRED_METRICS = ("neg_elbo", "nll_iw", "ppl_iw", "kl", "mutual_information", "active_units")
 

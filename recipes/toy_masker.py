@@ -31,8 +31,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from advmask.training.cli import parse_config
 from advmask.maskers import AdversarialMasker, UniformMasker
+from advmask.training.cli import parse_config
 
 
 # --------------------------------------------------------------------------------------------

@@ -271,6 +271,79 @@ def test_out_of_vocabulary_check_is_a_skippable_value_check(monkeypatch) -> None
         masked(torch.tensor([[2, VOCAB]]))
 
 
+def test_ids_checked_skips_only_the_id_check(monkeypatch) -> None:
+    # A caller that checked the ids already (SequenceVAE, with its lengths, in one host read)
+    # must not pay a second sync; the masker is still called and checks what it checks.
+    import advmask.embedding
+
+    checked = []
+    monkeypatch.setattr(advmask.embedding, "_check_ids", lambda *args: checked.append(args))
+    masked, _ = setup(UniformMasker(rate=1.0))
+    tokens, lengths = batch([4, 2])
+    masked(tokens, lengths)
+    assert len(checked) == 1
+    out = masked(tokens, lengths, ids_checked=True)
+    assert len(checked) == 1
+    assert masked.last_output is not None and torch.all(out[masked.last_output.mask.bool()] == 0)
+    with pytest.raises(ValueError, match=r"lengths must be in \[0, T=5\]"):
+        masked(tokens, torch.tensor([6, 2]), ids_checked=True)
+
+
+@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+def test_drop_is_what_a_training_call_does_with_the_maskers_mask(fill) -> None:
+    masked, _ = setup(UniformMasker(rate=0.5), fill=fill)
+    if fill == "learned":
+        with torch.no_grad():
+            masked.drop_vector.normal_()
+    tokens, lengths = batch([5, 3, 4])
+    trained = masked.train()(tokens, lengths)
+    mask = masked.last_output.mask
+    assert torch.equal(masked.drop(masked.embedding(tokens), mask), trained)
+    # In eval mode too, and without calling the masker.
+    masked.eval()
+    assert torch.equal(masked.drop(masked.embedding(tokens), mask), trained)
+    assert masked.last_output is not None  # drop() leaves the last training output alone
+
+
+def test_a_wrapper_copies_after_a_training_call_without_its_last_output() -> None:
+    import copy
+    import pickle
+
+    masked, _ = setup(adversary(), fill="learned")
+    tokens, lengths = batch([5, 3])
+    masked.train()(tokens, lengths).sum().backward()
+    assert masked.last_output.mask.grad_fn is not None
+    for twin in (copy.deepcopy(masked), pickle.loads(pickle.dumps(masked))):
+        assert twin.last_output is None and masked.last_output is not None
+        assert torch.equal(twin.drop_vector, masked.drop_vector)
+        assert twin.drop_vector is not masked.drop_vector
+
+
+def test_a_state_dict_of_the_bare_embedding_loads_into_the_wrapper() -> None:
+    # A checkpoint saved before the embedding was wrapped ("wte.weight", a decoder's
+    # "embedding.weight") loads into the masked model.
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Embedding(VOCAB, DIM, padding_idx=0), nn.Linear(DIM, VOCAB))
+    old = source.state_dict()
+    assert "0.weight" in old
+    target = nn.Sequential(nn.Embedding(VOCAB, DIM, padding_idx=0), nn.Linear(DIM, VOCAB))
+    from advmask.adapters import mask_input_embeddings
+
+    wrapper = mask_input_embeddings(target, UniformMasker(rate=0.5), fill="learned", attribute="0")
+    missing, unexpected = target.load_state_dict(old, strict=False)
+    assert unexpected == [] and missing == ["0.drop_vector"]
+    assert torch.equal(wrapper.embedding.weight, source[0].weight)
+    # The wrapper's own keys load as they are; a bare key given with them is not renamed
+    # over them (strict loading reports it as unexpected).
+    new = target.state_dict()
+    assert "0.embedding.weight" in new
+    both = {**new, "0.weight": torch.zeros(VOCAB, DIM)}
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "0.weight"'):
+        target.load_state_dict(both)
+    target.load_state_dict(both, strict=False)
+    assert torch.equal(wrapper.embedding.weight, source[0].weight)
+
+
 # --- gradient routing of the full objective -----------------------------------------------------
 
 

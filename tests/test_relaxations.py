@@ -13,8 +13,9 @@ import torch
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from advmask import hard_bottom_k
+from advmask import AdversarialMasker, hard_bottom_k
 from advmask.relaxations import RELAXATIONS
+from advmask.scores import build_score_network
 
 F64 = torch.float64
 DETERMINISTIC = ["euclidean", "sst", "softmax", "sinkhorn", "lml"]
@@ -575,9 +576,6 @@ def test_building_a_perturbed_masker_leaves_the_global_generator_alone() -> None
     # The masker calls its relaxation once at construction to check the options; "perturbed"
     # drew that call's noise from the global generator, so one seed gave other initial weights
     # than with a deterministic relaxation.
-    from advmask import AdversarialMasker
-    from advmask.scores import build_score_network
-
     network = build_score_network("lstm", 20, embedding_dim=4, hidden_size=4)
     state = torch.get_rng_state()
     AdversarialMasker(20, 0.5, relaxation="perturbed", score_network=network)

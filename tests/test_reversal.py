@@ -84,3 +84,20 @@ def test_works_under_torch_compile() -> None:
     x = torch.randn(4, requires_grad=True)
     (grad,) = torch.autograd.grad(compiled(x), x)
     assert torch.allclose(grad, torch.full((4,), -1.0))
+
+
+def test_vmap_forward_and_grad_match_the_loop() -> None:
+    # _GradReverse sets generate_vmap_rule; torch.func.vmap refuses an autograd.Function
+    # without it (or a vmap staticmethod).
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 3, 4, dtype=torch.float64, generator=generator)
+    cotangent = torch.randn(5, 3, 4, dtype=torch.float64, generator=generator)
+    assert torch.equal(torch.func.vmap(lambda row: grad_reverse(row, 0.5))(x), x)
+
+    def weighted(row, weights):
+        return (grad_reverse(row * 2.0, 0.5) * weights).sum()
+
+    per_row = torch.func.vmap(torch.func.grad(weighted))(x, cotangent)
+    loop = torch.stack([torch.func.grad(weighted)(x[i], cotangent[i]) for i in range(5)])
+    assert torch.equal(per_row, loop)
+    assert torch.equal(per_row, (-0.5 * 2.0) * cotangent)

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from advmask import bottom_k, hard_bottom_k, straight_through
+from advmask.relaxations import RELAXATIONS
 
 from .properties.strategies import selection_problems
 
@@ -111,8 +112,6 @@ def test_bottom_k_without_grad_is_hard_and_graphless() -> None:
 
 
 def test_degenerate_rows_get_exactly_zero_gradient() -> None:
-    from advmask.relaxations import RELAXATIONS
-
     calls = []
 
     def spy(scores, k, eligible, *, generator=None):

@@ -86,15 +86,22 @@ def _soft(scores: Tensor, threshold: Tensor, eligible: Tensor, temperature: floa
 
 
 class _CalibratedSigmoid(autograd.Function):
+    # Forward and backward are plain batched tensor ops (a fixed bisection count, no host
+    # reads), so torch.func.vmap can batch the function by running them on batched tensors.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(
-        ctx: Any, scores: Tensor, k: Tensor, eligible: Tensor, temperature: float
-    ) -> Tensor:
+    def forward(scores: Tensor, k: Tensor, eligible: Tensor, temperature: float) -> Tensor:
         threshold = calibrated_threshold(scores, k, eligible, temperature)
-        soft = _soft(scores, threshold, eligible, temperature)
-        ctx.save_for_backward(soft, eligible)
+        return _soft(scores, threshold, eligible, temperature)
+
+    @staticmethod
+    def setup_context(
+        ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, float], output: Tensor
+    ) -> None:
+        _, _, eligible, temperature = inputs
+        ctx.save_for_backward(output, eligible)
         ctx.temperature = temperature
-        return soft
 
     @staticmethod
     @once_differentiable

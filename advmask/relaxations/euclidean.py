@@ -27,7 +27,7 @@ from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
+from advmask.relaxations.registry import register_relaxation
 
 
 def capped_simplex_threshold(logits: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
@@ -78,17 +78,25 @@ def capped_simplex_threshold(logits: Tensor, k: Tensor, eligible: Tensor) -> Ten
 
 
 class _CappedSimplexProjection(autograd.Function):
+    # Sort, gather and where only, with no host reads: torch.func.vmap batches the function by
+    # running forward, setup_context and backward on batched tensors.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(
-        ctx: Any, scores: Tensor, k: Tensor, eligible: Tensor, temperature: float
-    ) -> Tensor:
+    def forward(scores: Tensor, k: Tensor, eligible: Tensor, temperature: float) -> Tensor:
         logits = -scores / temperature
         threshold = capped_simplex_threshold(logits, k, eligible)
         soft = (logits + threshold.unsqueeze(1)).clamp(0, 1)
-        soft = torch.where(eligible, soft, torch.zeros_like(soft))
-        ctx.save_for_backward(eligible & (soft > 0) & (soft < 1))
+        return torch.where(eligible, soft, torch.zeros_like(soft))
+
+    @staticmethod
+    def setup_context(
+        ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, float], output: Tensor
+    ) -> None:
+        _, _, eligible, temperature = inputs
+        # Only the free set is needed backward: one bool tensor instead of the float mask.
+        ctx.save_for_backward(eligible & (output > 0) & (output < 1))
         ctx.temperature = temperature
-        return soft
 
     @staticmethod
     @once_differentiable

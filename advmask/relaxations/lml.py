@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
 from advmask.relaxations._calibrated import calibrated_sigmoid
+from advmask.relaxations.registry import register_relaxation
 
 
 @register_relaxation("lml")

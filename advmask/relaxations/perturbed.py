@@ -23,18 +23,20 @@ from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
+from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations._options import check_positive_int
+from advmask.relaxations.registry import register_relaxation
 
 
 class _PerturbedBottomK(autograd.Function):
+    # The noise is drawn outside, in :func:`perturbed`; what remains is a sort and an average,
+    # so torch.func.vmap batches the function by running it on batched tensors.
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(
-        ctx: Any, scores: Tensor, noise: Tensor, k: Tensor, eligible: Tensor, sigma: float
-    ) -> Tensor:
-        # Imported here: advmask.selection imports this package (for get_relaxation).
-        from advmask.selection import hard_bottom_k
-
+        scores: Tensor, noise: Tensor, k: Tensor, eligible: Tensor, sigma: float
+    ) -> tuple[Tensor, Tensor]:
         batch, samples, length = noise.shape
         perturbed = (scores.unsqueeze(1) + sigma * noise).reshape(batch * samples, length)
         hard = hard_bottom_k(
@@ -42,13 +44,27 @@ class _PerturbedBottomK(autograd.Function):
             k.repeat_interleave(samples),
             eligible.repeat_interleave(samples, dim=0),
         ).reshape(batch, samples, length)
+        # The per-sample masks are a second output: setup_context sees only inputs and
+        # outputs, and the backward pass needs them.
+        return hard.mean(1), hard
+
+    @staticmethod
+    def setup_context(
+        ctx: Any,
+        inputs: tuple[Tensor, Tensor, Tensor, Tensor, float],
+        output: tuple[Tensor, Tensor],
+    ) -> None:
+        _, noise, _, _, sigma = inputs
+        _, hard = output
+        ctx.mark_non_differentiable(hard)
         ctx.save_for_backward(hard, noise)
         ctx.sigma = sigma
-        return hard.mean(1)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
+    def backward(
+        ctx: Any, grad: Tensor, _grad_hard: Tensor
+    ) -> tuple[Tensor, None, None, None, None]:
         hard, noise = ctx.saved_tensors
         # <g, H_m> per sample, then the Z-weighted average; noise is 0 off eligible.
         inner = torch.einsum("bt,bmt->bm", grad, hard)
@@ -103,4 +119,4 @@ def perturbed(
         (batch, num_samples, length), generator=generator, device=device, dtype=scores.dtype
     ).to(scores.device)
     noise = torch.where(eligible.unsqueeze(1), noise, 0.0)
-    return _PerturbedBottomK.apply(scores, noise, k, eligible, sigma)
+    return _PerturbedBottomK.apply(scores, noise, k, eligible, sigma)[0]

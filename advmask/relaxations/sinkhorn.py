@@ -32,9 +32,9 @@ from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
 from advmask.relaxations._calibrated import calibrated_vjp
 from advmask.relaxations._options import check_bool, check_choice, check_positive_int
+from advmask.relaxations.registry import register_relaxation
 
 BACKWARDS = ("unrolled", "implicit")
 
@@ -99,23 +99,37 @@ def sinkhorn_top_k(
 
 
 class _ImplicitSinkhorn(autograd.Function):
+    # A fixed iteration count and no host reads: torch.func.vmap batches the function by
+    # running forward, setup_context and backward on batched tensors.
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(
-        ctx: Any,
         scores: Tensor,
         k: Tensor,
         eligible: Tensor,
         epsilon: float,
         num_iters: int,
         normalize_cost: bool,
-    ) -> Tensor:
-        soft, tau_eff = sinkhorn_top_k(scores, k, eligible, epsilon, num_iters, normalize_cost)
+    ) -> tuple[Tensor, Tensor]:
+        # tau_eff is a second output: setup_context sees only inputs and outputs, and the
+        # backward pass needs it.
+        return sinkhorn_top_k(scores, k, eligible, epsilon, num_iters, normalize_cost)
+
+    @staticmethod
+    def setup_context(
+        ctx: Any,
+        inputs: tuple[Tensor, Tensor, Tensor, float, int, bool],
+        output: tuple[Tensor, Tensor],
+    ) -> None:
+        eligible = inputs[2]
+        soft, tau_eff = output
+        ctx.mark_non_differentiable(tau_eff)
         ctx.save_for_backward(soft, eligible, tau_eff)
-        return soft
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, _grad_tau_eff: Tensor) -> tuple[Tensor | None, ...]:
         soft, eligible, tau_eff = ctx.saved_tensors
         vjp = calibrated_vjp(grad, soft, eligible, tau_eff.unsqueeze(1))
         return vjp, None, None, None, None, None
@@ -169,5 +183,6 @@ def sinkhorn(
     normalize_cost = check_bool(normalize_cost, "normalize_cost")
     backward = check_choice(backward, "backward", BACKWARDS)
     if backward == "implicit":
-        return _ImplicitSinkhorn.apply(scores, k, eligible, epsilon, num_iters, normalize_cost)
+        soft, _ = _ImplicitSinkhorn.apply(scores, k, eligible, epsilon, num_iters, normalize_cost)
+        return soft
     return sinkhorn_top_k(scores, k, eligible, epsilon, num_iters, normalize_cost)[0]

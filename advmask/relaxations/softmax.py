@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
+from advmask.relaxations.registry import register_relaxation
 
 # The reference clamps 1 - a at float32's smallest normal number, for every dtype.
 TINY = torch.finfo(torch.float32).tiny

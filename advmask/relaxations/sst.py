@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from advmask.checks import check_positive
-from advmask.relaxations import register_relaxation
+from advmask.relaxations.registry import register_relaxation
 
 # Finite "log 0": logaddexp(-inf, -inf) has a NaN gradient; -1e30 + -1e30 is still
 # finite in float32, and exp(-1e30 - x) is exactly 0, so sentinel paths carry zero gradient.

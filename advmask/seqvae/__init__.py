@@ -11,7 +11,12 @@ Subpackages: :mod:`~advmask.seqvae.data` (corpora, vocabularies, batches),
 """
 
 from advmask.seqvae.evaluation import EvaluationResult, evaluate
-from advmask.seqvae.factory import ModelSpec, build_sequence_vae, load_sequence_vae, save_sequence_vae
+from advmask.seqvae.factory import (
+    ModelSpec,
+    build_sequence_vae,
+    load_sequence_vae,
+    save_sequence_vae,
+)
 from advmask.seqvae.vae import SequenceVAE
 
 __all__ = [

@@ -3,6 +3,17 @@
 Every number says what it is: the per-sequence ``-ELBO`` and ``KL``, the importance-weighted
 NLL with its sample count, perplexities with their denominator (words + one EOS per sequence;
 BOS is not predicted) and mutual information with its estimator and ceiling.
+
+Several processes. Every rank reads the same global batches and, for each one, encodes all its
+``N`` rows and draws their noise with the calls one process makes, in the same order: the
+``(N, D)`` noise of ``z`` and the ``(S, N, D)`` importance samples. It then decodes only its
+own block of rows (:func:`~advmask.training.distributed.block_range`). So sequence ``n`` gets
+one process's noise whichever rank decodes it, and the generators of all ranks stay in step,
+by construction rather than by replaying draws. The decoder, where the time goes, is shared;
+the encoder (about a quarter of an ELBO pass at the default sizes on a CPU, nothing next to 500
+importance samples) runs on every rank, which also gives every rank the posteriors of the whole
+split for MI and active units. Only the sums of the decoded terms and the per-sequence IW gaps
+cross ranks.
 """
 
 from __future__ import annotations
@@ -12,11 +23,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
 from advmask.seqvae.data import Batch
-from advmask.training.distributed import all_gather_rows, block_range, sum_across_ranks
 from advmask.seqvae.metrics import (
     active_units,
     gaussian_kl,
@@ -26,6 +36,12 @@ from advmask.seqvae.metrics import (
     perplexity,
 )
 from advmask.seqvae.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
+from advmask.training.distributed import (
+    all_gather_rows,
+    block_range,
+    rank_and_world_size,
+    sum_across_ranks,
+)
 
 
 @dataclass(frozen=True)
@@ -100,152 +116,244 @@ def evaluate(
         iw_memory_budget: bytes for one chunk of decoded rows' logits and features
             (:meth:`advmask.seqvae.vae.SequenceVAE.log_likelihood`); peak memory stays below twice
             this.
-        mi_estimator: ``"full"`` or ``"batch"`` (see :func:`advmask.seqvae.metrics.mutual_information`).
+        mi_estimator: ``"full"`` or ``"batch"`` (see
+            :func:`advmask.seqvae.metrics.mutual_information`).
         mi_batch_size: batch size of the ``"batch"`` estimator.
         generator: random generator for every sample drawn here.
-        distributed: split the work over the ranks of the initialised process group. Every
-            rank passes the *same* ``batches`` and a generator in the same state; rank ``r``
-            evaluates a contiguous block of the batches (:func:`advmask.training.distributed.block_range`)
-            drawing and discarding the noise of the batches outside its block, so each
-            sequence gets the noise it gets in one process and the generator ends in the same
-            state. Sums and counts are all-reduced, posterior means and log-variances
-            all-gathered in batch order, and MI and AU are computed on every rank over the
-            whole split: every rank returns the same result, equal to one process's up to the
+        distributed: share the decoding among the ranks of the initialised process group (see
+            the module docstring). Every rank passes the *same* global ``batches`` and a
+            generator in the same state (without one, the same global seed); rank ``r`` decodes
+            rows :func:`~advmask.training.distributed.block_range` ``(N, r, W)`` of each batch.
+            Every sequence gets the noise it gets in one process and the generator ends in the
+            same state; every rank returns the same result, equal to one process's up to the
             order of floating-point additions. Without a process group it changes nothing.
 
     Returns:
         An :class:`EvaluationResult`.
+
+    Raises:
+        ValueError: if ``batches`` holds no sequence, or ``mi_estimator`` or ``mi_batch_size``
+            is invalid (both checked before any work).
     """
+    batches = list(batches)
+    num_sequences = sum(batch.num_sequences for batch in batches)
+    if num_sequences == 0:
+        raise ValueError("batches is empty: nothing to evaluate")
+    mi_ceiling = mutual_information_ceiling(num_sequences, mi_estimator, mi_batch_size)
+    rank, world_size = rank_and_world_size() if distributed else (0, 1)
     was_training = model.training
     model.eval()
     try:
-        totals = {"neg_elbo": 0.0, "kl": 0.0, "rec": 0.0, "nll_iw": 0.0}
-        num_sequences = num_words = 0
-        means: list[Tensor] = []
-        logvars: list[Tensor] = []
-        neg_elbos: list[Tensor] = []
-        nll_iws: list[Tensor] = []
-        batches = list(batches)
-        start, stop = 0, len(batches)
-        if distributed and dist.is_available() and dist.is_initialized():
-            start, stop = block_range(len(batches), dist.get_rank(), dist.get_world_size())
-            _skip_noise(model, batches[:start], iw_samples, generator)
-        for batch in batches[start:stop]:
-            tokens, lengths = batch.tokens, batch.lengths
-            mean, logvar = model.posterior(tokens, lengths)
-            noise = torch.randn(
-                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+        passes = [
+            _batch_pass(
+                model,
+                batch,
+                slice(*block_range(batch.num_sequences, rank, world_size)),
+                iw_samples=iw_samples,
+                iw_chunk=iw_chunk,
+                iw_memory_budget=iw_memory_budget,
+                generator=generator,
             )
-            z = mean + torch.exp(0.5 * logvar) * noise
-            rec = model.reconstruction_nll(tokens, lengths, z)
-            kl = gaussian_kl(mean, logvar)
-            totals["rec"] += float(rec.sum())
-            totals["kl"] += float(kl.sum())
-            totals["neg_elbo"] += float((rec + kl).sum())
-            neg_elbos.append((rec + kl).double().cpu())
-            if iw_samples > 0:
-                log_p = importance_weighted_log_likelihood(
-                    lambda zs, t=tokens, ln=lengths: model.log_likelihood(
-                        t, ln, zs, memory_budget=iw_memory_budget
-                    ),
-                    mean,
-                    logvar,
-                    num_samples=iw_samples,
-                    chunk_size=iw_chunk,
-                    generator=generator,
-                )
-                totals["nll_iw"] -= float(log_p.sum())
-                nll_iws.append(-log_p.double().cpu())
-            num_sequences += tokens.shape[0]
-            num_words += int((lengths - 2).sum())
-            means.append(mean.double().cpu())
-            logvars.append(logvar.double().cpu())
-        if distributed:
-            sums = sum_across_ranks(
-                {**totals, "num_sequences": num_sequences, "num_words": num_words}
-            )
-            totals = {name: sums[name] for name in totals}
-            num_sequences = round(sums["num_sequences"])
-            num_words = round(sums["num_words"])
-        if num_sequences == 0:
-            raise ValueError("batches is empty: nothing to evaluate")
-        if distributed:
-            # ... and past those after it, so the generator ends where one process leaves it.
-            _skip_noise(model, batches[stop:], iw_samples, generator)
-        if distributed and not means and batches:
-            # A rank without batches still takes part in the gathers, with (0, D) blocks.
-            mean, _ = model.posterior(batches[0].tokens[:1], batches[0].lengths[:1])
-            means = logvars = [mean.new_zeros((0, mean.shape[1])).double().cpu()]
-        all_means, all_logvars = _rows(means), _rows(logvars)
-        if distributed:
-            all_means, all_logvars = all_gather_rows(all_means), all_gather_rows(all_logvars)
-            neg_elbos = [all_gather_rows(_rows(neg_elbos))]
-            if iw_samples > 0:
-                nll_iws = [all_gather_rows(_rows(nll_iws))]
-        num_predictions = num_words + num_sequences
-        cpu_generator = None
-        if generator is not None:
-            # A seed drawn from the stream, not the stream's own seed: the MI estimator's
-            # samples must be independent of the ELBO's (a CPU generator seeded like a CPU
-            # ``generator`` would replay its first draws). Every rank draws it at the same
-            # point of the stream, so they agree.
-            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-            cpu_generator = torch.Generator().manual_seed(seed)
-        mi = mutual_information(
-            all_means,
-            all_logvars,
-            estimator=mi_estimator,
-            batch_size=mi_batch_size,
-            generator=cpu_generator,
-        )
-        nll_iw = totals["nll_iw"] / num_sequences if iw_samples > 0 else None
-        iw_gap = iw_gap_se = None
-        if iw_samples > 0:
-            gaps = torch.cat(neg_elbos) - torch.cat(nll_iws)
-            iw_gap = float(gaps.mean())
-            iw_gap_se = float(gaps.std() / math.sqrt(num_sequences)) if num_sequences > 1 else 0.0
-        return EvaluationResult(
-            neg_elbo=totals["neg_elbo"] / num_sequences,
-            kl=totals["kl"] / num_sequences,
-            reconstruction=totals["rec"] / num_sequences,
-            ppl_elbo=perplexity(totals["neg_elbo"], num_predictions),
-            nll_iw=nll_iw,
-            ppl_iw=perplexity(totals["nll_iw"], num_predictions) if iw_samples > 0 else None,
-            mutual_information=mi,
-            mi_estimator=mi_estimator,
-            mi_ceiling=mutual_information_ceiling(num_sequences, mi_estimator, mi_batch_size),
-            active_units=active_units(all_means),
-            num_sequences=num_sequences,
-            num_words=num_words,
-            num_predictions=num_predictions,
-            iw_samples=iw_samples,
-            iw_gap=iw_gap,
-            iw_gap_se=iw_gap_se,
-        )
+            for batch in batches
+        ]
     finally:
         model.train(was_training)
+    mean = torch.cat([batch_pass.mean for batch_pass in passes])
+    logvar = torch.cat([batch_pass.logvar for batch_pass in passes])
+    mi = _mutual_information(mean, logvar, mi_estimator, mi_batch_size, generator)
+    totals = _split_totals(passes, world_size)
+    num_words = sum(batch.num_words for batch in batches)
+    num_predictions = num_words + num_sequences
+    iw_gap = iw_gap_se = None
+    if iw_samples > 0:
+        gaps = _split_iw_gaps(passes, world_size)
+        iw_gap = float(gaps.mean())
+        iw_gap_se = float(gaps.std() / math.sqrt(num_sequences)) if num_sequences > 1 else 0.0
+    return EvaluationResult(
+        neg_elbo=totals["neg_elbo"] / num_sequences,
+        kl=totals["kl"] / num_sequences,
+        reconstruction=totals["rec"] / num_sequences,
+        ppl_elbo=perplexity(totals["neg_elbo"], num_predictions),
+        nll_iw=totals["nll_iw"] / num_sequences if iw_samples > 0 else None,
+        ppl_iw=perplexity(totals["nll_iw"], num_predictions) if iw_samples > 0 else None,
+        mutual_information=mi,
+        mi_estimator=mi_estimator,
+        mi_ceiling=mi_ceiling,
+        active_units=active_units(mean),
+        num_sequences=num_sequences,
+        num_words=num_words,
+        num_predictions=num_predictions,
+        iw_samples=iw_samples,
+        iw_gap=iw_gap,
+        iw_gap_se=iw_gap_se,
+    )
 
 
-def _rows(blocks: list[Tensor]) -> Tensor:
-    """Concatenated rows; an empty float64 tensor when this rank evaluated nothing."""
-    return torch.cat(blocks) if blocks else torch.zeros(0, dtype=torch.float64)
+_SUMS = ("neg_elbo", "kl", "rec", "nll_iw")
 
 
-def _skip_noise(
-    model: SequenceVAE, batches: list[Batch], iw_samples: int, generator: torch.Generator | None
-) -> None:
-    """Advance ``generator`` past the draws :func:`evaluate` makes for ``batches``.
+@dataclass(frozen=True)
+class _BatchPass:
+    """What one global batch of ``N`` rows gives on one rank, whose rows are ``B_r`` of them.
 
-    The shapes, dtypes and order mirror the loop above and
-    :func:`advmask.seqvae.metrics.importance_weighted_log_likelihood` (one (S, B, D) draw).
+    Attributes:
+        mean: (N, D) float64 CPU posterior means of all the batch's rows.
+        logvar: (N, D) float64 CPU posterior log-variances.
+        sums: for each name of ``_SUMS``, the float32 sum over this rank's rows of the
+            per-sequence ``-ELBO``, ``KL``, reconstruction NLL and IW-NLL (0.0 without IW).
+        iw_gaps: (B_r,) float64 ``-ELBO_n - NLL_IW_n`` of this rank's rows; None without IW.
     """
-    if not batches:
-        return
-    first = batches[0]
-    mean, _ = model.posterior(first.tokens[:1], first.lengths[:1])
-    options = {"generator": generator, "device": mean.device, "dtype": mean.dtype}
-    for batch in batches:
-        rows = batch.tokens.shape[0]
-        torch.randn((rows, mean.shape[1]), **options)
-        if iw_samples > 0:
-            torch.randn((iw_samples, rows, mean.shape[1]), **options)
+
+    mean: Tensor
+    logvar: Tensor
+    sums: dict[str, float]
+    iw_gaps: Tensor | None
+
+
+def _batch_pass(
+    model: SequenceVAE,
+    batch: Batch,
+    rows: slice,
+    *,
+    iw_samples: int,
+    iw_chunk: int,
+    iw_memory_budget: int,
+    generator: torch.Generator | None,
+) -> _BatchPass:
+    """Encode the whole ``batch`` and draw its noise; decode only ``rows``.
+
+    Args:
+        model: the sequence VAE, in eval mode.
+        batch: one global batch, ``N`` rows.
+        rows: this rank's rows ``start:stop``; all of them in one process, none on a rank
+            beyond ``N`` when the batch has fewer rows than there are ranks.
+        iw_samples, iw_chunk, iw_memory_budget, generator: as in :func:`evaluate`.
+
+    Returns:
+        The batch's :class:`_BatchPass`.
+    """
+    mean, logvar = model.posterior(batch.tokens, batch.lengths)  # (N, D)
+    # Noise for all N rows, as one process draws it: row n's z does not depend on the rank.
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    z = mean + torch.exp(0.5 * logvar) * noise
+    tokens, lengths = batch.tokens[rows], batch.lengths[rows]
+    # The decoders need at least one row; a rank can have none (see ``rows``).
+    has_rows = rows.stop > rows.start
+    rec = model.reconstruction_nll(tokens, lengths, z[rows]) if has_rows else z.new_zeros(0)
+    kl = gaussian_kl(mean, logvar)[rows]
+    neg_elbo = rec + kl
+    sums = {
+        "neg_elbo": float(neg_elbo.sum()),
+        "kl": float(kl.sum()),
+        "rec": float(rec.sum()),
+        "nll_iw": 0.0,
+    }
+    iw_gaps = None
+    if iw_samples > 0:
+        log_p = _iw_log_likelihood(
+            model,
+            batch,
+            rows,
+            mean,
+            logvar,
+            num_samples=iw_samples,
+            chunk_size=iw_chunk,
+            memory_budget=iw_memory_budget,
+            generator=generator,
+        )
+        sums["nll_iw"] = -float(log_p.sum())
+        iw_gaps = neg_elbo.double().cpu() - (-log_p).double().cpu()
+    return _BatchPass(mean.double().cpu(), logvar.double().cpu(), sums, iw_gaps)
+
+
+def _iw_log_likelihood(
+    model: SequenceVAE,
+    batch: Batch,
+    rows: slice,
+    mean: Tensor,
+    logvar: Tensor,
+    *,
+    num_samples: int,
+    chunk_size: int,
+    memory_budget: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Importance-weighted ``log p(x_n)`` of ``rows``, with one process's samples.
+
+    The estimator is given the posterior of the whole batch, so it draws the ``(S, N, D)``
+    samples one process draws; the decoder runs on this rank's rows only, and the other rows'
+    ``log p(x|z)`` are zeros whose log-weights are computed and dropped (``S * N * D``
+    elementwise work, next to decoding ``S * B_r`` sequences).
+
+    Args:
+        model: the sequence VAE, in eval mode.
+        batch: one global batch, ``N`` rows.
+        rows: this rank's rows ``start:stop`` (possibly none).
+        mean: (N, D) posterior means of the whole batch.
+        logvar: (N, D) posterior log-variances.
+        num_samples, chunk_size, generator: as in
+            :func:`advmask.seqvae.metrics.importance_weighted_log_likelihood`.
+        memory_budget: as in :meth:`advmask.seqvae.vae.SequenceVAE.log_likelihood`.
+
+    Returns:
+        (B_r,) ``log p_S(x_n)`` in nats.
+    """
+    tokens, lengths = batch.tokens[rows], batch.lengths[rows]
+    others_after = batch.num_sequences - rows.stop
+
+    def log_likelihood(z: Tensor) -> Tensor:
+        # (S_chunk, N, D) -> (S_chunk, N): this rank's rows decoded, zeros for the others'.
+        if rows.stop == rows.start:
+            return z.new_zeros(z.shape[:2])
+        own = model.log_likelihood(tokens, lengths, z[:, rows], memory_budget=memory_budget)
+        return F.pad(own, (rows.start, others_after))
+
+    log_p = importance_weighted_log_likelihood(
+        log_likelihood,
+        mean,
+        logvar,
+        num_samples=num_samples,
+        chunk_size=chunk_size,
+        generator=generator,
+    )
+    return log_p[rows]
+
+
+def _mutual_information(
+    mean: Tensor,
+    logvar: Tensor,
+    estimator: str,
+    batch_size: int,
+    generator: torch.Generator | None,
+) -> float:
+    """MI estimate over the posteriors of the whole split, (N, D) float64 each, in split order.
+
+    Called after every batch's draws, so every rank takes the estimator's seed from the same
+    point of the stream.
+    """
+    cpu_generator = None
+    if generator is not None:
+        # A seed drawn from the stream, not the stream's own seed: the MI estimator's samples
+        # must be independent of the ELBO's (a CPU generator seeded like a CPU ``generator``
+        # would replay its first draws).
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        cpu_generator = torch.Generator().manual_seed(seed)
+    return mutual_information(
+        mean, logvar, estimator=estimator, batch_size=batch_size, generator=cpu_generator
+    )
+
+
+def _split_totals(passes: list[_BatchPass], world_size: int) -> dict[str, float]:
+    """Each of ``_SUMS`` over the split: this rank's batch sums in batch order, then all ranks'."""
+    totals = {name: sum((batch_pass.sums[name] for batch_pass in passes), 0.0) for name in _SUMS}
+    return sum_across_ranks(totals) if world_size > 1 else totals
+
+
+def _split_iw_gaps(passes: list[_BatchPass], world_size: int) -> Tensor:
+    """(N,) float64 IW gaps of every sequence of the split, rank 0's first.
+
+    Only their mean and standard deviation are used, so the rank order, not the split's, is
+    enough: it changes the result by the order of the additions only.
+    """
+    gaps = torch.cat([batch_pass.iw_gaps for batch_pass in passes])
+    return all_gather_rows(gaps) if world_size > 1 else gaps

@@ -1,4 +1,4 @@
-"""Build a :class:`~advmask.seqvae.vae.SequenceVAE` from a plain specification, and load a saved one.
+"""Build a :class:`~advmask.seqvae.vae.SequenceVAE` from a plain specification; load a saved one.
 
 The specification is stored next to the weights, so a checkpoint written by the recipe loads
 with :func:`load_sequence_vae` alone, without the recipe's code.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from advmask.training.checkpoint import load_checkpoint, save_checkpoint
 from advmask.maskers import AdversarialMasker, UniformMasker
+from advmask.seqvae.data.vocab import UNK_ID
 from advmask.seqvae.models import DECODERS, LSTMEncoder
 from advmask.seqvae.vae import SequenceVAE
+from advmask.training.checkpoint import load_checkpoint, save_checkpoint
 
 DROPOUT_KINDS = ("none", "uniform", "adversarial")
 
@@ -39,15 +40,21 @@ class ModelSpec:
         rate: word-dropout rate.
         kl_weight: ``lambda``, weight of the adversary's KL regulariser.
         relaxation: top-K relaxation of the adversary (see :mod:`advmask.relaxations`).
+        relaxation_options: its keyword settings (e.g. ``{"temperature": 0.5}``).
         std: ``"fixed"`` (unit variance, the authors' code) or ``"softplus"`` (learned).
         adversary_embedding_dim: embedding size of the score network.
         adversary_hidden_size: hidden size of the score network.
-        encoder_init: ``"authors"`` or ``"pytorch"`` (see :class:`advmask.seqvae.models.LSTMEncoder`).
+        encoder_init: ``"authors"`` or ``"pytorch"`` (see
+            :class:`advmask.seqvae.models.LSTMEncoder`).
         transformer_layers: blocks of the Transformer decoder (ignored by the LSTMs).
         transformer_heads: attention heads per block; must divide ``hidden_size``.
         transformer_max_length: longest decoder input the Transformer's learned positions
             cover.
         transformer_dropout: dropout inside the Transformer blocks.
+        unk_id: the unknown-token id of the vocabulary, whose embedding ``fill="unk"`` uses
+            (:data:`advmask.seqvae.data.vocab.UNK_ID`, the id every
+            :mod:`advmask.seqvae.data` vocabulary gives ``<unk>``; checkpoints saved without
+            this field get it too).
     """
 
     vocab_size: int
@@ -70,6 +77,8 @@ class ModelSpec:
     transformer_heads: int = 4
     transformer_max_length: int = 512
     transformer_dropout: float = 0.1
+    unk_id: int = UNK_ID
+    relaxation_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _transformer_options(spec: ModelSpec) -> dict[str, Any]:
@@ -118,11 +127,12 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
             rate=spec.rate,
             kl_weight=spec.kl_weight,
             relaxation=spec.relaxation,
+            relaxation_options=spec.relaxation_options,
             std=spec.std,
             embedding_dim=spec.adversary_embedding_dim,
             hidden_size=spec.adversary_hidden_size,
         )
-    return SequenceVAE(encoder, decoder, masker, fill=spec.fill)
+    return SequenceVAE(encoder, decoder, masker, fill=spec.fill, unk_id=spec.unk_id)
 
 
 def save_sequence_vae(
@@ -135,7 +145,13 @@ def save_sequence_vae(
 def load_sequence_vae(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[SequenceVAE, ModelSpec]:
-    """Rebuild the model saved at ``path`` by :func:`save_sequence_vae`, in eval mode."""
+    """Rebuild the model saved at ``path`` by :func:`save_sequence_vae`, in eval mode.
+
+    Checkpoints of earlier versions load too: a spec without the fields added since gets
+    their defaults, and the state-dict keys of the layout before the masking moved into the
+    decoder's :class:`~advmask.MaskedEmbedding` are renamed by
+    :meth:`SequenceVAE.load_state_dict <torch.nn.Module.load_state_dict>`.
+    """
     state = load_checkpoint(path, map_location=map_location)
     spec = ModelSpec(**state["spec"])
     model = build_sequence_vae(spec)

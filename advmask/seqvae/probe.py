@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
 import torch
 from torch import Tensor
 
 from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_non_negative, check_tensor
+
+__all__ = ["linear_probe_accuracy", "probe_factors"]
 
 
 def linear_probe_accuracy(
@@ -103,3 +108,44 @@ def linear_probe_accuracy(
     with torch.no_grad():
         predicted = (x_test @ weight + bias).argmax(1)
     return float((predicted == test_labels).double().mean())
+
+
+class _Encodes(Protocol):
+    def posterior(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+def _corpus_order_means(model: _Encodes, batches: Sequence) -> Tensor:
+    """Posterior means of every sequence, put back in corpus order (batches are bucketed)."""
+    order = torch.cat([b.indices for b in batches])
+    means = torch.cat([model.posterior(b.tokens, b.lengths)[0].cpu() for b in batches])
+    return torch.empty_like(means).index_copy_(0, order, means)
+
+
+def probe_factors(
+    model: _Encodes,
+    train_batches: Sequence,
+    test_batches: Sequence,
+    train_factors: Mapping[str, Tensor],
+    test_factors: Mapping[str, Tensor],
+) -> dict[str, float]:
+    """Test accuracy of a linear probe from the posterior means to each known factor.
+
+    Args:
+        model: anything with ``posterior(tokens, lengths) -> (mean, logvar)``, e.g. a
+            :class:`~advmask.seqvae.SequenceVAE`.
+        train_batches: batches (:class:`~advmask.seqvae.data.Batch` with ``indices``) covering
+            the probe's training sequences, in any order.
+        test_batches: the same for the held-out sequences.
+        train_factors: factor name -> (N,) int labels in corpus order.
+        test_factors: the same for the held-out sequences.
+
+    Returns:
+        factor name -> accuracy of :func:`linear_probe_accuracy`.
+    """
+    with torch.no_grad():
+        train_means = _corpus_order_means(model, train_batches)
+        test_means = _corpus_order_means(model, test_batches)
+    return {
+        name: linear_probe_accuracy(train_means, labels, test_means, test_factors[name])
+        for name, labels in train_factors.items()
+    }

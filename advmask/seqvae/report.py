@@ -14,7 +14,6 @@ that a recipe prints.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from advmask.seqvae.metrics import perplexity
+from advmask.training.checkpoint import read_json
 
 # (key in a run's metrics.json "test" section, column title)
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -106,22 +108,6 @@ def _cell(summary: Summary | None, num_runs: int) -> str:
 
 def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
-
-
-def read_json(path: str | Path) -> Any:
-    """The content of a JSON file.
-
-    Raises:
-        FileNotFoundError: naming ``path`` when it is missing.
-        ValueError: naming ``path`` (and the line) when it is not valid JSON.
-    """
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON (not UTF-8 text)") from error
 
 
 def is_run_directory(path: str | Path) -> bool:
@@ -684,3 +670,94 @@ def resolve_variant(groups: Mapping[str, Sequence[Mapping[str, Any]]], name: str
         f"{len(matches)} rows are {name!r} ({', '.join(map(repr, sorted(matches)))}): name one "
         "of them"
     )
+
+
+def comparison_lines(
+    runs: Iterable[Mapping[str, Any]],
+    metrics: Sequence[str] = ("mutual_information", "kl", "nll_iw"),
+) -> list[str]:
+    """One :func:`comparison_line` per pair of dropout kinds trained at the same settings.
+
+    Runs are grouped by their ``model`` label (the dropout kind and its rate); adversarial is
+    compared with uniform at the same rate, and each with no dropout, paired by seed.
+
+    Args:
+        runs: metrics of finished runs (``model``, ``dropout``, ``rate``, ``seed``, ``test``).
+        metrics: the differences to print.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(str(run["model"]), []).append(run)
+
+    def name(group: list[Mapping[str, Any]]) -> str:
+        run = group[0]
+        return run["dropout"] if run["dropout"] == "none" else f"{run['dropout']} [{run['rate']}]"
+
+    lines = []
+    for kind_a, kind_b in (
+        ("adversarial", "uniform"),
+        ("adversarial", "none"),
+        ("uniform", "none"),
+    ):
+        for a in (g for g in groups.values() if g[0]["dropout"] == kind_a):
+            for b in (g for g in groups.values() if g[0]["dropout"] == kind_b):
+                if kind_b != "none" and a[0]["rate"] != b[0]["rate"]:
+                    continue
+                differences = paired_differences(a, b, metrics)
+                lines.append(comparison_line(name(a), name(b), differences))
+    return lines
+
+
+def per_word_metrics(metrics: Mapping[str, Any], num_words: int) -> dict[str, Any]:
+    """Metrics of a subword (sentencepiece) run with perplexities per word of the raw text.
+
+    The total NLL is the same whatever the units; a per-word perplexity divides it by the
+    whitespace words plus one EOS per sequence, as for a word-level model. The per-piece values
+    are kept as ``piece_ppl_*``, with ``num_pieces`` and ``pieces_per_word``.
+
+    Args:
+        metrics: an evaluation's metrics (``num_sequences``, ``num_words`` counting pieces,
+            ``neg_elbo``, ``nll_iw`` per sequence, ``ppl_*`` per piece).
+        num_words: whitespace words of the split's raw text.
+    """
+    sequences, pieces = metrics["num_sequences"], metrics["num_words"]
+    predictions = num_words + sequences
+    result = {
+        **metrics,
+        "piece_ppl_elbo": metrics["ppl_elbo"],
+        "piece_ppl_iw": metrics["ppl_iw"],
+        "num_pieces": pieces,
+        "pieces_per_word": pieces / num_words if num_words else None,
+        "num_words": num_words,
+        "num_predictions": predictions,
+        "ppl_elbo": perplexity(metrics["neg_elbo"] * sequences, predictions),
+        "ppl_denominator": "words of the raw text + EOS per sequence (BOS not predicted)",
+    }
+    if metrics.get("nll_iw") is not None:
+        result["ppl_iw"] = perplexity(metrics["nll_iw"] * sequences, predictions)
+    return result
+
+
+def print_results(
+    console: Console,
+    runs: Sequence[Mapping[str, Any]],
+    title: str,
+    probe_chance: Mapping[str, float] | None = None,
+    runs_dir: str | Path | None = None,
+) -> None:
+    """What a recipe prints at the end: the table, its legend, each paired comparison (see
+    :func:`comparison_lines`) and, with ``runs_dir``, where the runs are and how to tabulate
+    them again."""
+    table = results_table(runs, title=title)
+    print_table(console, table)
+    console.print(
+        results_legend([str(c.header) for c in table.columns], probe_chance), highlight=False
+    )
+    for line in comparison_lines(runs):
+        console.print(line, highlight=False)
+    if runs_dir is not None:
+        console.print(
+            f"runs in {runs_dir}/ (one folder per variant and seed); "
+            f"tabulate them again with: python recipes/compare.py {runs_dir}/*/",
+            highlight=False,
+        )

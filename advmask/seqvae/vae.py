@@ -5,6 +5,12 @@ count the non-padding tokens, ``L_b + 2``. The decoder reads ``tokens[:, :-1]`` 
 ``tokens[:, 1:]``: ``L_b + 1`` predictions per sequence (the words and EOS; BOS is not
 predicted). Masking drops decoder *inputs* ``w_1..w_L``; BOS is never dropped, and the encoder
 always sees the unmasked sentence.
+
+The masking itself is :class:`advmask.MaskedEmbedding`'s, the wrapper that
+:func:`advmask.mask_input_embeddings` puts into any decoder: the model installs it as the
+decoder's ``embedding``, and the fill (zero, ``<unk>`` or a learned vector) and the masker live
+there. Checkpoints of the earlier layout (the masker and the drop vector on the model,
+``decoder.embedding.weight``) load through a key remap.
 """
 
 from __future__ import annotations
@@ -18,17 +24,33 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths, trusted
-from advmask.seqvae.data.vocab import UNK_ID
-from advmask.embedding import mask_embeddings
-from advmask.seqvae.metrics import gaussian_kl_per_dimension
+from advmask.embedding import MaskedEmbedding
 from advmask.outputs import MaskerOutput
+from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import free_bits_kl
 
-FILL_MODES = ("zero", "unk", "learned")
+DEFAULT_UNK_ID = 3
+"""The ``<unk>`` id of :mod:`advmask.seqvae.data` vocabularies (``PAD, BOS, EOS, UNK`` first),
+the default of ``fill="unk"``; a test keeps it equal to
+:data:`advmask.seqvae.data.vocab.UNK_ID`.
+Written out rather than imported so that the model does not depend on the data package."""
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 """Bytes for one chunk in :meth:`SequenceVAE.log_likelihood` (the peak stays below twice)."""
+
+
+def _current_key(name: str) -> str | None:
+    """Where a state-dict key of the earlier layout is now, or None if it is not one.
+
+    The masker and the learned drop vector were the model's own (``masker.*``,
+    ``drop_vector``); they now belong to the decoder's :class:`~advmask.MaskedEmbedding`.
+    (``decoder.embedding.weight`` is renamed by the wrapper itself.)
+    """
+    if name == "drop_vector" or name.startswith("masker."):
+        return f"decoder.embedding.{name}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -40,7 +62,8 @@ class VAEOutput:
         reconstruction: (B,) negative log-likelihood of each sequence, summed over its
             ``L_b + 1`` predictions (nats), with one ``z ~ q(z|x)``.
         kl: (B,) ``KL(q(z|x_b) || N(0, I))`` (nats), never thresholded.
-        masker: what the masker returned, or None when nothing was masked.
+        masker: what the masker returned (``mask`` (B, T - 1) float, 1.0 = dropped input), or
+            None when nothing was masked.
     """
 
     loss: Tensor
@@ -52,17 +75,32 @@ class VAEOutput:
 class SequenceVAE(nn.Module):
     """Encoder ``q(z|x)``, autoregressive decoder ``p(x|z)`` and an optional input masker.
 
+    The decoder's ``embedding`` is replaced by a :class:`~advmask.MaskedEmbedding` (with
+    :func:`~advmask.mask_input_embeddings`) that shares its weight and holds ``masker`` and
+    the fill; :attr:`masker`, :attr:`fill`, :attr:`drop_vector` and :meth:`fill_vector` read
+    them from there. State-dict keys are those of that layout
+    (``decoder.embedding.embedding.weight``, ``decoder.embedding.masker.*``,
+    ``decoder.embedding.drop_vector``); a state dict with the earlier keys (``masker.*``,
+    ``drop_vector``, ``decoder.embedding.weight``) loads too.
+
     Args:
         encoder: module mapping ``(tokens, lengths)`` to posterior ``(mean, logvar)``, each
             (B, D) (for example :class:`advmask.seqvae.models.LSTMEncoder`).
-        decoder: module with an ``embedding`` (:class:`torch.nn.Embedding`) and
-            ``forward(embedded (B, T, E), z (B, D)) -> logits (B, T, V)`` (for example
+        decoder: module with an ``embedding`` (:class:`torch.nn.Embedding`, not yet masked)
+            and ``forward(embedded (B, T, E), z (B, D)) -> logits (B, T, V)`` (for example
             :class:`advmask.seqvae.models.DoubleLSTMDecoder`).
         masker: :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None;
             applied in training mode only.
         fill: what a dropped input becomes: ``"zero"`` (the zero vector, the AWD authors'
             choice), ``"unk"`` (the embedding of the unknown token, Bowman et al.) or
-            ``"learned"`` (a trainable vector).
+            ``"learned"`` (a trainable vector, initialised at zero).
+        unk_id: the unknown-token id of the decoder's vocabulary, used by ``fill="unk"``
+            (default :data:`DEFAULT_UNK_ID`;
+            :func:`~advmask.seqvae.factory.build_sequence_vae` passes ``ModelSpec.unk_id``).
+
+    Raises:
+        ValueError: if ``fill`` is not a fill mode, ``unk_id`` is not an id of the decoder's
+            vocabulary when ``fill="unk"``, or the decoder's embedding is already masked.
     """
 
     def __init__(
@@ -71,21 +109,47 @@ class SequenceVAE(nn.Module):
         decoder: nn.Module,
         masker: nn.Module | None = None,
         fill: str = "zero",
+        unk_id: int = DEFAULT_UNK_ID,
     ) -> None:
         super().__init__()
-        if fill not in FILL_MODES:
-            raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
         self.encoder = encoder
         self.decoder = decoder
-        self.masker = masker
-        self.fill = fill
-        embedding_dim = decoder.embedding.embedding_dim
-        self.drop_vector = nn.Parameter(torch.zeros(embedding_dim)) if fill == "learned" else None
+        # The one masking path: the wrapper the README promotes for any decoder. It becomes
+        # decoder.embedding, so the masker and the drop vector are submodules of the decoder.
+        mask_input_embeddings(decoder, masker, fill=fill, unk_id=unk_id, attribute="embedding")
+
+    @property
+    def input_embedding(self) -> MaskedEmbedding:
+        """The decoder's masked input embedding (``decoder.embedding``)."""
+        return self.decoder.embedding
+
+    @property
+    def masker(self) -> nn.Module | None:
+        """The masker of the decoder's inputs, or None (no word dropout)."""
+        return self.input_embedding.masker
+
+    @property
+    def fill(self) -> str:
+        """The fill mode, ``"zero"``, ``"unk"`` or ``"learned"`` (what a dropped input becomes)."""
+        return self.input_embedding.fill
+
+    @property
+    def drop_vector(self) -> nn.Parameter | None:
+        """(E,) the learned fill (``fill="learned"``), else None."""
+        return self.input_embedding.drop_vector
 
     def vae_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the encoder, the decoder and the fill vector (not the adversary's)."""
+        """Parameters of the encoder, the decoder and the fill vector (not the adversary's).
+
+        In the order of the earlier layout, the drop vector last: optimiser states saved then
+        index parameters by position, and gradient clipping sums their norms in this order.
+        """
         masker_ids = {id(p) for p in self.masker.parameters()} if self.masker else set()
-        return [p for p in self.parameters() if id(p) not in masker_ids]
+        drop_vector = self.drop_vector
+        parameters = [
+            p for p in self.parameters() if id(p) not in masker_ids and p is not drop_vector
+        ]
+        return parameters if drop_vector is None else [*parameters, drop_vector]
 
     def posterior(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``q(z|x)`` as (mean, logvar), each (B, D)."""
@@ -93,9 +157,7 @@ class SequenceVAE(nn.Module):
 
     def fill_vector(self) -> Tensor | None:
         """(E,) vector a dropped input is replaced by; None means the zero vector."""
-        if self.fill == "unk":
-            return self.decoder.embedding.weight[UNK_ID]
-        return self.drop_vector
+        return self.input_embedding.fill_vector()
 
     def reconstruction_nll(
         self, tokens: Tensor, lengths: Tensor, z: Tensor, drop_mask: Tensor | None = None
@@ -106,14 +168,16 @@ class SequenceVAE(nn.Module):
             tokens: (B, T) int64 ``[BOS, words, EOS, PAD..]``.
             lengths: (B,) int64 non-padding tokens per row (``L_b + 2``).
             z: (B, D) latent codes.
-            drop_mask: optional (B, T - 1) float mask over decoder inputs, 1.0 = drop.
+            drop_mask: optional (B, T - 1) float mask over decoder inputs, 1.0 = drop; None:
+                nothing is dropped, in training mode too (the masker is not called).
 
         Returns:
             (B,) nats, summed over the ``L_b + 1`` predictions of each row.
         """
-        embedded = self.decoder.embedding(tokens[:, :-1])
+        input_embedding = self.input_embedding
+        embedded = input_embedding.embedding(tokens[:, :-1])  # the unmasked lookup
         if drop_mask is not None:
-            embedded = mask_embeddings(embedded, drop_mask, self.fill_vector())
+            embedded = input_embedding.drop(embedded, drop_mask)
         return _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
 
     def log_likelihood(
@@ -148,7 +212,7 @@ class SequenceVAE(nn.Module):
         num_samples, num_sequences = z.shape[0], tokens.shape[0]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         decoder = self.decoder
-        embedded = decoder.embedding(inputs)
+        embedded = self.input_embedding.embedding(inputs)  # unmasked, in training mode too
         # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
         projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
         if max_rows is None:
@@ -186,22 +250,24 @@ class SequenceVAE(nn.Module):
         Returns:
             A :class:`VAEOutput`.
         """
-        # Value checks of the inputs once, here; the encoder trusts what passed. The masker
-        # checks its own scores (a diverged adversary), once per call.
+        # Value checks of the inputs once, here; the encoder and the embedding trust what
+        # passed. The masker checks its own scores (a diverged adversary), once per call.
+        input_embedding = self.input_embedding
         tokens, lengths = check_tokens_lengths(
-            tokens, lengths, vocab_size=self.decoder.embedding.num_embeddings, min_length=2
+            tokens, lengths, vocab_size=input_embedding.num_embeddings, min_length=2
         )
         with trusted():
             mean, logvar = self.posterior(tokens, lengths)
+        # z is drawn before the masker's noise and the decoder's dropout: the order of the
+        # random draws fixes the results of a seed.
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        masker_output = None
-        drop_mask = None
-        if self.training and self.masker is not None:
-            inputs = tokens[:, :-1]
-            is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
-            masker_output = self.masker(inputs, lengths - 1, protected=is_bos)
-            drop_mask = masker_output.mask
-        reconstruction = self.reconstruction_nll(tokens, lengths, z, drop_mask)
+        inputs = tokens[:, :-1]
+        is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
+        # Training mode: the masker drops some of the words (lengths - 1 inputs, BOS
+        # protected); eval mode: the plain embedding.
+        embedded = input_embedding(inputs, lengths - 1, protected=is_bos, ids_checked=True)
+        masker_output = input_embedding.last_output
+        reconstruction = _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)
         kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()
@@ -209,6 +275,28 @@ class SequenceVAE(nn.Module):
         if masker_output is not None:
             loss = loss + masker_output.regularizer
         return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # Rename the keys of the earlier layout (see _current_key). torch calls this before
+        # loading the children, with the copy of the dict that load_state_dict made, so every
+        # loader (load_sequence_vae, a resumed run, an AveragedModel's "module." prefix) gets
+        # the remap.
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            current = _current_key(key[len(prefix) :])
+            if current is not None and prefix + current not in state_dict:
+                state_dict[prefix + current] = state_dict.pop(key)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 def _sequence_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:

@@ -199,9 +199,7 @@ def load_checkpoint(
             f"({type(error).__name__}: {_first_line(error)})"
         ) from error
     if not isinstance(state, dict):
-        raise CheckpointError(
-            f"checkpoint {path} holds a {type(state).__name__}, not a dictionary"
-        )
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dictionary")
     expected = state.pop(CHECKSUM_KEY, None)
     if expected is None:
         logger.warning("checkpoint %s has no checksum: loaded without verification", path)
@@ -329,3 +327,19 @@ def save_json(data: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``data`` as indented JSON atomically."""
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The content of a JSON file.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it is missing.
+        ValueError: naming ``path`` (and the line) when it is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 text)") from error

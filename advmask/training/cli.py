@@ -19,8 +19,14 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
+
+from rich.console import Console
+
+from advmask.training.divergence import DivergedError
+from advmask.training.signals import InterruptedRunError
 
 ConfigT = TypeVar("ConfigT")
 
@@ -279,3 +285,68 @@ def parse_config(
         if value is not None and typing.get_origin(_unwrap_optional(hints[name])[0]) is tuple:
             values[name] = tuple(value)
     return config_type(**values)
+
+
+def flag(default: Any, help: str, choices: Sequence[Any] | None = None, **limits: float) -> Any:
+    """A dataclass field with its help, allowed values and range, checked when parsed.
+
+    Args:
+        default: the default (a list or dict is copied per instance).
+        help: the flag's help text.
+        choices: allowed values (per item for tuples), or None.
+        **limits: ``minimum=``, ``exclusive_minimum=``, ``maximum=``, ``exclusive_maximum=``.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Config:
+        ...     lr: float = flag(1.0, "learning rate", exclusive_minimum=0.0)
+        >>> parse_config(Config, ["--lr", "0.5"])
+        Config(lr=0.5)
+    """
+    metadata = {"help": help, **({"choices": tuple(choices)} if choices else {}), **limits}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_with_presets(
+    config_type: type[ConfigT],
+    presets: Mapping[str, Mapping[str, Any]],
+    argv: Sequence[str] | None = None,
+    *,
+    description: str | None = None,
+) -> ConfigT:
+    """:func:`parse_config` with ``--preset NAME`` choosing the defaults first.
+
+    ``config_type`` must have a ``preset`` field; ``--help`` then shows the chosen preset's
+    defaults. The first key of ``presets`` is the default preset.
+    """
+    preset_parser = Parser(add_help=False)
+    preset_parser.add_argument("--preset", default=next(iter(presets)), choices=sorted(presets))
+    preset = preset_parser.parse_known_args(argv)[0].preset
+    return parse_config(
+        config_type, argv, defaults={"preset": preset, **presets[preset]}, description=description
+    )
+
+
+@contextmanager
+def exit_codes(console: Console) -> Iterator[None]:
+    """Turn a recipe's failures into one line and an exit status, never a traceback.
+
+    :class:`UserError` -> ``error: ...``, status 2; a diverged run
+    (:class:`~advmask.training.divergence.DivergedError`) -> ``error: ...``, status 1; a stop
+    that was honoured (:class:`~advmask.training.signals.InterruptedRunError`) -> its message,
+    status 130; a second Ctrl-C (:class:`KeyboardInterrupt`) -> ``interrupted``, status 130.
+    """
+    try:
+        yield
+    except UserError as error:
+        exit_with_error(error)
+    except DivergedError as error:
+        exit_with_error(error, status=1)
+    except InterruptedRunError as stop:
+        console.print(f"[yellow]{stop}[/yellow]", highlight=False)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, nothing more saved
+        console.print("[yellow]interrupted[/yellow]")
+        raise SystemExit(130) from None

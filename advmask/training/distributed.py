@@ -48,6 +48,7 @@ __all__ = [
     "block_range",
     "close_distributed",
     "init_distributed",
+    "rank_and_world_size",
     "rank_zero_first",
     "reduce_ratios",
     "shard_batch",
@@ -149,6 +150,18 @@ def _communication_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world_size)`` in the initialised process group; ``(0, 1)`` without one.
+
+    Example:
+        >>> dist.is_initialized() or rank_and_world_size() == (0, 1)
+        True
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def barrier() -> None:

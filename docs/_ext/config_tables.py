@@ -1,9 +1,9 @@
 """Tables of a recipe's flags and presets, generated from its ``Config`` dataclass at build time.
 
-The recipe declares every setting once, as a field of a frozen dataclass with
-``metadata={"help": ..., "choices": ...}``, and derives its command-line flags from it
-(:mod:`advmask.training.cli`). These directives read the same dataclass, so the documented flags can never
-drift from the real ones::
+The recipe declares every setting once, as a field of a frozen dataclass made with
+:func:`advmask.training.cli.flag` (``metadata={"help": ..., "choices": ..., "minimum": ...}``),
+and derives its command-line flags from it (:mod:`advmask.training.cli`). These directives read
+the same dataclass, so the documented flags can never drift from the real ones::
 
     .. config-flags:: recipes/seqvae_awd.py
        :class: Config
@@ -131,6 +131,8 @@ class ConfigFlags(_RecipeDirective):
     option_spec: ClassVar[dict[str, Any]] = {"class": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
+        from advmask.training.cli import RANGE_KEYS
+
         recipe = self.recipe()
         if recipe is None:
             return []
@@ -150,6 +152,13 @@ class ConfigFlags(_RecipeDirective):
             kind = type_name(annotation)
             if choices:
                 kind += ": " + ", ".join(literal(c) for c in choices)
+            limits = [
+                f"{symbol} {field.metadata[key]}"
+                for key, symbol in RANGE_KEYS
+                if key in field.metadata
+            ]
+            if limits:
+                kind += ", " + " and ".join(limits)
             rows.append(
                 [
                     literal(flag),

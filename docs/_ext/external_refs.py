@@ -81,6 +81,7 @@ PYTHON_PAGES = {
     "dataclasses.dataclass": "dataclasses.html#dataclasses.dataclass",
     "dataclasses.field": "dataclasses.html#dataclasses.field",
     "contextlib.nullcontext": "contextlib.html#contextlib.nullcontext",
+    "contextlib.AbstractContextManager": "contextlib.html#contextlib.AbstractContextManager",
 }
 PYTHON_MODULE_PAGES = {
     "typing": "typing.html",
@@ -94,6 +95,9 @@ RICH_PAGES = {
     "rich.table.Table": "https://rich.readthedocs.io/en/stable/reference/table.html#rich.table.Table",
     "rich.console.Console": (
         "https://rich.readthedocs.io/en/stable/reference/console.html#rich.console.Console"
+    ),
+    "rich.progress.Progress": (
+        "https://rich.readthedocs.io/en/stable/reference/progress.html#rich.progress.Progress"
     ),
 }
 
@@ -177,7 +181,8 @@ def documented_names(env: BuildEnvironment) -> dict[int, str]:
 
 
 def _prefixes(context: list[str | None]) -> list[str]:
-    """``["advmask.seqvae.data.batching.Batch", "advmask.seqvae.data.batching"]`` for module + class."""
+    """``["advmask.seqvae.data.batching.Batch", "advmask.seqvae.data.batching"]`` for a module
+    and a class."""
     module, cls = context
     if not module:
         return []
@@ -196,8 +201,8 @@ def resolve_missing(
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"]
-    # A relative name in a docstring (``:class:`Batch``` in advmask.seqvae.data) is looked up in the
-    # module and class it was written in, as the Python domain does.
+    # A relative name in a docstring (``:class:`Batch``` in advmask.seqvae.data) is looked up in
+    # the module and class it was written in, as the Python domain does.
     context = [node.get("py:module"), node.get("py:class")]
     candidates = [target] + [
         f"{prefix}.{target}" for prefix in _prefixes(context) if not target.startswith("advmask.")
@@ -214,6 +219,13 @@ def resolve_missing(
     if target.startswith("advmask."):
         return None
     url = external_url(target)
+    if url is None and context[0] and "." not in target:
+        # A bare name of an imported class (``Path``, ``Console``): autodoc leaves a class's
+        # string annotations unevaluated, so look the name up where it was written.
+        obj = import_object(f"{context[0]}.{target}")
+        qualname = getattr(obj, "__qualname__", None)
+        if qualname is not None:
+            url = external_url(f"{getattr(obj, '__module__', '')}.{qualname}")
     if url is None:
         return None
     reference = nodes.reference("", "", internal=False, refuri=url, reftitle=target)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advmask.seqvae.analysis.decoding import Decoded, decode
 from advmask.checks import check_positive
+from advmask.seqvae.analysis.decoding import Decoded, decode
 from advmask.seqvae.data.batching import collate
 from advmask.seqvae.vae import SequenceVAE
 

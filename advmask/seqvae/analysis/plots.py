@@ -19,7 +19,17 @@ FORMATS: tuple[str, ...] = ("png", "svg")
 """File formats written by default."""
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the non-interactive ``Agg`` backend selected.
+
+    Returns:
+        The ``matplotlib.pyplot`` module.
+
+    Raises:
+        ImportError: if matplotlib (the ``plot`` extra) is not installed, saying how to get it.
+    """
+    # Imported here, not at the top: matplotlib is an optional extra, and importing
+    # advmask.seqvae.analysis must work without it.
     try:
         import matplotlib
     except ImportError as error:
@@ -33,7 +43,22 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, stem: str | os.PathLike[str], formats: Sequence[str]) -> list[Path]:
+def save_figure(
+    figure: Any, stem: str | os.PathLike[str], formats: Sequence[str] = FORMATS
+) -> list[Path]:
+    """Write ``figure`` once per format as ``stem.<format>``, then close it.
+
+    Args:
+        figure: a ``matplotlib.figure.Figure``.
+        stem: output path without extension; missing parent folders are created.
+        formats: a non-empty subset of :data:`FORMATS`.
+
+    Returns:
+        The written paths, in the order of ``formats``.
+
+    Raises:
+        ValueError: if ``formats`` is empty or names an unknown format.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
@@ -44,7 +69,7 @@ def _save(figure: Any, stem: str | os.PathLike[str], formats: Sequence[str]) -> 
         path = stem.with_name(f"{stem.name}.{extension}")
         figure.savefig(path, dpi=150, bbox_inches="tight")
         paths.append(path)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return paths
 
 
@@ -69,7 +94,7 @@ def plot_drop_profiles(
     Returns:
         The written paths.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(profiles), figsize=(5.5 * len(profiles), 3.8), squeeze=False)
     for axis, profile in zip(axes[0], profiles, strict=True):
         positions = list(range(len(profile.labels)))
@@ -110,7 +135,7 @@ def plot_drop_profiles(
             )
         axis.legend(fontsize=8, loc="upper right", ncol=2)
     figure.suptitle(title)
-    return _save(figure, stem, formats)
+    return save_figure(figure, stem, formats)
 
 
 def plot_lambda_study(
@@ -130,7 +155,7 @@ def plot_lambda_study(
     Returns:
         The written paths.
     """
-    plt = _pyplot()
+    plt = pyplot()
     panels = (
         ("score_l1", "mean l1 norm of score means"),
         ("score_std", "mean score std"),
@@ -144,7 +169,7 @@ def plot_lambda_study(
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
     figure.suptitle("Adversary's scores during training")
-    return _save(figure, stem, formats)
+    return save_figure(figure, stem, formats)
 
 
 def plot_rate_ablation(
@@ -164,7 +189,7 @@ def plot_rate_ablation(
     Returns:
         The written paths.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(ABLATION_METRICS), figsize=(15, 3.8))
     kinds = sorted({point.dropout for point in points})
     for axis, (key, label) in zip(axes, ABLATION_METRICS, strict=True):
@@ -184,4 +209,4 @@ def plot_rate_ablation(
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
     figure.suptitle("Rate ablation (mean and std over seeds)")
-    return _save(figure, stem, formats)
+    return save_figure(figure, stem, formats)

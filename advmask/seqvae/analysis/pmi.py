@@ -42,6 +42,7 @@ from torch import Tensor
 from advmask.budget import eligible_positions
 from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, check_tokens_lengths
 from advmask.embedding import mask_embeddings
+from advmask.seqvae.analysis.plots import pyplot, save_figure
 from advmask.seqvae.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
 
 
@@ -96,8 +97,9 @@ def next_word_pmi(
     is put back in its previous mode afterwards.
 
     Args:
-        model: the sequence VAE; its ``decoder`` and :meth:`~advmask.seqvae.vae.SequenceVAE.fill_vector`
-            are used (and its encoder when ``z`` is None).
+        model: the sequence VAE; its ``decoder`` and
+            :meth:`~advmask.seqvae.vae.SequenceVAE.fill_vector` are used (and its encoder when
+            ``z`` is None).
         tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``.
         lengths: (B,) int64 non-padding tokens per row (``L_b + 2``, at least 2).
         z: optional (B, D) float latent codes; None uses the posterior means ``E_q[z | x]``.
@@ -505,9 +507,7 @@ def plot_pmi(
     Returns:
         The written paths.
     """
-    from advmask.seqvae.analysis.plots import _pyplot, _save
-
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     values = pmi.double().cpu()
     if drop_probability is None:
@@ -542,4 +542,4 @@ def plot_pmi(
         if summary.spearman is not None:
             axis.set_title(f"Spearman {summary.spearman:.3f}", fontsize=9)
     figure.suptitle(title)
-    return _save(figure, stem, formats)
+    return save_figure(figure, stem, formats)

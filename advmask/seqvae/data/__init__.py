@@ -9,7 +9,7 @@
   factors (topic, style).
 """
 
-from advmask.seqvae.data.batching import Batch, collate, make_batches
+from advmask.seqvae.data.batching import Batch, collate, epoch_batches, make_batches
 from advmask.seqvae.data.corpus import Corpus, fingerprint, load_corpus
 from advmask.seqvae.data.synthetic import SyntheticCorpus, make_synthetic_corpus
 from advmask.seqvae.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
@@ -24,6 +24,7 @@ __all__ = [
     "SyntheticCorpus",
     "Vocabulary",
     "collate",
+    "epoch_batches",
     "fingerprint",
     "load_corpus",
     "make_batches",

@@ -232,3 +232,25 @@ def make_batches(
         for start, stop in (step[rank] for step in steps)
         if stop > start
     ]
+
+
+def epoch_batches(
+    sequences: Sequence[Sequence[int]], batch_size: int, seed: int, epoch: int, min_rows: int = 1
+) -> list[Batch]:
+    """The shuffled, length-bucketed training batches of one epoch, the same on every call.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees the batches
+    it would have seen, and every rank of a distributed run the same global batches (each
+    trains on its shard of every batch, see :func:`advmask.training.distributed.shard_batch`).
+
+    Args:
+        sequences: N lists of word ids, as for :func:`make_batches`.
+        batch_size: rows per (global) batch.
+        seed: the run's seed.
+        epoch: the epoch, from 0.
+        min_rows: a last batch with fewer rows is left out (the number of ranks: a rank cannot
+            train on none); at most ``min_rows - 1`` sequences per epoch.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    batches = make_batches(sequences, batch_size, shuffle=True, generator=generator)
+    return [batch for batch in batches if batch.num_sequences >= min_rows]

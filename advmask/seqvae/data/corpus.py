@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+from torch import Tensor
+
+from advmask.seqvae.data.sentencepiece import encode_pieces, train_sentencepiece
 from advmask.seqvae.data.vocab import BOS, EOS, PAD, Vocabulary
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -49,6 +52,8 @@ class Corpus:
         tokenizer: ``"words"`` or ``"sentencepiece"``.
         sentencepiece_model: the cached model file when ``tokenizer="sentencepiece"``.
         truncated: split -> number of lines cut to ``max_length`` words (``truncate_long``).
+        factors: split -> factor name -> (N,) int64 label of each line, for corpora whose
+            latent factors are known (the synthetic one); empty otherwise.
     """
 
     vocab: Vocabulary
@@ -58,6 +63,12 @@ class Corpus:
     tokenizer: str = "words"
     sentencepiece_model: Path | None = None
     truncated: dict[str, int] = field(default_factory=dict)
+    factors: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`fingerprint` of the splits: identifies the encoded data of a run."""
+        return fingerprint(self.splits)
 
     def ppl_denominator(self, split: str) -> int:
         """Words plus one EOS per line of ``split``: the word-level perplexity denominator.
@@ -124,6 +135,9 @@ def load_corpus(
     cache_dir: str | os.PathLike[str] | None = None,
     max_length: int | None = None,
     truncate_long: bool = False,
+    max_train_sequences: int | None = None,
+    min_sequences: Mapping[str, int] | None = None,
+    max_tokens: int | None = None,
 ) -> Corpus:
     """Read ``train.txt``, ``valid.txt`` and ``test.txt`` from ``directory`` and encode them.
 
@@ -140,6 +154,11 @@ def load_corpus(
             required with ``tokenizer="sentencepiece"``.
         max_length: most words (whitespace tokens) per line; ``None`` allows any length.
         truncate_long: cut longer lines to ``max_length`` words instead of refusing them.
+        max_train_sequences: keep only the first N training lines (the vocabulary is still
+            built from all of them, so that runs on subsets share ids); None keeps all.
+        min_sequences: split -> fewest lines it must have (after ``max_train_sequences``).
+        max_tokens: most tokens (words or pieces) a line may have after encoding, e.g. the
+            positions of a Transformer decoder; None allows any.
 
     Returns:
         The :class:`Corpus`.
@@ -193,8 +212,6 @@ def load_corpus(
 
     model_path = None
     if tokenizer == "sentencepiece":
-        from advmask.seqvae.data.sentencepiece import encode_pieces, train_sentencepiece
-
         joined = {split: [" ".join(w) for w in sequences] for split, sequences in words.items()}
         assert cache_dir is not None  # checked above; narrows the type
         processor, model_path = train_sentencepiece(
@@ -227,6 +244,22 @@ def load_corpus(
             except ValueError as error:
                 raise ValueError(f"{paths[split]}:{number}: {error}") from error
         splits[split] = encoded
+    if max_train_sequences is not None:
+        splits["train"] = splits["train"][:max_train_sequences]
+    for split, needed in (min_sequences or {}).items():
+        if len(splits[split]) < needed:
+            after = " (after max_train_sequences)" if max_train_sequences is not None else ""
+            raise ValueError(
+                f"{paths[split]}: the {split} split has {len(splits[split])} sequences"
+                f"{after}, at least {needed} are needed"
+            )
+    for split in SPLITS if max_tokens is not None else ():
+        longest = max(range(len(splits[split])), key=lambda i: len(splits[split][i]))
+        if len(splits[split][longest]) > max_tokens:
+            raise ValueError(
+                f"{paths[split]}:{longest + 1}: {len(splits[split][longest])} {tokenizer} "
+                f"tokens, more than max_tokens={max_tokens}"
+            )
     return Corpus(
         vocab=vocab,
         splits=splits,

@@ -23,8 +23,8 @@ from typing import Any
 
 import sentencepiece as spm
 
-from advmask.training.checkpoint import atomic_write
 from advmask.seqvae.data.vocab import UNK, UNKNOWN_ALIASES
+from advmask.training.checkpoint import atomic_write
 
 MODEL_TYPES: tuple[str, ...] = ("unigram", "bpe")
 # sentencepiece's unknown piece must differ from the user-defined "<unk>"; it is renamed back

@@ -1,0 +1,101 @@
+"""One training step of a sequence VAE and its adversary: two players, one backward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from advmask.seqvae.data import Batch
+from advmask.seqvae.vae import SequenceVAE, VAEOutput
+from advmask.training.distributed import BatchShard
+from advmask.training.logs import ratio
+
+__all__ = ["SCORE_STATISTICS", "train_step"]
+
+SCORE_STATISTICS = (
+    "score_l1",
+    "score_mean_abs",
+    "score_std",
+    "adversary_grad_norm",
+    "regularizer",
+)
+"""The adversary's statistics that :func:`train_step` returns besides the losses: the mean l1
+norm of a sentence's score means (the paper's Figure 3), the mean ``|mu|`` and ``sigma`` per
+token, the gradient norm before clipping and the KL regulariser."""
+
+
+def train_step(
+    model: SequenceVAE,
+    forward: Callable[..., VAEOutput],
+    shard: BatchShard[Batch],
+    kl_weight: float,
+    vae_optimizer: torch.optim.Optimizer,
+    adversary_optimizer: torch.optim.Optimizer | None,
+    grad_clip: float,
+    free_bits: float = 0.0,
+    bf16: bool = False,
+) -> dict[str, Tensor]:
+    """One update of the VAE and (through the gradient reversal) of the adversary.
+
+    The adversary's parameters receive the *reversed* gradient of the VAE's loss from the same
+    backward pass, plus the plain gradient of its KL regulariser; each player has its own
+    optimiser and its gradient norm is clipped separately. Under DDP (``forward`` wraps
+    ``model``) the loss is scaled to this rank's share of the global batch mean, the random
+    draws are the global batch's rows (:meth:`BatchShard.randomness`), and both players'
+    gradients are averaged over the ranks before clipping, so every rank takes the step one
+    process takes on the whole batch.
+
+    Args:
+        model: the VAE (its ``masker`` is the adversary, or None).
+        forward: ``model`` or its DDP / compiled wrapper.
+        shard: this rank's rows of the global batch.
+        kl_weight: the KL weight of this step (annealing).
+        vae_optimizer: steps ``model.vae_parameters()``.
+        adversary_optimizer: steps ``model.masker.parameters()``; None without an adversary.
+        grad_clip: gradient-norm clipping of each player.
+        free_bits: KL floor per latent dimension (0 = off).
+        bf16: run the forward pass under bf16 autocast.
+
+    Returns:
+        name -> (2,) ``[sum, count]`` on the device (no host sync): ``loss``,
+        ``reconstruction``, ``kl``, ``drop_fraction`` with a masker, and
+        :data:`SCORE_STATISTICS` with an adversary.
+    """
+    batch = shard.batch
+    autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=bf16)
+    with autocast, shard.randomness():
+        out = forward(batch.tokens, batch.lengths, kl_weight=kl_weight, free_bits=free_bits)
+    vae_optimizer.zero_grad(set_to_none=True)
+    if adversary_optimizer is not None:
+        adversary_optimizer.zero_grad(set_to_none=True)
+    (out.loss * shard.loss_scale).backward()  # scale 1.0 in one process
+    torch.nn.utils.clip_grad_norm_(model.vae_parameters(), grad_clip)
+    vae_optimizer.step()
+    rows = float(shard.num_sequences)
+    stats = {
+        "loss": ratio(out.loss * rows, rows),
+        "reconstruction": ratio(out.reconstruction.sum(), rows),
+        "kl": ratio(out.kl.sum(), rows),
+    }
+    if out.masker is not None:
+        stats["drop_fraction"] = ratio(out.masker.k.sum(), out.masker.eligible.sum())
+    if adversary_optimizer is not None:
+        masker = out.masker
+        assert masker is not None and model.masker is not None
+        # The same on every rank (the gradients are already averaged): its mean is itself.
+        stats["adversary_grad_norm"] = ratio(
+            torch.nn.utils.clip_grad_norm_(model.masker.parameters(), grad_clip), 1.0
+        )
+        eligible = masker.eligible
+        num_eligible = eligible.sum()
+        absolute_means = torch.where(eligible, masker.mean.detach().abs(), 0.0)
+        stats["score_l1"] = ratio(absolute_means.sum(), rows)
+        stats["score_mean_abs"] = ratio(absolute_means.sum(), num_eligible)
+        stats["score_std"] = ratio(
+            torch.where(eligible, masker.std.detach(), 0.0).sum(), num_eligible
+        )
+        stats["regularizer"] = ratio(masker.regularizer * rows, rows)
+        adversary_optimizer.step()
+    return stats
