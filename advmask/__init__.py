@@ -4,8 +4,8 @@
 
 The maskers, their building blocks, the embedding wrapper and its adapter
 (:func:`mask_input_embeddings`, for any decoder) are exported here; the sequence-VAE
-parts live in subpackages (:mod:`advmask.seqvae.data`, :mod:`advmask.seqvae.models`, :mod:`advmask.seqvae.metrics`,
-:mod:`advmask.seqvae.vae`, :mod:`advmask.seqvae.evaluation`).
+parts live in subpackages (:mod:`advmask.seqvae.data`, :mod:`advmask.seqvae.models`,
+:mod:`advmask.seqvae.metrics`, :mod:`advmask.seqvae.vae`, :mod:`advmask.seqvae.evaluation`).
 """
 
 

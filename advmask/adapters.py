@@ -59,11 +59,11 @@ def mask_input_embeddings(
 
     The embedding is found, in order: at ``attribute`` if given; through the Hugging Face
     methods ``get_input_embeddings()`` / ``set_input_embeddings()`` if the model has them;
-    at the attribute ``embedding`` (:mod:`advmask.seqvae.models`). The wrapper becomes a submodule of
-    ``model``, so ``model.train()`` / ``model.eval()`` switch it and ``model.parameters()``
-    include the masker's: with an :class:`advmask.AdversarialMasker` one optimiser and one
-    backward pass train both players. The wrapped embedding's state-dict keys gain the prefix
-    ``embedding.`` (``wte.weight`` becomes ``wte.embedding.weight``); use
+    at the attribute ``embedding`` (:mod:`advmask.seqvae.models`). The wrapper becomes a
+    submodule of ``model``, so ``model.train()`` / ``model.eval()`` switch it and
+    ``model.parameters()`` include the masker's: with an :class:`advmask.AdversarialMasker` one
+    optimiser and one backward pass train both players. The wrapped embedding's state-dict keys
+    gain the prefix ``embedding.`` (``wte.weight`` becomes ``wte.embedding.weight``); use
     :func:`unmask_input_embeddings` before saving a model for use without advmask.
 
     Args:

@@ -204,8 +204,8 @@ class UniformMasker(nn.Module):
 
     In eval mode both modes are deterministic: the first ``K`` eligible positions of each row
     (the bottom-K of all-zero scores). Consumers such as
-    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.seqvae.vae.SequenceVAE` do not call
-    the masker in eval mode at all: no word dropout at evaluation.
+    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.seqvae.vae.SequenceVAE` do not
+    call the masker in eval mode at all: no word dropout at evaluation.
 
     The mask never carries a gradient, ``mean`` is 0, ``std`` is 1 and ``regularizer`` is 0.
 

@@ -31,22 +31,19 @@ The method, top to bottom:
 
 from __future__ import annotations
 
-import ast
-import inspect
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
-from itertools import product
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning_utilities.core.rank_zero import rank_zero_only, rank_zero_warn
 from rich.console import Console
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask import RELAXATIONS, set_value_checks, value_checks_enabled
+from advmask.relaxations import parse_relaxation_options
 from advmask.seqvae import ModelSpec, SequenceVAE, build_sequence_vae, evaluate
 from advmask.seqvae.data import (
     Batch,
@@ -57,6 +54,7 @@ from advmask.seqvae.data import (
     make_synthetic_corpus,
 )
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
+from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results
 from advmask.seqvae.schedules import CyclicalKLAnnealing, LinearKLAnnealing
@@ -67,6 +65,7 @@ from advmask.training.distributed import (
     DistributedContext,
     barrier,
     close_distributed,
+    data_parallel,
     init_distributed,
     rank_zero_first,
     shard_batch,
@@ -185,30 +184,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
             f"so at most {positions - 1} words, got {config.max_length}"
         )
     try:
-        options = relaxation_options(config)
-    except (ValueError, SyntaxError):
-        exit_with_error(
-            "argument --relaxation-options: each must be name=value with a Python literal "
-            f"value, got {config.relaxation_options}"
-        )
-    parameters = inspect.signature(RELAXATIONS[config.relaxation]).parameters
-    accepted = set(parameters) - {"generator"}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    if (unknown := sorted(set(options) - accepted)) and not takes_any:
-        exit_with_error(
-            f"argument --relaxation-options: relaxation {config.relaxation!r} takes "
-            f"{sorted(accepted - {'scores', 'k', 'eligible'})}, got {unknown}"
-        )
+        parse_relaxation_options(config.relaxation, config.relaxation_options)
+    except ValueError as error:
+        exit_with_error(f"argument --relaxation-options: {error}")
     return config
-
-
-def relaxation_options(config: Config) -> dict[str, Any]:
-    """``--relaxation-options temperature=0.5 hard=True`` as ``{"temperature": 0.5, ...}``."""
-    options = {}
-    for item in config.relaxation_options:
-        name, value = item.split("=", 1)
-        options[name] = ast.literal_eval(value)
-    return options
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,53 +248,18 @@ def eval_batches(
 
 
 # --------------------------------------------------------------------------------------------
-# 3. Model: one run per (dropout, rate, lambda, seed)
+# 3. Model: one run per grid point (dropout, rate, lambda) and seed
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Variant:
-    dropout: str
-    rate: float
-    kl_weight: float
-    seed: int
-
-    def folder(self, config: Config) -> str:
-        """``adversarial-seed0``; a grid axis with several values is named too."""
-        parts = [self.dropout]
-        if self.dropout != "none" and len(config.rate) > 1:
-            parts.append(f"rate{self.rate:g}")
-        if self.dropout == "adversarial" and len(config.kl_weight) > 1:
-            parts.append(f"lambda{self.kl_weight:g}")
-        return "-".join([*parts, f"seed{self.seed}"])
-
-
-def variants(config: Config) -> list[Variant]:
-    # lambda is the adversary's: the other variants keep the first (it changes nothing there).
-    first = config.kl_weight[:1]
-    grid = {"none": product([0.0], first), "uniform": product(config.rate, first)}
-    grid["adversarial"] = product(config.rate, config.kl_weight)
-    return [
-        Variant(dropout, rate, kl_weight, seed)
-        for dropout in config.dropout
-        for rate, kl_weight in grid[dropout]
-        for seed in config.seed
-    ]
-
-
 def model_spec(config: Config, variant: Variant, vocab_size: int) -> ModelSpec:
     """The model's settings: the flags named as ModelSpec's fields, then the variant's."""
     shared = {f.name for f in fields(ModelSpec)} & {f.name for f in fields(Config)}
     settings = {name: getattr(config, name) for name in shared}
     settings |= {"dropout": variant.dropout, "rate": variant.rate, "kl_weight": variant.kl_weight}
     settings["adversary_hidden_size"] = config.adversary_hidden_size or config.hidden_size
-    settings["relaxation_options"] = relaxation_options(config)
+    settings["relaxation_options"] = parse_relaxation_options(
+        config.relaxation, config.relaxation_options
+    )
     return ModelSpec(vocab_size=vocab_size, **settings)
-
-
-def model_label(config: Config, spec: ModelSpec) -> str:
-    if spec.dropout == "none":
-        return f"{config.preset} none"
-    grid_lambda = spec.dropout == "adversarial" and len(config.kl_weight) > 1
-    return f"{config.preset} {spec.dropout} [{spec.rate:g}{f', λ={spec.kl_weight:g}' if grid_lambda else ''}]"  # noqa: E501
 
 
 def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) -> dict[str, Any]:
@@ -358,7 +302,9 @@ def train_run(
         DivergedError: the loss became NaN or infinite; the last good checkpoint is kept.
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
-    folder = RunFolder(Path(config.out) / config.preset / variant.folder(config), console)
+    folder = RunFolder(
+        Path(config.out) / config.preset / variant.folder(config.rate, config.kl_weight), console
+    )
     with folder.locked(context.is_rank_zero):
         return _train_run(config, variant, data, console, context, folder)
 
@@ -396,16 +342,10 @@ def _train_run(
         "lr_decay": torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, config.lr_decay),
         "adversary_optimizer": adversary_optimizer,
     }
-    forward: Any = model
-    if context.is_distributed:
-        if config.free_bits > 0:
-            rank_zero_warn("--free-bits under torchrun thresholds each rank's shard's KL")
-        forward = DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            # A learned fill vector without a masker takes no part in the loss.
-            find_unused_parameters=model.masker is None and spec.fill == "learned",
-        )
+    if context.is_distributed and config.free_bits > 0:
+        rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
+    # A learned fill vector without a masker takes no part in the loss.
+    forward = data_parallel(model, context, model.masker is None and spec.fill == "learned")
     forward = torch.compile(forward) if config.compile else forward
     # Each rank trains on its shard of every global batch of batch_size rows per rank.
     global_size = config.batch_size * world_size
@@ -438,7 +378,7 @@ def _train_run(
                 generator=generator, distributed=context.is_distributed,
             ).as_dict()  # fmt: skip
 
-    label = model_label(config, spec)
+    label = variant.label(config.preset, config.kl_weight)
     scores = SCORE_STATISTICS if adversary_optimizer else ()
     budget = Budget(
         config.epochs, config.patience, config.max_steps, config.log_every,
@@ -537,7 +477,8 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     set_value_checks(False)
     try:
         results = [
-            train_run(config, variant, data, console, context) for variant in variants(config)
+            train_run(config, variant, data, console, context)
+            for variant in grid(config.dropout, config.rate, config.kl_weight, config.seed)
         ]
     finally:
         set_value_checks(checks_were_on)

@@ -25,7 +25,14 @@ from advmask.relaxations.registry import (
     RELAXATIONS,
     Relaxation,
     get_relaxation,
+    parse_relaxation_options,
     register_relaxation,
 )
 
-__all__ = ["RELAXATIONS", "Relaxation", "get_relaxation", "register_relaxation"]
+__all__ = [
+    "RELAXATIONS",
+    "Relaxation",
+    "get_relaxation",
+    "parse_relaxation_options",
+    "register_relaxation",
+]

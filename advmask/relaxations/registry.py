@@ -7,8 +7,10 @@ no module of the package imports a half-initialised one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import ast
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -68,3 +70,42 @@ def get_relaxation(name: str) -> Relaxation:
     except KeyError:
         known = ", ".join(repr(n) for n in sorted(RELAXATIONS))
         raise ValueError(f"unknown relaxation {name!r}; known: {known}") from None
+
+
+def parse_relaxation_options(name: str, items: Sequence[str]) -> dict[str, Any]:
+    """Options of relaxation ``name`` from ``name=value`` strings (values as Python literals).
+
+    Args:
+        name: a registered relaxation.
+        items: e.g. ``["temperature=0.5"]``.
+
+    Returns:
+        ``{"temperature": 0.5}``.
+
+    Raises:
+        ValueError: naming the item that is not ``name=literal``, or the options the relaxation
+            does not take (and those it does).
+
+    Example:
+        >>> parse_relaxation_options("euclidean", ["temperature=0.5"])
+        {'temperature': 0.5}
+    """
+    relax = get_relaxation(name)
+    options = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        try:
+            if not separator or not key.isidentifier():
+                raise ValueError(item)
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"each option must be name=value with a literal value, got {item!r}"
+            ) from None
+    parameters = inspect.signature(relax).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return options
+    accepted = [p for p in parameters if p not in ("scores", "k", "eligible", "generator")]
+    if unknown := sorted(set(options) - set(accepted)):
+        raise ValueError(f"relaxation {name!r} takes {accepted}, got {unknown}")
+    return options

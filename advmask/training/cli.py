@@ -296,6 +296,9 @@ def flag(default: Any, help: str, choices: Sequence[Any] | None = None, **limits
         choices: allowed values (per item for tuples), or None.
         **limits: ``minimum=``, ``exclusive_minimum=``, ``maximum=``, ``exclusive_maximum=``.
 
+    Raises:
+        TypeError: for a limit other than these four (a misspelt one would check nothing).
+
     Example:
         >>> @dataclasses.dataclass
         ... class Config:
@@ -303,6 +306,11 @@ def flag(default: Any, help: str, choices: Sequence[Any] | None = None, **limits
         >>> parse_config(Config, ["--lr", "0.5"])
         Config(lr=0.5)
     """
+    unknown = sorted(set(limits) - {key for key, _ in RANGE_KEYS})
+    if unknown:
+        raise TypeError(
+            f"flag() got unknown limits {unknown}; expected {[key for key, _ in RANGE_KEYS]}"
+        )
     metadata = {"help": help, **({"choices": tuple(choices)} if choices else {}), **limits}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)

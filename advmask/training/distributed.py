@@ -492,3 +492,24 @@ class ShardedRandomness(TorchFunctionMode):
             return x * 0.0
         keep = x.new_empty((self.total, *x.shape[1:])).bernoulli_(1.0 - p).div_(1.0 - p)
         return x * keep[self.start : self.stop]
+
+
+def data_parallel(
+    model: torch.nn.Module, context: DistributedContext, find_unused_parameters: bool = False
+) -> torch.nn.Module:
+    """``model`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` under
+    torchrun (gradients averaged over the ranks in the backward pass), else ``model`` itself.
+
+    Args:
+        model: on ``context.device``.
+        context: from :func:`init_distributed`.
+        find_unused_parameters: DDP's option, for parameters some steps do not use.
+    """
+    if not context.is_distributed:
+        return model
+    device = context.device
+    return torch.nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )

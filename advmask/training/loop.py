@@ -128,21 +128,20 @@ def fit(
                 player.load_state_dict(state[name])
         progression = Progression(**state["progression"])
         window = MeanWindow(state.get("log_window"))
-        torch.set_rng_state(state["rng"])
         console.print(
             f"[bold]{folder.path}[/bold]: resuming at epoch {progression.epoch}, "
             f"step {progression.step}"
         )
 
     @rank_zero_only
-    def checkpoint() -> None:
+    def checkpoint(rng: dict[str, Tensor] | None = None) -> None:
         states = {name: None if p is None else p.state_dict() for name, p in players.items()}
         folder.save(
             {
                 **states,
                 "progression": asdict(progression),
                 "log_window": window.state_dict(),
-                "rng": torch.get_rng_state(),
+                **(rng or _rng_state(device)),
             }
         )
         write_csv(folder.path / "log.csv", progression.history)
@@ -209,13 +208,17 @@ def fit(
             progression.step_in_epoch = 0
             progression.awaiting_validation = True
         epoch = progression.epoch
+        # A validation cut short has drawn some random numbers: --resume must start its
+        # validation again from the state before it, as an uninterrupted run did.
+        rng_before_validation = _rng_state(device)
         try:
             description = f"{label} | validating epoch {epoch}"
             valid = validate(
                 _watch(progress, stop, description, f"the validation of epoch {epoch}")
             )
         except BaseException as error:
-            checkpoint()  # the epoch's training is kept: --resume validates it again
+            # The epoch's training is kept: --resume validates it again.
+            checkpoint(rng_before_validation)
             if isinstance(error, InterruptedRunError):
                 raise InterruptedRunError(
                     f"{error}; checkpoint in {folder.last}; continue with --resume"
@@ -235,6 +238,21 @@ def fit(
         checkpoint()
     barrier()  # rank 0 has written its files
     return progression
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The random state a resumed run needs: the CPU generator's and, on CUDA, the device's."""
+    state = {"rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["device_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    # The checkpoint was loaded onto ``device``; generators take their state as a CPU tensor.
+    torch.set_rng_state(state["rng"].cpu())
+    if device.type == "cuda" and "device_rng" in state:
+        torch.cuda.set_rng_state(state["device_rng"].cpu(), device)
 
 
 def _watch(progress: Progress, stop: StopRequest, description: str, where: str) -> Watch:

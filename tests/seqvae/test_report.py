@@ -1,4 +1,7 @@
-"""Results tables: mean (std) over seeds from runs' metrics.json (advmask.seqvae.report, compare.py)."""
+"""Results tables: mean (std) over seeds from runs' metrics.json.
+
+Tests advmask.seqvae.report and recipes/compare.py.
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,21 @@
 """Look at a trained sequence VAE: what the adversary drops, what the latent space encodes.
 
-* :mod:`advmask.seqvae.analysis.decoding`: :func:`decode`, greedy and sampled text from latent codes.
-* :mod:`advmask.seqvae.analysis.saliency`: :func:`token_saliency`, ``P(dropped)`` per word (Table 2).
+* :mod:`advmask.seqvae.analysis.decoding`: :func:`decode`, greedy and sampled text from latent
+  codes.
+* :mod:`advmask.seqvae.analysis.saliency`: :func:`token_saliency`, ``P(dropped)`` per word
+  (Table 2).
 * :mod:`advmask.seqvae.analysis.aggregate`: :func:`drop_by_frequency`, :func:`drop_by_position`
   (Figure 4a).
 * :mod:`advmask.seqvae.analysis.latent`: :func:`interpolate`, :func:`neighbourhood`,
   :func:`prior_samples` (Tables 3, 8 and 7).
-* :mod:`advmask.seqvae.analysis.studies`: :func:`read_score_log` (Figure 3), :func:`rate_ablation`
-  (Figure 2).
-* :mod:`advmask.seqvae.analysis.pmi`: :func:`next_word_pmi`, the information each input carries about
-  the next word, and its rank correlation with the drop probability (:func:`spearman`,
-  :func:`bootstrap_ci`, :func:`summarize_pmi`; the paper's Eq. 5).
+* :mod:`advmask.seqvae.analysis.studies`: :func:`read_score_log` (Figure 3),
+  :func:`rate_ablation` (Figure 2).
+* :mod:`advmask.seqvae.analysis.pmi`: :func:`next_word_pmi`, the information each input
+  carries about the next word, and its rank correlation with the drop probability
+  (:func:`spearman`, :func:`bootstrap_ci`, :func:`summarize_pmi`; the paper's Eq. 5).
 * :mod:`advmask.seqvae.analysis.render`: coloured terminal text and an HTML page of saliency.
-* :mod:`advmask.seqvae.analysis.plots`: the figures (matplotlib, an optional extra, imported lazily).
+* :mod:`advmask.seqvae.analysis.plots`: the figures (matplotlib, an optional extra, imported
+  lazily).
 
 ``recipes/analyze.py`` runs each analysis over a run directory of ``recipes/seqvae_awd.py``.
 """

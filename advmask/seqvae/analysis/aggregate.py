@@ -1,10 +1,11 @@
 """What gets dropped, aggregated over a corpus: drop probability by word frequency and position.
 
 Paper Figure 4a. Frequency needs no extra data: vocabulary ids after the specials are ordered
-by training-set count (:class:`~advmask.seqvae.data.Vocabulary`), so ``id - 4`` is a word's frequency
-rank. Each group also reports the probability uniform word dropout would give the same tokens
-(the mean of ``K_b / n_b``), because sentence length alone moves the drop probability: a group
-of tokens from short sentences has a different baseline than one from long sentences.
+by training-set count (:class:`~advmask.seqvae.data.Vocabulary`), so ``id - 4`` is a word's
+frequency rank. Each group also reports the probability uniform word dropout would give the
+same tokens (the mean of ``K_b / n_b``), because sentence length alone moves the drop
+probability: a group of tokens from short sentences has a different baseline than one from long
+sentences.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Text from latent codes: greedy and sampled decoding of a :class:`~advmask.seqvae.vae.SequenceVAE`.
+"""Text from latent codes: greedy and sampled decoding of a :class:`~advmask.seqvae.SequenceVAE`.
 
 Decoding runs the decoder one step at a time from ``[BOS]``, batched over sequences, and stops
 a row at EOS or after ``max_length`` words. The two built-in decoders
-(:class:`~advmask.seqvae.models.LSTMDecoder`, :class:`~advmask.seqvae.models.DoubleLSTMDecoder`) are stepped
-incrementally from their own parameters (a registry, :data:`STEPPERS`, maps the decoder class
-to its stepper), so a step costs one cell update. Any other decoder that follows the
+(:class:`~advmask.seqvae.models.LSTMDecoder`, :class:`~advmask.seqvae.models.DoubleLSTMDecoder`)
+are stepped incrementally from their own parameters (a registry, :data:`STEPPERS`, maps the
+decoder class to its stepper), so a step costs one cell update. Any other decoder that follows the
 ``forward(embedded, z) -> logits`` contract is decoded by re-running it on the growing prefix
 (quadratic in the length; fine for sentences).
 

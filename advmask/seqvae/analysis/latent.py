@@ -5,8 +5,8 @@
 * :func:`neighbourhood` (paper Table 8): decode codes drawn from one sentence's posterior.
 * :func:`prior_samples` (paper Table 7): decode codes drawn from the prior ``N(0, I)``.
 
-Each returns the latent codes with their :class:`~advmask.seqvae.analysis.decoding.Decoded` text, greedy
-or sampled (see :func:`~advmask.seqvae.analysis.decoding.decode`).
+Each returns the latent codes with their :class:`~advmask.seqvae.analysis.decoding.Decoded`
+text, greedy or sampled (see :func:`~advmask.seqvae.analysis.decoding.decode`).
 """
 
 from __future__ import annotations

@@ -77,8 +77,9 @@ def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> lis
     """Group finished runs by (dropout kind, rate); mean and sample std over seeds.
 
     Args:
-        runs: parsed ``metrics.json`` of each run (see :func:`advmask.seqvae.report.load_runs`), each
-            with ``dropout``, ``rate``, ``seed`` and a ``split`` section.
+        runs: parsed ``metrics.json`` of each run (see
+            :func:`advmask.seqvae.report.load_runs`), each with ``dropout``, ``rate``, ``seed``
+            and a ``split`` section.
         split: ``"test"`` or ``"valid"``.
 
     Returns:

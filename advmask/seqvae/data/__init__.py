@@ -1,6 +1,7 @@
 """Corpora, vocabularies and padded batches in the ``[BOS, w_1..w_L, EOS, PAD..]`` layout.
 
-* :mod:`advmask.seqvae.data.vocab`: special ids (PAD 0, BOS 1, EOS 2, UNK 3) and :class:`Vocabulary`.
+* :mod:`advmask.seqvae.data.vocab`: special ids (PAD 0, BOS 1, EOS 2, UNK 3) and
+  :class:`Vocabulary`.
 * :mod:`advmask.seqvae.data.corpus`: :func:`load_corpus` reads a ``train/valid/test.txt`` folder;
   :func:`fingerprint` identifies the encoded splits.
 * :mod:`advmask.seqvae.data.batching`: :class:`Batch`, :func:`collate`, :func:`make_batches`

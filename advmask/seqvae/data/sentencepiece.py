@@ -7,8 +7,8 @@ the read-only data folder.
 
 The corpora's own unknown tokens (``<unk>``, ``_UNK``) are declared as user-defined symbols, so
 sentencepiece keeps each as one piece instead of spelling it out as ``<``, ``unk``, ``>``; the
-:class:`~advmask.seqvae.data.vocab.Vocabulary` then maps them, and sentencepiece's own unknown piece,
-to ``UNK_ID``.
+:class:`~advmask.seqvae.data.vocab.Vocabulary` then maps them, and sentencepiece's own unknown
+piece, to ``UNK_ID``.
 """
 
 from __future__ import annotations

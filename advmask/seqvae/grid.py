@@ -1,0 +1,77 @@
+"""The runs of an experiment: dropout kind x rate x lambda x seed, and their names.
+
+Uniform and adversarial dropout are trained at every rate of the grid, the adversary at every
+lambda too; no dropout once per seed. A run's folder and table label name a grid axis only
+when it has several values, so a one-point grid keeps the short names
+(``adversarial-seed0``, ``ptb adversarial [0.3]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Variant", "grid"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One run of the grid.
+
+    Attributes:
+        dropout: ``"none"``, ``"uniform"`` or ``"adversarial"``.
+        rate: word-dropout rate (0 for ``"none"``).
+        kl_weight: lambda, the weight of the adversary's KL regulariser (unused without an
+            adversary, where it keeps the grid's first value).
+        seed: the run's seed.
+    """
+
+    dropout: str
+    rate: float
+    kl_weight: float
+    seed: int
+
+    def folder(self, rates: Sequence[float], kl_weights: Sequence[float]) -> str:
+        """``adversarial-seed0``, or with several rates / lambdas in the grid
+        ``adversarial-rate0.3-lambda1-seed0``."""
+        parts = [self.dropout]
+        if self.dropout != "none" and len(rates) > 1:
+            parts.append(f"rate{self.rate:g}")
+        if self.dropout == "adversarial" and len(kl_weights) > 1:
+            parts.append(f"lambda{self.kl_weight:g}")
+        return "-".join([*parts, f"seed{self.seed}"])
+
+    def label(self, prefix: str, kl_weights: Sequence[float]) -> str:
+        """The table row of the runs that differ only by seed: ``"ptb uniform [0.4]"``,
+        ``"ptb adversarial [0.3, λ=10]"`` when the grid has several lambdas."""
+        if self.dropout == "none":
+            return f"{prefix} none"
+        several = self.dropout == "adversarial" and len(kl_weights) > 1
+        lambda_text = f", λ={self.kl_weight:g}" if several else ""
+        return f"{prefix} {self.dropout} [{self.rate:g}{lambda_text}]"
+
+
+def grid(
+    dropouts: Sequence[str],
+    rates: Sequence[float],
+    kl_weights: Sequence[float],
+    seeds: Sequence[int],
+) -> list[Variant]:
+    """Every run, dropout kind by dropout kind, then rate, lambda and seed.
+
+    Example:
+        >>> runs = grid(("none", "adversarial"), rates=(0.4,), kl_weights=(1.0,), seeds=(0, 1))
+        >>> [run.folder((0.4,), (1.0,)) for run in runs]
+        ['none-seed0', 'none-seed1', 'adversarial-seed0', 'adversarial-seed1']
+    """
+    points = {
+        "none": [(0.0, kl_weights[0])],
+        "uniform": [(rate, kl_weights[0]) for rate in rates],
+        "adversarial": [(rate, kl_weight) for rate in rates for kl_weight in kl_weights],
+    }
+    return [
+        Variant(dropout, rate, kl_weight, seed)
+        for dropout in dropouts
+        for rate, kl_weight in points[dropout]
+        for seed in seeds
+    ]
