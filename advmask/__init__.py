@@ -8,7 +8,6 @@ parts live in subpackages (:mod:`advmask.seqvae.data`, :mod:`advmask.seqvae.mode
 :mod:`advmask.seqvae.metrics`, :mod:`advmask.seqvae.vae`, :mod:`advmask.seqvae.evaluation`).
 """
 
-
 from advmask.adapters import mask_input_embeddings, unmask_input_embeddings
 from advmask.budget import eligible_positions, num_to_drop
 from advmask.checks import set_value_checks, value_checks_enabled
@@ -55,7 +54,6 @@ __all__ = [
     "mask_embeddings",
     "mask_input_embeddings",
     "num_to_drop",
-
     "register_relaxation",
     "score_kl",
     "set_value_checks",

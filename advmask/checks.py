@@ -7,8 +7,9 @@ back; private helpers trust their input.
 from __future__ import annotations
 
 import math
+import operator
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -86,11 +87,7 @@ def checking_values() -> bool:
     :func:`torch.compile` traces (a value check would break the graph). Shape, dtype and
     device checks do not consult this: they always run.
     """
-    return (
-        _value_checks_enabled
-        and _STATE.trusted_depth == 0
-        and not torch.compiler.is_compiling()
-    )
+    return _value_checks_enabled and _STATE.trusted_depth == 0 and not torch.compiler.is_compiling()
 
 
 @contextmanager
@@ -111,6 +108,35 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Check an integer >= ``minimum``: anything :func:`operator.index` accepts, except a bool
+    (``True`` is not a count, although Python treats it as 1)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Check a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Collection[str]) -> str:
+    """Check that ``value`` is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        known = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {known}, got {value!r}")
+    return value
+
+
 def check_rate(rate: object, name: str = "rate") -> float:
     """Check a probability-like float in [0, 1]."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)):
@@ -118,6 +144,14 @@ def check_rate(rate: object, name: str = "rate") -> float:
     if not (0.0 <= float(rate) <= 1.0) or math.isnan(float(rate)):
         raise ValueError(f"{name} must be in [0, 1], got {rate}")
     return float(rate)
+
+
+def check_dropout(value: object, name: str) -> float:
+    """Check a dropout probability in [0, 1)."""
+    rate = check_rate(value, name)
+    if rate == 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return rate
 
 
 def check_non_negative(value: object, name: str) -> float:
@@ -188,3 +222,31 @@ def check_mask_like(name: str, mask: object, reference: Tensor) -> Tensor:
     if mask.device != reference.device:
         raise ValueError(f"{name} is on {mask.device} but expected {reference.device}")
     return mask
+
+
+def check_decoder_inputs(
+    embedded: object, z: object, embedding_dim: int, latent_dim: int
+) -> tuple[Tensor, Tensor]:
+    """Check a decoder's ``embedded`` (B, T, E) and ``z`` (B, D) against its sizes.
+
+    Shape-only checks: nothing here reads tensor values, so nothing synchronises with a GPU.
+    """
+    embedded = check_tensor("embedded", embedded, ndim=3, dtypes=FLOAT_DTYPES)
+    z = check_tensor("z", z, ndim=2, dtypes=FLOAT_DTYPES)
+    if embedded.shape[2] != embedding_dim:
+        raise ValueError(
+            f"embedded must have last dimension embedding_dim={embedding_dim}, got shape "
+            f"{tuple(embedded.shape)}"
+        )
+    if z.shape[1] != latent_dim:
+        raise ValueError(
+            f"z must have last dimension latent_dim={latent_dim}, got shape {tuple(z.shape)}"
+        )
+    if z.shape[0] != embedded.shape[0]:
+        raise ValueError(
+            f"embedded and z must have the same batch size: embedded has shape "
+            f"{tuple(embedded.shape)}, z has shape {tuple(z.shape)}"
+        )
+    if z.device != embedded.device:
+        raise ValueError(f"z is on {z.device} but embedded is on {embedded.device}")
+    return embedded, z

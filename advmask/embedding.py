@@ -10,7 +10,7 @@ adversary would learn nothing. The two-product form is exact for ``m`` in {0, 1}
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -323,27 +323,31 @@ class MaskedEmbedding(nn.Module):
         state["last_output"] = None
         return state
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # A state dict saved before the embedding was wrapped has ``<prefix>weight`` where the
         # wrapper keeps ``<prefix>embedding.weight``: rename it, so that such a checkpoint
-        # (a decoder's, a Hugging Face model's) loads into the masked model. torch runs this
-        # before loading the children, on the copy of the dict that load_state_dict made.
-        for name in self.embedding.state_dict(keep_vars=True):
-            bare, wrapped = prefix + name, f"{prefix}embedding.{name}"
-            if bare in state_dict and wrapped not in state_dict:
-                state_dict[wrapped] = state_dict.pop(bare)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        # (a decoder's, a Hugging Face model's) loads into the masked model.
+        names = set(self.embedding.state_dict(keep_vars=True))
+        rename_state_dict_keys(
+            state_dict, prefix, lambda name: f"embedding.{name}" if name in names else None
         )
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def rename_state_dict_keys(
+    state_dict: dict[str, Any], prefix: str, current_key: Callable[[str], str | None]
+) -> None:
+    """Move each entry ``prefix + name`` of ``state_dict`` to ``prefix + current_key(name)``.
+
+    For a module's ``_load_from_state_dict``, which torch runs before loading the module's
+    children, on the copy of the dict that ``load_state_dict`` made: a state dict of an earlier
+    layout then loads into the current one. Names for which ``current_key`` returns None stay,
+    and so does a name whose new key is already in the dict.
+    """
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        current = current_key(key[len(prefix) :])
+        if current is not None and prefix + current not in state_dict:
+            state_dict[prefix + current] = state_dict.pop(key)
 
 
 def _check_ids(tokens: Tensor, vocab_size: int) -> None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from advmask.checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths
+from advmask.checks import FLOAT_DTYPES, check_int, check_tensor, check_tokens_lengths
 
 #: How the standard deviation of the scores is parameterised.
 #: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position.
@@ -32,14 +32,6 @@ from advmask.checks import FLOAT_DTYPES, check_tensor, check_tokens_lengths
 STD_MODES = ("softplus", "logvar", "fixed")
 
 _STD_FLOOR = 1e-4  # sigma_min: keeps log(std) finite in the KL
-
-
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
 
 
 class ScoreNetwork(nn.Module):
@@ -65,9 +57,9 @@ class ScoreNetwork(nn.Module):
         padding_idx: int | None = 0,
     ) -> None:
         super().__init__()
-        self.vocab_size = _check_int(vocab_size, "vocab_size")
-        self.embedding_dim = _check_int(embedding_dim, "embedding_dim")
-        self.hidden_size = _check_int(hidden_size, "hidden_size")
+        self.vocab_size = check_int(vocab_size, "vocab_size")
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
         if std not in STD_MODES:
             raise ValueError(f"std must be one of {STD_MODES}, got {std!r}")
         if padding_idx is not None and not (
@@ -178,7 +170,7 @@ class _RecurrentScoreNetwork(ScoreNetwork):
         self.rnn = self._cell(
             embedding_dim,
             hidden_size // num_directions,
-            num_layers=_check_int(num_layers, "num_layers"),
+            num_layers=check_int(num_layers, "num_layers"),
             batch_first=True,
             bidirectional=bidirectional,
         )
@@ -266,12 +258,12 @@ class TransformerScoreNetwork(ScoreNetwork):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(vocab_size, embedding_dim, hidden_size, std, padding_idx)
-        num_heads = _check_int(num_heads, "num_heads")
+        num_heads = check_int(num_heads, "num_heads")
         if hidden_size % num_heads:
             raise ValueError(
                 f"hidden_size must be divisible by num_heads={num_heads}, got {hidden_size}"
             )
-        self.max_length = _check_int(max_length, "max_length")
+        self.max_length = check_int(max_length, "max_length")
         self.input_projection = nn.Linear(embedding_dim, hidden_size)
         self.positions = nn.Embedding(max_length, hidden_size)
         layer = nn.TransformerEncoderLayer(
@@ -284,7 +276,7 @@ class TransformerScoreNetwork(ScoreNetwork):
         # No nested tensors: they would zero the outputs at padding positions in eval mode
         # only, making train and eval outputs differ in shape semantics.
         self.encoder = nn.TransformerEncoder(
-            layer, _check_int(num_layers, "num_layers"), enable_nested_tensor=False
+            layer, check_int(num_layers, "num_layers"), enable_nested_tensor=False
         )
 
     def encode(self, embedded: Tensor, lengths: Tensor) -> Tensor:

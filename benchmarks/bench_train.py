@@ -3,10 +3,10 @@
 Sections (``--sections``, all by default):
 
 * ``step``: one training step (forward, backward, gradient clipping, both optimisers) of the
-  sequence VAE with no, uniform and adversarial word dropout, as the recipe takes it (the
-  adversary's optimiser and the value-check switch are the recipe's, where the checked-out
-  commit has them). Also the adversary's share of the step's FLOPs, against which the
-  AWD / uniform time ratio is read.
+  sequence VAE with no, uniform and adversarial word dropout, as the recipe takes it:
+  :func:`advmask.seqvae.step.train_step` with the recipe's optimisers and value checks off.
+  Also the adversary's share of the step's FLOPs, against which the AWD / uniform time ratio
+  is read.
 * ``iw``: the cost of an importance-weighted evaluation with ``S`` samples divided by ``S``
   one-sample forward passes (posterior and reconstruction of the same batch).
 * ``recurrence``: the Double-LSTM recurrence alone (no output layer), fast path against a
@@ -45,10 +45,14 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved, paired_ratios, summary
 
-import advmask
+from advmask import set_value_checks
+from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.metrics import importance_weighted_log_likelihood
 from advmask.seqvae.report import print_table
+from advmask.seqvae.step import train_step
+from advmask.training.distributed import shard_batch
+from advmask.training.optim import adam
 
 DROPOUTS = ("none", "uniform", "adversarial")
 
@@ -67,34 +71,15 @@ def make_batch(
     return tokens.to(device), (words + 2).to(device)
 
 
-def adversary_optimizer(parameters: Any, lr: float) -> torch.optim.Optimizer:
-    """The recipe's optimiser of the adversary at this commit (fused Adam where it has one)."""
-    if hasattr(advmask, "optim"):
-        return advmask.training.optim.adam(parameters, lr=lr)
-    return torch.optim.Adam(parameters, lr=lr)  # what the recipe used before advmask.training.optim
-
-
 def training_step(spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, device):
     torch.manual_seed(0)
     model = build_sequence_vae(spec).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
-    adversary = (
-        adversary_optimizer(model.masker.parameters(), lr=1e-4)
-        if spec.dropout == "adversarial"
-        else None
-    )
+    adversary = adam(model.masker.parameters(), 1e-4) if spec.dropout == "adversarial" else None
+    shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
 
     def step() -> None:
-        out = model(tokens, lengths, kl_weight=1.0)
-        vae_optimizer.zero_grad(set_to_none=True)
-        if adversary is not None:
-            adversary.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.vae_parameters(), 5.0)
-        vae_optimizer.step()
-        if adversary is not None:
-            torch.nn.utils.clip_grad_norm_(model.masker.parameters(), 5.0)
-            adversary.step()
+        train_step(model, model, shard, 1.0, vae_optimizer, adversary, grad_clip=5.0)
 
     return model, step
 
@@ -135,8 +120,7 @@ def step_flops(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tens
 
 
 def section_step(args, base: ModelSpec, tokens, lengths, device, console, results) -> None:
-    if hasattr(advmask, "set_value_checks"):
-        advmask.set_value_checks(False)  # the recipe validates its data once, then trains so
+    set_value_checks(False)  # the recipe validates its data once, then trains so
     models, steps = {}, {}
     for dropout in DROPOUTS:
         models[dropout], steps[dropout] = training_step(
@@ -144,8 +128,7 @@ def section_step(args, base: ModelSpec, tokens, lengths, device, console, result
         )
     times = interleaved(steps, args.repeats, device=device)
     results["step"] = times
-    if hasattr(advmask, "set_value_checks"):
-        advmask.set_value_checks(True)
+    set_value_checks(True)
     flops = {d: step_flops(models[d], tokens, lengths) for d in ("uniform", "adversarial")}
     results["flops"] = flops
     table = Table(
@@ -320,7 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-samples", type=int, default=20)
     parser.add_argument("--memory-length", type=int, default=77, help="PTB test's longest line")
     parser.add_argument(
-        "--sections", nargs="+", default=["step", "iw", "recurrence", "memory"],
+        "--sections",
+        nargs="+",
+        default=["step", "iw", "recurrence", "memory"],
         choices=["step", "iw", "recurrence", "memory"],
     )
     parser.add_argument("--threads", type=int, default=None)

@@ -32,13 +32,16 @@ HERE = Path(__file__).resolve().parents[1]
 def worktree(revision: str) -> Path:
     commit = subprocess.run(
         ["git", "-C", str(HERE), "rev-parse", "--short", revision],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     path = Path(tempfile.gettempdir()) / f"advmask-{commit}"
     if not path.exists():
         subprocess.run(
             ["git", "-C", str(HERE), "worktree", "add", "--detach", str(path), commit],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return path
 
@@ -47,12 +50,22 @@ def run_once(tree: Path, repeats: int, extra: list[str]) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
             [
-                sys.executable, str(HERE / "benchmarks" / "bench_train.py"),
-                "--sections", "step", "--threads", "1", "--repeats", str(repeats),
-                "--json", out.name, *extra,
+                sys.executable,
+                str(HERE / "benchmarks" / "bench_train.py"),
+                "--sections",
+                "step",
+                "--threads",
+                "1",
+                "--repeats",
+                str(repeats),
+                "--json",
+                out.name,
+                *extra,
             ],
             env={**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"},
-            cwd=tree, check=True, capture_output=True,
+            cwd=tree,
+            check=True,
+            capture_output=True,
         )
         step = json.loads(Path(out.name).read_text())["step"]
     return {name: statistics.median(times) for name, times in step.items()}
@@ -73,10 +86,14 @@ def main() -> None:
         order.shuffle(sides)
         for side in sides:
             medians[side].append(run_once(trees[side], args.repeats, args.bench_args))
-        print(f"pair {pair + 1}/{args.pairs}: " + ", ".join(
-            f"{name} {medians['old'][-1][name] / medians['new'][-1][name]:.3f}x"
-            for name in medians["new"][-1]
-        ), flush=True)
+        print(
+            f"pair {pair + 1}/{args.pairs}: "
+            + ", ".join(
+                f"{name} {medians['old'][-1][name] / medians['new'][-1][name]:.3f}x"
+                for name in medians["new"][-1]
+            ),
+            flush=True,
+        )
     print(
         f"\nspeed-up of this checkout over {args.revision} (old ms / new ms per pair of "
         f"processes), {args.pairs} pairs x {args.repeats} interleaved repeats, 1 thread"

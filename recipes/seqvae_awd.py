@@ -14,19 +14,18 @@ Usage::
 The method, top to bottom:
 
 1. **Configuration.** One dataclass; presets hold the paper's settings, flags override them.
-2. **Data.** A corpus folder (``train.txt``, ``valid.txt``, ``test.txt``), a vocabulary from
-   the training split, length-bucketed batches ``[BOS, words, EOS, PAD..]``.
+2. **Data.** ``train/valid/test.txt``, a vocabulary from the training split, length-bucketed
+   batches ``[BOS, words, EOS, PAD..]``.
 3. **Model.** LSTM encoder ``q(z|x)``, Double-LSTM decoder ``p(x|z)``, and a masker that drops
    decoder inputs: none, uniform (exactly ``round(rate * L)`` words) or adversarial (a score
-   network chooses them, trained through a gradient reversal to *maximise* the VAE's loss).
-   Several ``--rate`` / ``--kl-weight`` values train one run per grid point.
+   network chooses them, trained through a gradient reversal to *maximise* the VAE's loss);
+   one run per grid point (``--rate``, ``--kl-weight``) and seed.
 4. **Optimisation.** SGD (lr 1.0, decay 0.96 per epoch) for the VAE, Adam for the adversary,
    gradient clipping 5, linear KL annealing from 0.1, Polyak averaging 0.9995.
-5. **Loop.** Validation of the averaged weights after every epoch, early stopping on the
-   validation ``-ELBO``, atomic checkpoints; Ctrl-C or SIGTERM saves and exits, ``--resume``
-   continues to the same result.
-6. **Test.** Once, at the end, with the best averaged weights: PPL, -ELBO, KL, MI, AU (and, on
-   the synthetic corpus, how well the true latent factors can be read from ``z``).
+5. **Loop** (:func:`advmask.training.loop.fit`). Validation of the averaged weights after each
+   epoch, early stopping on the validation ``-ELBO``, atomic checkpoints, ``--resume``.
+6. **Test.** Once, with the best averaged weights: PPL, -ELBO, KL, MI, AU (and, on the synthetic
+   corpus, how well its true latent factors can be read from ``z``).
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ from advmask.seqvae.data import (
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
-from advmask.seqvae.report import per_word_metrics, print_results
+from advmask.seqvae.report import per_word_metrics, print_results, validation_line
 from advmask.seqvae.schedules import CyclicalKLAnnealing, LinearKLAnnealing
 from advmask.seqvae.step import SCORE_STATISTICS, train_step
 from advmask.training.checkpoint import save_json
@@ -172,16 +171,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 def parse_args(argv: list[str] | None = None) -> Config:
     """Preset first, then the flags the user gave; ``--help`` shows the preset's defaults."""
     config = parse_with_presets(Config, PRESETS, argv, description=__doc__.splitlines()[0])
-    positions = ModelSpec(vocab_size=4).transformer_max_length  # BOS + words must fit
     if config.decoder == "transformer" and config.hidden_size % config.transformer_heads:
         exit_with_error(
             f"argument --transformer-heads: must divide --hidden-size {config.hidden_size}, "
             f"got {config.transformer_heads}"
-        )
-    if config.decoder == "transformer" and config.max_length + 1 > positions:
-        exit_with_error(
-            f"argument --max-length: the Transformer decoder covers {positions} positions, "
-            f"so at most {positions - 1} words, got {config.max_length}"
         )
     try:
         parse_relaxation_options(config.relaxation, config.relaxation_options)
@@ -292,9 +285,9 @@ def train_run(
 ) -> dict:
     """Train one grid point with one seed, then test it; returns the run's metrics.
 
-    The run folder is locked while this runs. Under ``torchrun`` every rank runs this function:
-    each trains on its shard of every global batch through DDP and keeps an identical copy of
-    the model and its averaged weights; rank 0 alone locks and writes files.
+    Under ``torchrun`` every rank runs this function: each trains on its shard of every global
+    batch through DDP and keeps an identical copy of the model and its averaged weights; rank 0
+    alone locks the run folder and writes files.
 
     Raises:
         UserError: the folder holds a run with other settings, is locked, or a file in it is
@@ -302,21 +295,16 @@ def train_run(
         DivergedError: the loss became NaN or infinite; the last good checkpoint is kept.
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
-    folder = RunFolder(
-        Path(config.out) / config.preset / variant.folder(config.rate, config.kl_weight), console
-    )
+    name = variant.folder(config.rate, config.kl_weight)
+    folder = RunFolder(Path(config.out) / config.preset / name, console)
     with folder.locked(context.is_rank_zero):
         return _train_run(config, variant, data, console, context, folder)
 
 
 def _train_run(
-    config: Config,
-    variant: Variant,
-    data: Corpus,
-    console: Console,
-    context: DistributedContext,
+    config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext,
     folder: RunFolder,
-) -> dict:
+) -> dict:  # fmt: skip
     spec = model_spec(config, variant, len(data.vocab))
     record = run_record(config, variant, spec, data)
     vocab = {"vocab.json": data.vocab.to_dict()}
@@ -391,7 +379,7 @@ def _train_run(
             validate=partial(evaluate_split, ema.module, "valid", config.valid_iw_samples),
             on_best=partial(save_best, ema.module, spec, folder.best, vocab=data.vocab.to_dict()),
             budget=budget, console=console, progress=progress, stop=stop, label=label,
-            device=device, describe=describe,
+            device=device, describe=validation_line,
             log_columns=lambda: {"lr": vae_optimizer.param_groups[0]["lr"]},
         )  # fmt: skip
         # 6. Test, once, with the best averaged weights (selected on validation only).
@@ -424,14 +412,6 @@ def _train_run(
         )
     rank_zero_only(save_json)(results, folder.metrics)
     return results
-
-
-def describe(valid: dict[str, Any]) -> str:
-    """The line printed after each validation."""
-    return (
-        f"-ELBO {valid['neg_elbo']:.2f} KL {valid['kl']:.2f} "
-        f"MI {valid['mutual_information']:.2f} AU {valid['active_units']}"
-    )
 
 
 # --------------------------------------------------------------------------------------------

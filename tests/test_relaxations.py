@@ -95,7 +95,7 @@ def test_padding_and_junk_scores_do_not_change_eligible_values(name) -> None:
         ("softmax", {"temperature": float("nan")}, ValueError, "nan"),
         ("lml", {"temperature": float("inf")}, ValueError, "inf"),
         ("sinkhorn", {"epsilon": 0}, ValueError, "epsilon"),
-        ("sinkhorn", {"num_iters": 0}, ValueError, "num_iters must be an int >= 1, got 0"),
+        ("sinkhorn", {"num_iters": 0}, ValueError, "num_iters must be >= 1, got 0"),
         ("sinkhorn", {"num_iters": 2.5}, TypeError, "num_iters"),
         ("sinkhorn", {"backward": "adjoint"}, ValueError, "'adjoint'"),
         ("sinkhorn", {"normalize_cost": 1}, TypeError, "normalize_cost"),

@@ -13,7 +13,10 @@ from torch.profiler import ProfilerActivity, profile
 
 import advmask
 from advmask import AdversarialMasker, UniformMasker, bottom_k, set_value_checks
+from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.seqvae.step import train_step
+from advmask.training.distributed import shard_batch
 from advmask.training.optim import adam
 
 
@@ -97,18 +100,10 @@ def training_step(dropout: str):
     tokens = torch.randint(4, 40, (4, 8))
     lengths = torch.tensor([8, 6, 4, 2])
     tokens = torch.where(torch.arange(8) < lengths[:, None], tokens, 0)
+    shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
 
     def step():
-        out = model(tokens, lengths, kl_weight=0.5)
-        vae_optimizer.zero_grad(set_to_none=True)
-        if adversary is not None:
-            adversary.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.vae_parameters(), 5.0)
-        vae_optimizer.step()
-        if adversary is not None:
-            torch.nn.utils.clip_grad_norm_(model.masker.parameters(), 5.0)
-            adversary.step()
+        train_step(model, model, shard, 0.5, vae_optimizer, adversary, grad_clip=5.0)
 
     return step
 
@@ -177,8 +172,13 @@ def test_sequence_vae_checks_lengths_and_ids_once_at_its_entry() -> None:
     torch.manual_seed(0)
     model = build_sequence_vae(
         ModelSpec(
-            vocab_size=40, embedding_dim=8, hidden_size=12, latent_dim=3, dropout="adversarial",
-            adversary_embedding_dim=8, adversary_hidden_size=8,
+            vocab_size=40,
+            embedding_dim=8,
+            hidden_size=12,
+            latent_dim=3,
+            dropout="adversarial",
+            adversary_embedding_dim=8,
+            adversary_hidden_size=8,
         )
     ).train()
     tokens = torch.randint(4, 40, (2, 5))

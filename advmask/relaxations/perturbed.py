@@ -22,9 +22,8 @@ import torch
 from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
-from advmask.checks import check_positive
+from advmask.checks import check_int, check_positive
 from advmask.hard_selection import hard_bottom_k
-from advmask.relaxations._options import check_positive_int
 from advmask.relaxations.registry import register_relaxation
 
 
@@ -111,7 +110,7 @@ def perturbed(
         >>> soft
         tensor([[1., 0., 0.]])
     """
-    num_samples = check_positive_int(num_samples, "num_samples")
+    num_samples = check_int(num_samples, "num_samples")
     sigma = check_positive(sigma, "sigma")
     batch, length = scores.shape
     device = scores.device if generator is None else generator.device

@@ -31,9 +31,8 @@ import torch
 from torch import Tensor, autograd
 from torch.autograd.function import once_differentiable
 
-from advmask.checks import check_positive
+from advmask.checks import check_bool, check_choice, check_int, check_positive
 from advmask.relaxations._calibrated import calibrated_vjp
-from advmask.relaxations._options import check_bool, check_choice, check_positive_int
 from advmask.relaxations.registry import register_relaxation
 
 BACKWARDS = ("unrolled", "implicit")
@@ -179,7 +178,7 @@ def sinkhorn(
         [0.7091, 0.2481, 0.0427]
     """
     epsilon = check_positive(epsilon, "epsilon")
-    num_iters = check_positive_int(num_iters, "num_iters")
+    num_iters = check_int(num_iters, "num_iters")
     normalize_cost = check_bool(normalize_cost, "normalize_cost")
     backward = check_choice(backward, "backward", BACKWARDS)
     if backward == "implicit":

@@ -16,15 +16,13 @@ dimensions. All values are in nats. Conventions follow He et al. (2019),
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from einops import rearrange
 from torch import Tensor
 
-from advmask.checks import FLOAT_DTYPES, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_choice, check_int, check_tensor
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -36,19 +34,6 @@ consecutive minibatches (He et al.)."""
 # --------------------------------------------------------------------------------------------
 # Validation helpers (private: public functions validate, helpers trust)
 # --------------------------------------------------------------------------------------------
-def _check_count(value: object, name: str, minimum: int) -> int:
-    """Check a Python integer >= ``minimum`` (bools are rejected)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    try:
-        count = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {count}")
-    return count
-
-
 def _check_posterior(mean: object, logvar: object) -> tuple[Tensor, Tensor]:
     """Check ``mean`` and ``logvar``: (N, D) float tensors of one shape, dtype and device."""
     mean = check_tensor("mean", mean, ndim=2, dtypes=FLOAT_DTYPES)
@@ -219,8 +204,8 @@ def importance_weighted_log_likelihood(
     if not callable(log_likelihood):
         raise TypeError(f"log_likelihood must be callable, got {log_likelihood!r}")
     mean, logvar = _check_posterior(mean, logvar)
-    num_samples = _check_count(num_samples, "num_samples", 1)
-    chunk_size = _check_count(chunk_size, "chunk_size", 1)
+    num_samples = check_int(num_samples, "num_samples", 1)
+    chunk_size = check_int(chunk_size, "chunk_size", 1)
     generator = _check_generator(generator, mean.device)
     num_rows, latent_dim = mean.shape
     if num_rows == 0:
@@ -277,7 +262,7 @@ def perplexity(total_nll: float, num_predictions: int) -> float:
         >>> round(perplexity(9 * math.log(10), num_predictions=3 + 4 + 2), 10)
         10.0
     """
-    num_predictions = _check_count(num_predictions, "num_predictions", 1)
+    num_predictions = check_int(num_predictions, "num_predictions", 1)
     if isinstance(total_nll, Tensor):
         if total_nll.numel() != 1:
             raise ValueError(f"total_nll must be a scalar, got shape {tuple(total_nll.shape)}")
@@ -295,32 +280,6 @@ def perplexity(total_nll: float, num_predictions: int) -> float:
 # --------------------------------------------------------------------------------------------
 # Mutual information I_q(x; z)
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MIEstimate:
-    """A mutual-information estimate with what is needed to read it.
-
-    Attributes:
-        value: the estimate of ``I_q(x; z)`` in nats (one draw of ``z`` per row); every draw is
-            at most ``ceiling``, single draws can fall below 0 (their expectation cannot).
-        estimator: ``"full"`` or ``"batch"``.
-        num_rows: ``N``, the number of posteriors (sequences).
-        batch_size: group size of the ``"batch"`` estimator (``num_rows`` for ``"full"``).
-        ceiling: upper bound of the estimator's expectation (:func:`mutual_information_ceiling`).
-    """
-
-    value: float
-    estimator: str
-    num_rows: int
-    batch_size: int
-    ceiling: float
-
-
-def _check_estimator(estimator: object) -> str:
-    if estimator not in MI_ESTIMATORS:
-        raise ValueError(f"estimator must be one of {MI_ESTIMATORS}, got {estimator!r}")
-    return str(estimator)
-
-
 def _groups(num_rows: int, estimator: str, batch_size: int) -> list[tuple[int, int]]:
     """``(group_size, num_groups)`` pairs: the consecutive groups whose aggregates are used."""
     size = num_rows if estimator == "full" else min(batch_size, num_rows)
@@ -351,9 +310,9 @@ def mutual_information_ceiling(
         >>> round(mutual_information_ceiling(64, "batch", batch_size=32), 4)
         3.4657
     """
-    num_rows = _check_count(num_rows, "num_rows", 1)
-    estimator = _check_estimator(estimator)
-    batch_size = _check_count(batch_size, "batch_size", 1)
+    num_rows = check_int(num_rows, "num_rows", 1)
+    estimator = check_choice(estimator, "estimator", MI_ESTIMATORS)
+    batch_size = check_int(batch_size, "batch_size", 1)
     groups = _groups(num_rows, estimator, batch_size)
     return sum(count * size * math.log(size) for size, count in groups) / num_rows
 
@@ -398,7 +357,7 @@ def _pointwise_information(
     return torch.cat(out, dim=1)
 
 
-def mutual_information_estimate(
+def mutual_information(
     mean: Tensor,
     logvar: Tensor,
     estimator: str = "full",
@@ -407,24 +366,66 @@ def mutual_information_estimate(
     chunk_size: int = 512,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> MIEstimate:
-    """:func:`mutual_information` with the estimator, ``N`` and ceiling attached.
+) -> float:
+    """Estimate ``I_q(x; z)`` in nats from N posteriors (Hoffman & Johnson 2016).
 
-    Args and method: see :func:`mutual_information`.
+    With one draw ``z_i ~ q(z|x_i)`` per row and groups ``b`` of consecutive rows,
+
+    ``MI = mean_i [log q(z_i|x_i) - log q_hat_b(z_i)]``, where
+    ``log q_hat_b(z) = logsumexp_{j in b} log q(z|x_j) - log n_b``
+
+    is the aggregate posterior of the group, over the JOINT ``z`` (all ``D`` dimensions
+    together). The own term ``log q(z_i|x_i)`` is evaluated at the sample, the same number that
+    enters the aggregate's sum as ``j = i``; so each row contributes at most ``log n_b`` and every
+    draw is at most the ceiling. Its expectation is the negative entropy
+    ``-(D log(2 pi) + sum_d (1 + logvar_{i,d})) / 2`` that He et al. use in closed form: the
+    expectation is the same, the variance typically lower (for posteriors that ignore ``x``
+    the estimate is exactly 0), and the closed form would let a draw exceed the ceiling by the
+    chi-square noise of ``z``. Estimators:
+
+    * ``"full"``: one group, the whole set (Li et al., Dieng et al.); ceiling ``log N``.
+    * ``"batch"``: consecutive groups of ``batch_size`` rows, the last one possibly smaller, and
+      the per-group estimates averaged with weights ``n_b`` (He et al., batch size 32); ceiling
+      about ``log batch_size``.
+
+    The two estimators give different numbers for the same model; always report which one was
+    used, ``N`` and the ceiling (:func:`mutual_information_ceiling`). Every draw is at most the
+    ceiling; only the expectation is ``>= 0``, single draws can fall below.
+
+    The computation runs in float64 without gradient, in blocks of ``chunk_size`` rows, so peak
+    memory is about ``chunk_size x N`` values (512 x 10,000 float64 = 41 MB).
+
+    Args:
+        mean: (N, D) float posterior means, N >= 1 (the order of the rows defines the batches).
+        logvar: (N, D) float posterior log-variances, same dtype and device.
+        estimator: ``"full"`` or ``"batch"``.
+        batch_size: group size of ``"batch"`` (>= 1); ignored by ``"full"``.
+        chunk_size: rows per block (>= 1); does not change the result beyond rounding.
+        generator: random generator on ``mean``'s device for the draw of ``z``; the noise is
+            ``torch.randn((N, D), dtype=torch.float64)``.
+        noise: optional (N, D) pre-drawn standard-normal noise; when given, ``generator`` is
+            unused and ``z = mean + exp(logvar / 2) * noise``.
 
     Returns:
-        An :class:`MIEstimate`.
+        The estimate in nats, a Python float.
 
     Example:
-        >>> estimate = mutual_information_estimate(torch.zeros(64, 2), torch.zeros(64, 2),
-        ...                                        "batch", batch_size=32)
-        >>> estimate.estimator, estimate.num_rows, round(estimate.ceiling, 4)
-        ('batch', 64, 3.4657)
+        >>> # posteriors that ignore x carry no information: the estimate is 0
+        >>> mi = mutual_information(torch.zeros(100, 4), torch.zeros(100, 4),
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> abs(mi) < 1e-12
+        True
+        >>> # posteriors far apart: each z identifies its row, the estimate is log N
+        >>> mean = 100.0 * torch.arange(100.0).reshape(100, 1)
+        >>> mi = mutual_information(mean, torch.zeros(100, 1),
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> round(mi, 6), round(math.log(100), 6)
+        (4.60517, 4.60517)
     """
     mean, logvar = _check_posterior(mean, logvar)
-    estimator = _check_estimator(estimator)
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    chunk_size = _check_count(chunk_size, "chunk_size", 1)
+    estimator = check_choice(estimator, "estimator", MI_ESTIMATORS)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    chunk_size = check_int(chunk_size, "chunk_size", 1)
     num_rows, latent_dim = mean.shape
     if num_rows == 0:
         raise ValueError("mean must have at least one row (N >= 1), got shape (0, D)")
@@ -461,91 +462,7 @@ def mutual_information_estimate(
             pointwise.append(_pointwise_information(*grouped, chunk_size).flatten())
             start += count * size
         # sum_b n_b MI_b / N: the mean over all rows of their pointwise information
-        value = float(torch.cat(pointwise).mean())
-    group_size = num_rows if estimator == "full" else min(batch_size, num_rows)
-    return MIEstimate(
-        value=value,
-        estimator=estimator,
-        num_rows=num_rows,
-        batch_size=group_size,
-        ceiling=mutual_information_ceiling(num_rows, estimator, batch_size),
-    )
-
-
-def mutual_information(
-    mean: Tensor,
-    logvar: Tensor,
-    estimator: str = "full",
-    *,
-    batch_size: int = 32,
-    chunk_size: int = 512,
-    generator: torch.Generator | None = None,
-    noise: Tensor | None = None,
-) -> float:
-    """Estimate ``I_q(x; z)`` in nats from N posteriors (Hoffman & Johnson 2016).
-
-    With one draw ``z_i ~ q(z|x_i)`` per row and groups ``b`` of consecutive rows,
-
-    ``MI = mean_i [log q(z_i|x_i) - log q_hat_b(z_i)]``, where
-    ``log q_hat_b(z) = logsumexp_{j in b} log q(z|x_j) - log n_b``
-
-    is the aggregate posterior of the group, over the JOINT ``z`` (all ``D`` dimensions
-    together). The own term ``log q(z_i|x_i)`` is evaluated at the sample, the same number that
-    enters the aggregate's sum as ``j = i``; so each row contributes at most ``log n_b`` and every
-    draw is at most the ceiling. Its expectation is the negative entropy
-    ``-(D log(2 pi) + sum_d (1 + logvar_{i,d})) / 2`` that He et al. use in closed form: the
-    expectation is the same, the variance typically lower (for posteriors that ignore ``x``
-    the estimate is exactly 0), and the closed form would let a draw exceed the ceiling by the
-    chi-square noise of ``z``. Estimators:
-
-    * ``"full"``: one group, the whole set (Li et al., Dieng et al.); ceiling ``log N``.
-    * ``"batch"``: consecutive groups of ``batch_size`` rows, the last one possibly smaller, and
-      the per-group estimates averaged with weights ``n_b`` (He et al., batch size 32); ceiling
-      about ``log batch_size``.
-
-    The two estimators give different numbers for the same model; always report which one was
-    used and ``N`` (see :func:`mutual_information_estimate`). Every draw is at most the ceiling;
-    only the expectation is ``>= 0``, single draws can fall below.
-
-    The computation runs in float64 without gradient, in blocks of ``chunk_size`` rows, so peak
-    memory is about ``chunk_size x N`` values (512 x 10,000 float64 = 41 MB).
-
-    Args:
-        mean: (N, D) float posterior means, N >= 1 (the order of the rows defines the batches).
-        logvar: (N, D) float posterior log-variances, same dtype and device.
-        estimator: ``"full"`` or ``"batch"``.
-        batch_size: group size of ``"batch"`` (>= 1); ignored by ``"full"``.
-        chunk_size: rows per block (>= 1); does not change the result beyond rounding.
-        generator: random generator on ``mean``'s device for the draw of ``z``; the noise is
-            ``torch.randn((N, D), dtype=torch.float64)``.
-        noise: optional (N, D) pre-drawn standard-normal noise; when given, ``generator`` is
-            unused and ``z = mean + exp(logvar / 2) * noise``.
-
-    Returns:
-        The estimate in nats, a Python float.
-
-    Example:
-        >>> # posteriors that ignore x carry no information: the estimate is 0
-        >>> mi = mutual_information(torch.zeros(100, 4), torch.zeros(100, 4),
-        ...                         generator=torch.Generator().manual_seed(0))
-        >>> abs(mi) < 1e-12
-        True
-        >>> # posteriors far apart: each z identifies its row, the estimate is log N
-        >>> mean = 100.0 * torch.arange(100.0).reshape(100, 1)
-        >>> mi = mutual_information(mean, torch.zeros(100, 1),
-        ...                         generator=torch.Generator().manual_seed(0))
-        >>> round(mi, 6), round(math.log(100), 6)
-        (4.60517, 4.60517)
-    """
-    return mutual_information_estimate(
-        mean,
-        logvar,
-        estimator,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        generator=generator,
-        noise=noise,
-    ).value
+        return float(torch.cat(pointwise).mean())
 
 
 # --------------------------------------------------------------------------------------------

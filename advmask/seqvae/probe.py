@@ -8,7 +8,13 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_non_negative, check_tensor
+from advmask.checks import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    check_int,
+    check_non_negative,
+    check_tensor,
+)
 
 __all__ = ["linear_probe_accuracy", "probe_factors"]
 
@@ -54,10 +60,7 @@ def linear_probe_accuracy(
     train_labels = check_tensor("train_labels", train_labels, ndim=1, dtypes=INT_DTYPES)
     test_labels = check_tensor("test_labels", test_labels, ndim=1, dtypes=INT_DTYPES)
     weight_decay = check_non_negative(weight_decay, "weight_decay")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int):
-        raise TypeError(f"max_iter must be an int >= 1, got {max_iter!r}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    max_iter = check_int(max_iter, "max_iter")
     for name, features, labels in (
         ("train", train_features, train_labels),
         ("test", test_features, test_labels),

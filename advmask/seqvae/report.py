@@ -761,3 +761,11 @@ def print_results(
             f"tabulate them again with: python recipes/compare.py {runs_dir}/*/",
             highlight=False,
         )
+
+
+def validation_line(metrics: Mapping[str, Any]) -> str:
+    """``"-ELBO 39.14 KL 0.63 MI 0.62 AU 3"``: an evaluation in one line (the training log)."""
+    return (
+        f"-ELBO {metrics['neg_elbo']:.2f} KL {metrics['kl']:.2f} "
+        f"MI {metrics['mutual_information']:.2f} AU {metrics['active_units']}"
+    )

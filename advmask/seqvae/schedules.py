@@ -14,7 +14,6 @@ Polyak/EMA averaging of the parameters is not implemented here: use
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -22,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from advmask.checks import FLOAT_DTYPES, check_non_negative, check_tensor
+from advmask.checks import FLOAT_DTYPES, check_int, check_non_negative, check_tensor
 
 
 @runtime_checkable
@@ -32,30 +31,6 @@ class KLSchedule(Protocol):
     def __call__(self, step: int) -> float:
         """The KL weight ``beta_t`` for the ``step``-th optimiser update (``step >= 1``)."""
         ...
-
-
-def _check_step(step: object) -> int:
-    if isinstance(step, bool):
-        raise TypeError(f"step must be an int >= 1 (1-based global step), got {step!r}")
-    try:
-        step = operator.index(step)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"step must be an int >= 1 (1-based global step), got {step!r}") from None
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (1-based global step), got {step}")
-    return step
-
-
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    try:
-        count = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {count}")
-    return count
 
 
 @dataclass(frozen=True)
@@ -74,7 +49,7 @@ class ConstantKL:
 
     def __call__(self, step: int) -> float:
         """The constant weight (``step`` is validated, then ignored)."""
-        _check_step(step)
+        check_int(step, "step")
         return self.value
 
 
@@ -119,7 +94,7 @@ class LinearKLAnnealing:
 
     def __call__(self, step: int) -> float:
         """``min(1, start + step * rate)`` for the 1-based ``step``."""
-        return min(1.0, self.start + _check_step(step) * self.rate)
+        return min(1.0, self.start + check_int(step, "step") * self.rate)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,8 +133,8 @@ class CyclicalKLAnnealing:
     stop: float = 1.0
 
     def __post_init__(self) -> None:
-        num_cycles = _check_count(self.num_cycles, "num_cycles", 1)
-        total_steps = _check_count(self.total_steps, "total_steps", num_cycles)
+        num_cycles = check_int(self.num_cycles, "num_cycles", 1)
+        total_steps = check_int(self.total_steps, "total_steps", num_cycles)
         ratio = check_non_negative(self.ratio, "ratio")
         if not 0 < ratio <= 1:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
@@ -183,7 +158,7 @@ class CyclicalKLAnnealing:
 
     def __call__(self, step: int) -> float:
         """The weight for the 1-based ``step``."""
-        j = _check_step(step) - 1
+        j = check_int(step, "step") - 1
         period = self.period
         cycle = min(self.num_cycles - 1, math.ceil((j + 1) / period) - 1)
         position = j - math.floor(cycle * period)

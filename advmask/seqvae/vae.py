@@ -26,7 +26,7 @@ from torch.autograd.function import once_differentiable
 
 from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths, trusted
-from advmask.embedding import MaskedEmbedding
+from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
 from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import free_bits_kl
@@ -276,27 +276,11 @@ class SequenceVAE(nn.Module):
             loss = loss + masker_output.regularizer
         return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        # Rename the keys of the earlier layout (see _current_key). torch calls this before
-        # loading the children, with the copy of the dict that load_state_dict made, so every
-        # loader (load_sequence_vae, a resumed run, an AveragedModel's "module." prefix) gets
-        # the remap.
-        for key in [key for key in state_dict if key.startswith(prefix)]:
-            current = _current_key(key[len(prefix) :])
-            if current is not None and prefix + current not in state_dict:
-                state_dict[prefix + current] = state_dict.pop(key)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Rename the keys of the earlier layout (see _current_key) here, so that every loader
+        # (load_sequence_vae, a resumed run, an AveragedModel's "module." prefix) gets the remap.
+        rename_state_dict_keys(state_dict, prefix, _current_key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def _sequence_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:

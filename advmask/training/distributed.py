@@ -38,6 +38,8 @@ from lightning_utilities.core.rank_zero import rank_zero_only
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from advmask.checks import check_int
+
 __all__ = [
     "BatchShard",
     "DistributedContext",
@@ -282,14 +284,10 @@ def block_range(count: int, rank: int, world_size: int) -> tuple[int, int]:
         >>> [block_range(5, r, 2) for r in range(2)]
         [(0, 3), (3, 5)]
     """
-    for value, name in ((count, "count"), (rank, "rank"), (world_size, "world_size")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size}")
-    if not 0 <= rank < world_size:
+    count = check_int(count, "count", 0)
+    world_size = check_int(world_size, "world_size", 1)
+    rank = check_int(rank, "rank", 0)
+    if rank >= world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
     size, extra = divmod(count, world_size)
     start = rank * size + min(rank, extra)

@@ -128,6 +128,7 @@ def fit(
                 player.load_state_dict(state[name])
         progression = Progression(**state["progression"])
         window = MeanWindow(state.get("log_window"))
+        _set_rng_state(state, device)
         console.print(
             f"[bold]{folder.path}[/bold]: resuming at epoch {progression.epoch}, "
             f"step {progression.step}"

@@ -90,6 +90,7 @@ PYTHON_MODULE_PAGES = {
     "os": "os.html",
     "io": "io.html",
     "pathlib": "pathlib.html",
+    "operator": "operator.html",
 }
 RICH_PAGES = {
     "rich.table.Table": "https://rich.readthedocs.io/en/stable/reference/table.html#rich.table.Table",

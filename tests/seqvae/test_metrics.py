@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from advmask.seqvae.metrics import (
     MI_ESTIMATORS,
-    MIEstimate,
     active_units,
     gaussian_kl,
     gaussian_kl_per_dimension,
@@ -20,7 +19,6 @@ from advmask.seqvae.metrics import (
     log_standard_normal,
     mutual_information,
     mutual_information_ceiling,
-    mutual_information_estimate,
     perplexity,
 )
 
@@ -486,17 +484,16 @@ def test_mi_of_well_separated_posteriors_reaches_the_ceiling(estimator, batch_si
     mean = 10.0 * torch.arange(num_rows * latent_dim, dtype=F64).reshape(num_rows, latent_dim)
     logvar = torch.full((num_rows, latent_dim), 2 * math.log(0.01), dtype=F64)
     noise = torch.randn(num_rows, latent_dim, generator=torch.Generator().manual_seed(1), dtype=F64)
-    estimate = mutual_information_estimate(
-        mean, logvar, estimator, batch_size=batch_size, noise=noise
-    )
-    assert abs(estimate.value - estimate.ceiling) < 1e-12
+    value = mutual_information(mean, logvar, estimator, batch_size=batch_size, noise=noise)
+    ceiling = mutual_information_ceiling(num_rows, estimator, batch_size)
+    assert abs(value - ceiling) < 1e-12
     if estimator == "full":
-        assert estimate.ceiling == math.log(64)
+        assert ceiling == math.log(64)
     elif batch_size == 32:
-        assert math.isclose(estimate.ceiling, math.log(32), rel_tol=1e-15)
+        assert math.isclose(ceiling, math.log(32), rel_tol=1e-15)
     else:
         expected = (60 * math.log(10) + 4 * math.log(4)) / 64
-        assert math.isclose(estimate.ceiling, expected, rel_tol=1e-15)
+        assert math.isclose(ceiling, expected, rel_tol=1e-15)
 
 
 def test_mi_is_in_zero_to_ceiling_in_expectation() -> None:
@@ -547,7 +544,7 @@ def test_every_mi_draw_is_at_most_the_ceiling(posterior, estimator, batch_size, 
     # the own term as the same number; the tolerance covers only the rounding of the
     # log-sum-exp and of the mean (values of order 10, float64).
     mean, logvar = posterior
-    estimate = mutual_information_estimate(
+    value = mutual_information(
         mean,
         logvar,
         estimator,
@@ -555,7 +552,7 @@ def test_every_mi_draw_is_at_most_the_ceiling(posterior, estimator, batch_size, 
         chunk_size=chunk,
         generator=torch.Generator().manual_seed(seed),
     )
-    assert estimate.value <= estimate.ceiling + 1e-10
+    assert value <= mutual_information_ceiling(mean.shape[0], estimator, batch_size) + 1e-10
 
 
 def test_mi_of_well_separated_posteriors_never_exceeds_log_n() -> None:
@@ -668,18 +665,6 @@ def test_mi_ceiling_values() -> None:
     mixed = mutual_information_ceiling(100, "batch", 32)
     assert math.isclose(mixed, (96 * math.log(32) + 4 * math.log(4)) / 100, rel_tol=1e-15)
     assert mixed < math.log(32)
-
-
-def test_mi_estimate_record() -> None:
-    mean, logvar = _posterior(70, 2)
-    estimate = mutual_information_estimate(
-        mean, logvar, "batch", batch_size=32, generator=torch.Generator().manual_seed(0)
-    )
-    assert isinstance(estimate, MIEstimate)
-    assert (estimate.estimator, estimate.num_rows, estimate.batch_size) == ("batch", 70, 32)
-    assert estimate.value == mutual_information(
-        mean, logvar, "batch", batch_size=32, generator=torch.Generator().manual_seed(0)
-    )
 
 
 @pytest.mark.parametrize(

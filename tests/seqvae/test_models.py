@@ -402,10 +402,10 @@ def test_encoder_rejects_bad_inputs(tokens, lengths, error, match) -> None:
 @pytest.mark.parametrize(
     ("sizes", "error", "match"),
     [
-        ((0, EMB, HID, LAT), ValueError, "vocab_size must be a positive int, got 0"),
-        ((VOCAB, 2.5, HID, LAT), TypeError, "embedding_dim must be a positive int, got 2.5"),
-        ((VOCAB, EMB, True, LAT), TypeError, "hidden_size must be a positive int, got True"),
-        ((VOCAB, EMB, HID, -1), ValueError, "latent_dim must be a positive int, got -1"),
+        ((0, EMB, HID, LAT), ValueError, "vocab_size must be >= 1, got 0"),
+        ((VOCAB, 2.5, HID, LAT), TypeError, "embedding_dim must be an int >= 1, got 2.5"),
+        ((VOCAB, EMB, True, LAT), TypeError, "hidden_size must be an int >= 1, got True"),
+        ((VOCAB, EMB, HID, -1), ValueError, "latent_dim must be >= 1, got -1"),
     ],
 )
 def test_constructors_reject_bad_sizes(cls, sizes, error, match) -> None:

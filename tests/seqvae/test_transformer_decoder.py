@@ -162,8 +162,8 @@ def test_initialisation() -> None:
     ("kwargs", "error", "match"),
     [
         ({"num_heads": 3}, ValueError, "num_heads must divide hidden_size=8, got num_heads=3"),
-        ({"num_layers": 0}, ValueError, "num_layers must be a positive int, got 0"),
-        ({"max_length": 2.0}, TypeError, "max_length must be a positive int, got 2.0"),
+        ({"num_layers": 0}, ValueError, "num_layers must be >= 1, got 0"),
+        ({"max_length": 2.0}, TypeError, "max_length must be an int >= 1, got 2.0"),
         ({"dropout": 1.0}, ValueError, r"dropout must be in \[0, 1\), got 1.0"),
     ],
 )

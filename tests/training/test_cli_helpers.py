@@ -21,8 +21,8 @@ class Config:
     lr: float = flag(1.0, "learning rate", exclusive_minimum=0.0, maximum=10.0)
     tokenizer: str = flag("word", "how lines are split", ("word", "char"))
     widths: tuple[int, ...] = flag((4, 8), "hidden sizes", minimum=1)
-    tags: list = flag(["a"], "labels")  # noqa: RUF012 - a mutable default, copied by flag
-    options: dict = flag({"k": 1}, "options")  # noqa: RUF012
+    tags: list = flag(["a"], "labels")  # noqa: RUF009 - mutable, copied per instance by flag
+    options: dict = flag({"k": 1}, "options")  # noqa: RUF009
 
 
 PRESETS = {

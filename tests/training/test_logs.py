@@ -224,7 +224,7 @@ def test_count_batches_raises_stopped_during_where_once_a_stop_is_requested() ->
             model(torch.zeros(1, 2))  # no stop yet: the batch counts
             assert find_task(progress, "valid").completed == 1
             stop.requested = True
-            with pytest.raises(InterruptedRunError, match="^stopped during the validation of"):
+            with pytest.raises(InterruptedRunError, match=r"^stopped during the validation of"):
                 model(torch.zeros(1, 2))
         # The hook is gone afterwards: a later forward with the stop still requested runs.
         model(torch.zeros(1, 2))
@@ -234,9 +234,11 @@ def test_count_batches_removes_its_hook_when_the_evaluation_raises() -> None:
     model = nn.Linear(2, 1)
     stop = StopRequest()
     with progress_bar(quiet_console()) as progress:
-        with pytest.raises(ZeroDivisionError):
-            with count_batches(model, 2, "valid", progress, stop, "the validation"):
-                _ = 1 / 0
+        with (
+            pytest.raises(ZeroDivisionError),
+            count_batches(model, 2, "valid", progress, stop, "the validation"),
+        ):
+            _ = 1 / 0
         stop.requested = True
         model(torch.zeros(1, 2))  # would raise InterruptedRunError if the hook had stayed
         assert progress.tasks == []

@@ -423,7 +423,7 @@ def test_a_stop_during_the_test_names_the_test() -> None:
         with watch(model, 3):
             model(torch.zeros(1, 2))
             stop.requested = True
-            with pytest.raises(InterruptedRunError, match="^stopped during the test$"):
+            with pytest.raises(InterruptedRunError, match=r"^stopped during the test$"):
                 model(torch.zeros(1, 2))
     assert "toy | test: 3 batches" in console.file.getvalue()
 

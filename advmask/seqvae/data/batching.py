@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from itertools import chain, pairwise
+from itertools import chain
 
 import torch
 from torch import Tensor
 
+from advmask.checks import check_int
 from advmask.seqvae.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from advmask.training.distributed import block_range
 
 # Word ids below this are the markers PAD/BOS/EOS; a "word" with such an id almost always means
 # sequences that already carry BOS/EOS were passed in, which would double them.
@@ -139,23 +141,6 @@ def collate(sequences: Sequence[Sequence[int]]) -> Batch:
     return _gather(flat, offsets, lengths, torch.arange(lengths.numel()))
 
 
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _split_evenly(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
-    """Cut ``[start, stop)`` into ``parts`` consecutive ranges whose sizes differ by <= 1."""
-    size, extra = divmod(stop - start, parts)
-    bounds = [start]
-    for part in range(parts):
-        bounds.append(bounds[-1] + size + (1 if part < extra else 0))
-    return list(pairwise(bounds))
-
-
 def make_batches(
     sequences: Sequence[Sequence[int]],
     batch_size: int,
@@ -204,9 +189,9 @@ def make_batches(
         >>> [b.lengths.tolist() for b in batches], [b.indices.tolist() for b in batches]
         ([[2, 3], [4, 5]], [[2, 0], [3, 1]])
     """
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    world_size = _check_count(world_size, "world_size", 1)
-    rank = _check_count(rank, "rank", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    world_size = check_int(world_size, "world_size", 1)
+    rank = check_int(rank, "rank", 0)
     if rank >= world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -219,19 +204,17 @@ def make_batches(
         order = order[torch.sort(lengths[order], stable=True).indices]
 
     step_size = batch_size * world_size
-    steps = [
-        _split_evenly(start, min(start + step_size, count), world_size)
-        for start in range(0, count, step_size)
-    ]
+    steps = list(range(0, count, step_size))  # the first position of each step
     if drop_last and count % step_size:
         steps.pop()
     if shuffle and steps:
         steps = [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
-    return [
-        _gather(flat, offsets, lengths, order[start:stop])
-        for start, stop in (step[rank] for step in steps)
-        if stop > start
-    ]
+    batches = []
+    for first in steps:
+        start, stop = block_range(min(step_size, count - first), rank, world_size)
+        if stop > start:
+            batches.append(_gather(flat, offsets, lengths, order[first + start : first + stop]))
+    return batches
 
 
 def epoch_batches(

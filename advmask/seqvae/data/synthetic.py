@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from advmask.checks import check_int
 from advmask.training.checkpoint import atomic_write
 
 TOPICS: tuple[str, ...] = ("sports", "cooking", "science", "travel")
@@ -243,9 +244,7 @@ def make_synthetic_corpus(
         ('formal', 'casual', 'terse')
     """
     sizes = {"train": num_train, "valid": num_valid, "test": num_test}
-    for split, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"num_{split} must be an int >= 1, got {size!r}")
+    sizes = {split: check_int(size, f"num_{split}") for split, size in sizes.items()}
     if isinstance(topic_word_prob, bool) or not isinstance(topic_word_prob, (int, float)):
         raise TypeError(f"topic_word_prob must be a float in (0, 1], got {topic_word_prob!r}")
     if not 0.0 < topic_word_prob <= 1.0:

@@ -1,14 +1,12 @@
-"""Pieces shared by the encoder and the decoders: initialisation and input checks."""
+"""What the encoder and the decoders share: their sizes, word embedding and initialisation."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from advmask.checks import FLOAT_DTYPES, check_rate, check_tensor
-
-PAD_ID = 0
-"""Id of the padding token; its embedding row is kept at zero."""
+from advmask.checks import check_dropout, check_int
+from advmask.seqvae.data.vocab import PAD_ID
 
 WEIGHT_INIT = 0.01
 """Half-width of the uniform initialisation of every weight and bias."""
@@ -17,21 +15,52 @@ EMBEDDING_INIT = 0.1
 """Half-width of the uniform initialisation of the word embeddings."""
 
 
-def check_size(value: object, name: str) -> int:
-    """Check a positive integer size (``bool`` is rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+class SequenceModule(nn.Module):
+    """Base of the encoder and the decoders: four checked sizes and a word embedding.
+
+    The embedding (``vocab_size`` rows of ``embedding_dim``) is the module's first child, so its
+    parameters come first: the order in which the initialisation draws and the optimiser
+    states are kept. Its :data:`~advmask.seqvae.data.vocab.PAD_ID` row starts at zero.
+
+    Args:
+        vocab_size: number of token ids ``V``, specials included (>= 1).
+        embedding_dim: word embedding size ``E`` (>= 1).
+        hidden_size: hidden size ``H`` (>= 1).
+        latent_dim: size ``D`` of ``z`` (>= 1).
+    """
+
+    def __init__(
+        self, vocab_size: int, embedding_dim: int, hidden_size: int, latent_dim: int
+    ) -> None:
+        super().__init__()
+        self.vocab_size = check_int(vocab_size, "vocab_size")
+        self.embedding_dim = check_int(embedding_dim, "embedding_dim")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.latent_dim = check_int(latent_dim, "latent_dim")
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
 
 
-def check_dropout(value: object, name: str) -> float:
-    """Check a dropout probability in [0, 1)."""
-    rate = check_rate(value, name)
-    if rate == 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return rate
+class SequenceDecoder(SequenceModule):
+    """Base of the decoders: :class:`SequenceModule` with dropout on the inputs and outputs.
+
+    Args:
+        vocab_size, embedding_dim, hidden_size, latent_dim: as in :class:`SequenceModule`.
+        dropout_in: dropout probability on the input embeddings, in [0, 1).
+        dropout_out: dropout probability on the states before the output layer, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        latent_dim: int,
+        dropout_in: float,
+        dropout_out: float,
+    ) -> None:
+        super().__init__(vocab_size, embedding_dim, hidden_size, latent_dim)
+        self.dropout_in = nn.Dropout(check_dropout(dropout_in, "dropout_in"))
+        self.dropout_out = nn.Dropout(check_dropout(dropout_out, "dropout_out"))
 
 
 @torch.no_grad()
@@ -48,31 +77,3 @@ def init_uniform(module: nn.Module, embedding: nn.Embedding | None) -> None:
         embedding.weight.uniform_(-EMBEDDING_INIT, EMBEDDING_INIT)
         if embedding.padding_idx is not None:
             embedding.weight[embedding.padding_idx].zero_()
-
-
-def check_decoder_inputs(
-    embedded: object, z: object, embedding_dim: int, latent_dim: int
-) -> tuple[Tensor, Tensor]:
-    """Check ``embedded`` (B, T, E) and ``z`` (B, D) against each other and the decoder's sizes.
-
-    Shape-only checks: nothing here reads tensor values, so nothing synchronises with a GPU.
-    """
-    embedded = check_tensor("embedded", embedded, ndim=3, dtypes=FLOAT_DTYPES)
-    z = check_tensor("z", z, ndim=2, dtypes=FLOAT_DTYPES)
-    if embedded.shape[2] != embedding_dim:
-        raise ValueError(
-            f"embedded must have last dimension embedding_dim={embedding_dim}, got shape "
-            f"{tuple(embedded.shape)}"
-        )
-    if z.shape[1] != latent_dim:
-        raise ValueError(
-            f"z must have last dimension latent_dim={latent_dim}, got shape {tuple(z.shape)}"
-        )
-    if z.shape[0] != embedded.shape[0]:
-        raise ValueError(
-            f"embedded and z must have the same batch size: embedded has shape "
-            f"{tuple(embedded.shape)}, z has shape {tuple(z.shape)}"
-        )
-    if z.device != embedded.device:
-        raise ValueError(f"z is on {z.device} but embedded is on {embedded.device}")
-    return embedded, z

@@ -10,16 +10,11 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from advmask.seqvae.models._common import (
-    PAD_ID,
-    check_decoder_inputs,
-    check_dropout,
-    check_size,
-    init_uniform,
-)
+from advmask.checks import check_decoder_inputs
+from advmask.seqvae.models._common import SequenceDecoder, init_uniform
 
 
-class DoubleLSTMDecoder(nn.Module):
+class DoubleLSTMDecoder(SequenceDecoder):
     """``p(x|z)`` with two LSTM cells applied in turn to one state at every step.
 
     Equations (PyTorch gate order ``i, f, g, o``), with ``e~_t = dropout_in(e_t)``::
@@ -59,14 +54,9 @@ class DoubleLSTMDecoder(nn.Module):
         dropout_in: float = 0.5,
         dropout_out: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.vocab_size = check_size(vocab_size, "vocab_size")
-        self.embedding_dim = check_size(embedding_dim, "embedding_dim")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
-        self.latent_dim = check_size(latent_dim, "latent_dim")
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.dropout_in = nn.Dropout(check_dropout(dropout_in, "dropout_in"))
-        self.dropout_out = nn.Dropout(check_dropout(dropout_out, "dropout_out"))
+        super().__init__(
+            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out
+        )
         self.latent_to_hidden = nn.Linear(latent_dim, hidden_size, bias=False)
         self.prior_cell = nn.LSTMCell(latent_dim, hidden_size)
         self.word_cell = nn.LSTMCell(embedding_dim + latent_dim, hidden_size)
@@ -110,9 +100,7 @@ class DoubleLSTMDecoder(nn.Module):
         inputs = rearrange(self.dropout_in(embedded), "b t e -> t b e")
         return F.linear(inputs, self.word_cell.weight_ih[:, : self.embedding_dim])
 
-    def decode_projected(
-        self, projected: Tensor, z: Tensor, rows: Tensor | None = None
-    ) -> Tensor:
+    def decode_projected(self, projected: Tensor, z: Tensor, rows: Tensor | None = None) -> Tensor:
         """Logits (B, T, V) from :meth:`project_inputs`' (T, N, 4H) output and ``z`` (B, D).
 
         ``rows``: optional (B,) int64 indices into the N projected sequences (one per ``z``;
@@ -120,9 +108,7 @@ class DoubleLSTMDecoder(nn.Module):
         """
         return self.output(self.dropout_out(self.recurrent_states(projected, z, rows)))
 
-    def recurrent_states(
-        self, projected: Tensor, z: Tensor, rows: Tensor | None = None
-    ) -> Tensor:
+    def recurrent_states(self, projected: Tensor, z: Tensor, rows: Tensor | None = None) -> Tensor:
         """Hidden states ``h_t`` (B, T, H) from :meth:`project_inputs`' output and ``z``.
 
         The recurrence alone (no output layer): what ``benchmarks/bench_train.py`` compares
@@ -284,7 +270,11 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
     ) -> Tensor:
         """(T, B, H) hidden states ``h_t``; see the class docstring for the arguments."""
         hiddens, buffers = _recurrence(
-            word_gates, prior_gates, initial_hidden, prior_weight, word_weight,
+            word_gates,
+            prior_gates,
+            initial_hidden,
+            prior_weight,
+            word_weight,
             keep_for_backward=True,
         )
         ctx.save_for_backward(initial_hidden, prior_weight, word_weight, *buffers, hiddens)

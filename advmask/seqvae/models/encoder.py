@@ -7,12 +7,12 @@ from einops import repeat
 from torch import Tensor, nn
 
 from advmask.checks import check_tokens_lengths
-from advmask.seqvae.models._common import PAD_ID, check_size, init_uniform
+from advmask.seqvae.models._common import SequenceModule, init_uniform
 
 ENCODER_INITS = ("authors", "pytorch")
 
 
-class LSTMEncoder(nn.Module):
+class LSTMEncoder(SequenceModule):
     """Gaussian posterior ``q(z|x) = N(mean, diag(exp(logvar)))`` from the last LSTM state.
 
     The sentence is embedded, read by a one-layer LSTM, and the hidden state at each row's
@@ -39,12 +39,7 @@ class LSTMEncoder(nn.Module):
         latent_dim: int,
         init: str = "authors",
     ) -> None:
-        super().__init__()
-        self.vocab_size = check_size(vocab_size, "vocab_size")
-        self.embedding_dim = check_size(embedding_dim, "embedding_dim")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
-        self.latent_dim = check_size(latent_dim, "latent_dim")
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        super().__init__(vocab_size, embedding_dim, hidden_size, latent_dim)
         self.lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True)
         self.to_posterior = nn.Linear(hidden_size, 2 * latent_dim, bias=False)
         if init not in ENCODER_INITS:

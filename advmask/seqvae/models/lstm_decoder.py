@@ -6,16 +6,11 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from advmask.seqvae.models._common import (
-    PAD_ID,
-    check_decoder_inputs,
-    check_dropout,
-    check_size,
-    init_uniform,
-)
+from advmask.checks import check_decoder_inputs
+from advmask.seqvae.models._common import SequenceDecoder, init_uniform
 
 
-class LSTMDecoder(nn.Module):
+class LSTMDecoder(SequenceDecoder):
     """``p(x|z)``: one LSTM whose every input is ``[e_t; z]``, started from ``z``.
 
     Equations, with ``e~_t = dropout_in(e_t)`` (``e_t`` possibly masked by the caller)::
@@ -47,14 +42,9 @@ class LSTMDecoder(nn.Module):
         dropout_in: float = 0.5,
         dropout_out: float = 0.5,
     ) -> None:
-        super().__init__()
-        self.vocab_size = check_size(vocab_size, "vocab_size")
-        self.embedding_dim = check_size(embedding_dim, "embedding_dim")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
-        self.latent_dim = check_size(latent_dim, "latent_dim")
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.dropout_in = nn.Dropout(check_dropout(dropout_in, "dropout_in"))
-        self.dropout_out = nn.Dropout(check_dropout(dropout_out, "dropout_out"))
+        super().__init__(
+            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out
+        )
         self.latent_to_cell = nn.Linear(latent_dim, hidden_size, bias=False)
         self.lstm = nn.LSTM(embedding_dim + latent_dim, hidden_size, batch_first=True)
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)

@@ -8,18 +8,15 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from advmask.seqvae.models._common import (
-    PAD_ID,
-    check_decoder_inputs,
-    check_dropout,
-    check_size,
-)
+from advmask.checks import check_decoder_inputs, check_dropout, check_int
+from advmask.seqvae.data.vocab import PAD_ID
+from advmask.seqvae.models._common import SequenceDecoder
 
 INIT_STD = 0.02
 """Standard deviation of the normal initialisation of weights and embeddings (GPT-2)."""
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(SequenceDecoder):
     """``p(x|z)``: pre-norm causal self-attention over ``[z-token, e_0, ..., e_{T-1}]``.
 
     ``z`` reaches the decoder twice: as a *prefix* token that every step can attend to (a
@@ -70,21 +67,16 @@ class TransformerDecoder(nn.Module):
         max_length: int = 512,
         dropout: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.vocab_size = check_size(vocab_size, "vocab_size")
-        self.embedding_dim = check_size(embedding_dim, "embedding_dim")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
-        self.latent_dim = check_size(latent_dim, "latent_dim")
-        self.num_layers = check_size(num_layers, "num_layers")
-        self.num_heads = check_size(num_heads, "num_heads")
-        self.max_length = check_size(max_length, "max_length")
+        super().__init__(
+            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out
+        )
+        self.num_layers = check_int(num_layers, "num_layers")
+        self.num_heads = check_int(num_heads, "num_heads")
+        self.max_length = check_int(max_length, "max_length")
         if hidden_size % num_heads:
             raise ValueError(
                 f"num_heads must divide hidden_size={hidden_size}, got num_heads={num_heads}"
             )
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
-        self.dropout_in = nn.Dropout(check_dropout(dropout_in, "dropout_in"))
-        self.dropout_out = nn.Dropout(check_dropout(dropout_out, "dropout_out"))
         self.input_projection = nn.Linear(embedding_dim, hidden_size)
         self.latent_to_input = nn.Linear(latent_dim, hidden_size, bias=False)
         self.latent_to_prefix = nn.Linear(latent_dim, hidden_size)
