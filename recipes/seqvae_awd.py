@@ -56,7 +56,7 @@ from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results, validation_line
-from advmask.seqvae.schedules import CyclicalKLAnnealing, LinearKLAnnealing
+from advmask.seqvae.schedules import kl_schedule
 from advmask.seqvae.step import SCORE_STATISTICS, train_step
 from advmask.training.checkpoint import save_json
 from advmask.training.cli import UserError, exit_codes, exit_with_error, flag, parse_with_presets
@@ -80,9 +80,7 @@ DROPOUTS = ("none", "uniform", "adversarial")
 GRID = (0.2, 0.3, 0.4, 0.5)  # the paper's rates
 
 
-# --------------------------------------------------------------------------------------------
-# 1. Configuration
-# --------------------------------------------------------------------------------------------
+# 1. Configuration ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
     """Every setting of a run; one flag per field (``--help`` lists them with their ranges)."""
@@ -148,10 +146,9 @@ class Config:
 # The paper's settings (its appendix): z = 32, batch 32, its rate grid, lambda per corpus.
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
-    # The demo, minutes on 2 CPU cores (advmask.seqvae.data.synthetic): one rate, three seeds,
-    # so that every comparison is paired and has a standard error. ~1500 steps: EMA 0.9995
-    # would still weigh the initial weights by ~0.5, and the authors' init leaves a 128-unit
-    # encoder blind to x (AU 0) in that budget.
+    # The demo (advmask.seqvae.data.synthetic), minutes on 2 CPU cores: 3 seeds, so that each
+    # comparison is paired. ~1,000 steps: EMA 0.9995 would still weigh the initial weights by
+    # ~0.5, and the authors' init leaves a 128-unit encoder blind to x (AU 0) in that budget.
     "synthetic": dict(
         rate=(0.4,), seed=(0, 1, 2), embedding_dim=64, hidden_size=128, latent_dim=16,
         adversary_embedding_dim=32, adversary_hidden_size=64, epochs=8, patience=100,
@@ -183,9 +180,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return config
 
 
-# --------------------------------------------------------------------------------------------
-# 2. Data
-# --------------------------------------------------------------------------------------------
+# 2. Data ---------------------------------------------------------------------------------------
 def load_data(config: Config, world_size: int = 1) -> Corpus:
     """The corpus; the synthetic one is generated (deterministically) and written under --out.
 
@@ -217,11 +212,9 @@ def load_data(config: Config, world_size: int = 1) -> Corpus:
             min_sequences={"train": world_size, "valid": 2, "test": 2},
             max_tokens=positions - 1 if config.decoder == "transformer" else None,
         )
-    except OSError as error:
-        raise UserError(
-            f"{error} (--preset {config.preset}; --data-dir names another folder)"
-        ) from None
-    except ValueError as error:
+    except OSError as error:  # a missing folder or file
+        raise UserError(f"{error} (--preset {config.preset}; --data-dir names another)") from None
+    except ValueError as error:  # a bad line, named file:line
         raise UserError(str(error)) from None
     for split, count in corpus.truncated.items():
         if count:
@@ -240,9 +233,7 @@ def eval_batches(
     return [b.to(device) for b in batches]
 
 
-# --------------------------------------------------------------------------------------------
-# 3. Model: one run per grid point (dropout, rate, lambda) and seed
-# --------------------------------------------------------------------------------------------
+# 3. Model: one run per grid point (dropout, rate, lambda) and seed -----------------------------
 def model_spec(config: Config, variant: Variant, vocab_size: int) -> ModelSpec:
     """The model's settings: the flags named as ModelSpec's fields, then the variant's."""
     shared = {f.name for f in fields(ModelSpec)} & {f.name for f in fields(Config)}
@@ -257,12 +248,9 @@ def model_spec(config: Config, variant: Variant, vocab_size: int) -> ModelSpec:
 
 def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) -> dict[str, Any]:
     """A run's ``config.json``: its settings (its own grid point), model and data identity."""
-    record = {**asdict(config), **asdict(variant), "model": asdict(spec)}
-    record["data"] = {
-        "fingerprint": data.fingerprint,
-        "sequences": {k: len(v) for k, v in data.splits.items()},
-    }
-    return record
+    sequences = {split: len(lines) for split, lines in data.splits.items()}
+    data_identity = {"fingerprint": data.fingerprint, "sequences": sequences}
+    return {**asdict(config), **asdict(variant), "model": asdict(spec), "data": data_identity}
 
 
 # Settings that may change when a run is continued: where and how it runs, not what it computes.
@@ -271,27 +259,17 @@ MAY_CHANGE = frozenset(
 )
 
 
-# --------------------------------------------------------------------------------------------
-# 4-5. Optimisation and the training loop
-# --------------------------------------------------------------------------------------------
-def kl_schedule(config: Config, steps_per_epoch: int) -> Any:
-    if config.kl_schedule == "cyclical":
-        return CyclicalKLAnnealing(total_steps=max(1, config.epochs * steps_per_epoch))
-    return LinearKLAnnealing(start=config.kl_start, warmup_steps=config.kl_warmup_steps)
-
-
+# 4-5. Optimisation and the training loop -------------------------------------------------------
 def train_run(
     config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext
 ) -> dict:
     """Train one grid point with one seed, then test it; returns the run's metrics.
 
-    Under ``torchrun`` every rank runs this function: each trains on its shard of every global
-    batch through DDP and keeps an identical copy of the model and its averaged weights; rank 0
-    alone locks the run folder and writes files.
+    Under ``torchrun`` every rank runs this: each trains on its shard of every global batch
+    through DDP; rank 0 alone locks the run folder and writes files.
 
     Raises:
-        UserError: the folder holds a run with other settings, is locked, or a file in it is
-            unreadable.
+        UserError: the folder holds a run with other settings, is locked, or unreadable.
         DivergedError: the loss became NaN or infinite; the last good checkpoint is kept.
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
@@ -338,7 +316,8 @@ def _train_run(
     # Each rank trains on its shard of every global batch of batch_size rows per rank.
     global_size = config.batch_size * world_size
     steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
-    beta_at = kl_schedule(config, steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+    beta_at = kl_schedule(config.kl_schedule, config.kl_start, config.kl_warmup_steps, total)
 
     def epoch(number: int) -> list[Batch]:
         model.train()
@@ -414,9 +393,7 @@ def _train_run(
     return results
 
 
-# --------------------------------------------------------------------------------------------
-# Main: every variant and seed, then the table.
-# --------------------------------------------------------------------------------------------
+# Main: every variant and seed, then the table. -------------------------------------------------
 def main(argv: list[str] | None = None) -> list[dict]:
     """Train and test every variant and seed, print the table; returns the runs' metrics.
 
@@ -462,11 +439,8 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
         ]
     finally:
         set_value_checks(checks_were_on)
-    # A probe's chance level: the share of the most frequent label.
-    labels = sorted(data.factors.get("test", {}).items())
-    chance = {name: float(torch.bincount(y).max()) / len(y) for name, y in labels}
-    runs_dir = Path(config.out) / config.preset
-    print_results(console, results, f"{config.preset}: test results", chance, runs_dir)
+    title, runs_dir = f"{config.preset}: test results", Path(config.out) / config.preset
+    print_results(console, results, title, data.factors.get("test"), runs_dir)
     console.print(f"total time {time.perf_counter() - started:.0f} s")
     return results
 

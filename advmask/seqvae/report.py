@@ -24,6 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from torch import Tensor
 
 from advmask.seqvae.metrics import perplexity
 from advmask.training.checkpoint import read_json
@@ -742,17 +743,28 @@ def print_results(
     console: Console,
     runs: Sequence[Mapping[str, Any]],
     title: str,
-    probe_chance: Mapping[str, float] | None = None,
+    probe_labels: Mapping[str, Tensor] | None = None,
     runs_dir: str | Path | None = None,
 ) -> None:
     """What a recipe prints at the end: the table, its legend, each paired comparison (see
     :func:`comparison_lines`) and, with ``runs_dir``, where the runs are and how to tabulate
-    them again."""
+    them again.
+
+    Args:
+        console: where to print.
+        runs: the runs' metrics.
+        title: the table's title.
+        probe_labels: factor name -> (N,) int64 test labels of the probed factors; the legend
+            gives each probe's chance level, the share of the most frequent label.
+        runs_dir: the folder of the run folders.
+    """
+    chance = {
+        name: float(labels.bincount().max()) / len(labels)
+        for name, labels in sorted((probe_labels or {}).items())
+    }
     table = results_table(runs, title=title)
     print_table(console, table)
-    console.print(
-        results_legend([str(c.header) for c in table.columns], probe_chance), highlight=False
-    )
+    console.print(results_legend([str(c.header) for c in table.columns], chance), highlight=False)
     for line in comparison_lines(runs):
         console.print(line, highlight=False)
     if runs_dir is not None:
