@@ -1,21 +1,14 @@
-"""K = round-half-up(rate * n) (SPEC §2.1, §2.6) and eligibility from lengths."""
+"""K = round-half-up(rate * n) (SPEC §2.1, §2.6) and eligibility from lengths.
 
-from fractions import Fraction
+The hypothesis property tests are in tests/properties/test_budget.py.
+"""
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from advmask import eligible_positions, num_to_drop
 
-from .properties.strategies import RATES
-
-
-def reference_k(rate: float, n: int) -> int:
-    """Exact-decimal half-up: floor(Fraction(str(rate)) * n + 1/2)."""
-    exact = Fraction(str(rate)) * n + Fraction(1, 2)
-    return min(max(exact.numerator // exact.denominator, 0), n)
+from .properties._helpers import reference_k
 
 
 def test_half_up_not_banker() -> None:
@@ -38,23 +31,6 @@ def test_exhaustive_against_fraction_reference() -> None:
         rate = i / 100
         expected = [reference_k(rate, int(v)) for v in n]
         assert num_to_drop(rate, n).tolist() == expected, rate
-
-
-@given(rate=RATES, n=st.lists(st.integers(0, 1000), min_size=1, max_size=8))
-def test_matches_fraction_reference(rate, n) -> None:
-    assert num_to_drop(rate, torch.tensor(n)).tolist() == [reference_k(rate, v) for v in n]
-
-
-@given(rate=RATES, other=RATES, n=st.integers(0, 500), m=st.integers(0, 500))
-def test_extremes_and_monotonicity(rate, other, n, m) -> None:
-    counts = torch.tensor([n, m])
-    assert num_to_drop(0.0, counts).tolist() == [0, 0]
-    assert num_to_drop(1.0, counts).tolist() == [n, m]
-    low, high = sorted((rate, other))
-    assert (num_to_drop(low, counts) <= num_to_drop(high, counts)).all()
-    small, large = sorted((n, m))
-    k = num_to_drop(rate, torch.tensor([small, large]))
-    assert k[0] <= k[1]
 
 
 @pytest.mark.parametrize("rate", [-0.01, 1.01, float("nan"), float("inf")])

@@ -1,8 +1,9 @@
 """Algorithm-specific oracles for the built-in relaxations (SPEC §3, §12, §15.2).
 
 The shared contract (exact hard forward, padding, degenerate rows, sum to k, sharp limit) is in
-test_relaxation_contract.py. Here each relaxation is compared with an independent computation:
-brute-force enumeration, a root finder from scipy, a closed form, finite differences.
+tests/properties/test_relaxations.py and tests/test_relaxation_contract.py. Here each relaxation
+is compared with an independent computation: brute-force enumeration, a root finder from scipy,
+a closed form, finite differences.
 """
 
 import itertools

@@ -8,7 +8,7 @@ so the first update already uses ``start + rate``). The training loop multiplies
 Polyak/EMA averaging of the parameters is not implemented here: use
 ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9995))`` and call
 ``update_parameters(model)`` after every optimiser step (the first call copies the parameters;
-``tests/test_schedules.py`` checks it against the closed form).
+``tests/seqvae/test_schedules.py`` checks it against the closed form).
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
-"""Next-word PMI (advmask.seqvae.analysis.pmi): a closed-form toy, a brute-force oracle, scipy."""
+"""Next-word PMI (advmask.seqvae.analysis.pmi): a closed-form toy, a brute-force oracle, scipy.
+
+The hypothesis property tests are in tests/properties/seqvae/test_pmi.py.
+"""
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 
 import pytest
-import scipy.stats
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 from torch import nn
 
 from advmask.embedding import mask_embeddings
@@ -23,12 +21,11 @@ from advmask.seqvae.analysis import (
 )
 from advmask.seqvae.data import collate
 from advmask.seqvae.data.vocab import UNK_ID
-from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.vae import SequenceVAE
 
-torch.set_num_threads(1)
+from ..properties._helpers import VOCAB, real_model, scipy_spearman
 
-VOCAB = 12
+torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,32 +104,6 @@ def test_droppable_inputs_are_the_words() -> None:
 # --------------------------------------------------------------------------------------------
 # (b) The vectorised computation against a brute-force loop on real models
 # --------------------------------------------------------------------------------------------
-@functools.cache
-def real_model(decoder: str, fill: str) -> SequenceVAE:
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        vocab_size=VOCAB,
-        embedding_dim=6,
-        hidden_size=8,
-        latent_dim=3,
-        decoder=decoder,
-        fill=fill,
-        dropout="adversarial",
-        rate=0.4,
-        adversary_embedding_dim=4,
-        adversary_hidden_size=4,
-        encoder_init="pytorch",
-        transformer_heads=2,
-        transformer_max_length=16,
-    )
-    model = build_sequence_vae(spec).double()
-    with torch.no_grad():
-        # Larger weights than the initialisation, so that PMI is far from 0 and varies.
-        for parameter in model.decoder.parameters():
-            parameter.mul_(30.0 if decoder != "transformer" else 5.0)
-        if model.drop_vector is not None:
-            model.drop_vector.normal_(0, 1)
-    return model
 
 
 def brute_force_pmi(model, tokens, lengths, z) -> torch.Tensor:
@@ -183,32 +154,6 @@ def test_default_z_is_the_posterior_mean_and_z_matters() -> None:
     assert not torch.allclose(default.nan_to_num(), other.nan_to_num())
 
 
-@functools.cache
-def padding_model() -> SequenceVAE:
-    return real_model("double-lstm", "learned")
-
-
-@given(
-    st.lists(st.lists(st.integers(3, VOCAB - 1), min_size=0, max_size=7), min_size=1, max_size=4),
-    st.integers(0, 3),
-)
-def test_pmi_of_a_row_depends_on_that_row_only(sentences, extra_padding) -> None:
-    """Batch composition and padding change nothing: each row equals that row decoded alone."""
-    model = padding_model()
-    batch = collate(sentences)
-    tokens = torch.nn.functional.pad(batch.tokens, (0, extra_padding))
-    z = torch.randn(len(sentences), 3, generator=torch.Generator().manual_seed(2)).double()
-    pmi = next_word_pmi(model, tokens, batch.lengths, z)
-    assert pmi.shape == tokens.shape
-    assert torch.equal(~pmi.isnan(), droppable_inputs(tokens, batch.lengths))
-    for b, words in enumerate(sentences):
-        alone = collate([words])
-        row = next_word_pmi(model, alone.tokens, alone.lengths, z[b : b + 1])[0]
-        torch.testing.assert_close(
-            pmi[b, : row.shape[0]], row, equal_nan=True, rtol=1e-9, atol=1e-9
-        )
-
-
 def test_next_word_pmi_names_bad_inputs() -> None:
     model = real_model("lstm", "zero")
     batch = collate(SENTENCES)
@@ -221,28 +166,6 @@ def test_next_word_pmi_names_bad_inputs() -> None:
 # --------------------------------------------------------------------------------------------
 # (c) Spearman's correlation and its bootstrap interval
 # --------------------------------------------------------------------------------------------
-def scipy_spearman(x, y) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConstantInputWarning: the NaN is what is compared
-        return float(scipy.stats.spearmanr(x, y).statistic)
-
-
-VALUES = st.one_of(
-    st.floats(-10, 10, allow_nan=False),  # mostly distinct
-    st.sampled_from([0.0, 0.5, 1.0]),  # many ties
-)
-
-
-@given(st.lists(st.tuples(VALUES, VALUES), min_size=2, max_size=40))
-def test_spearman_equals_scipy(pairs) -> None:
-    x = torch.tensor([a for a, _ in pairs], dtype=torch.float64)
-    y = torch.tensor([b for _, b in pairs], dtype=torch.float64)
-    expected = scipy_spearman(x.numpy(), y.numpy())
-    got = float(spearman(x, y))
-    if math.isnan(expected):
-        assert math.isnan(got)
-    else:
-        assert got == pytest.approx(expected, abs=1e-10)
 
 
 def test_spearman_with_ties_and_floats32() -> None:
@@ -250,25 +173,6 @@ def test_spearman_with_ties_and_floats32() -> None:
     y = torch.tensor([0.1, 0.3, 0.3, 0.2, 0.9, 0.9, 0.0])
     assert float(spearman(x, y)) == pytest.approx(scipy_spearman(x.numpy(), y.numpy()), abs=1e-12)
     assert float(spearman(x, -y)) == pytest.approx(-float(spearman(x, y)), abs=1e-12)
-
-
-@given(
-    st.lists(st.tuples(VALUES, VALUES, st.integers(0, 3)), min_size=2, max_size=20),
-)
-def test_weighted_spearman_is_that_of_the_repeated_sample(triples) -> None:
-    x = torch.tensor([a for a, _, _ in triples], dtype=torch.float64)
-    y = torch.tensor([b for _, b, _ in triples], dtype=torch.float64)
-    times = torch.tensor([w for _, _, w in triples])
-    if times.sum() < 2:
-        return
-    expected = scipy_spearman(x.repeat_interleave(times).numpy(), y.repeat_interleave(times))
-    got = float(spearman(x, y, times.double()))
-    assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-10)
-    # A batch of weight rows is the rows one by one.
-    rows = torch.stack([times, times.flip(0), torch.ones_like(times)]).double()
-    batched = spearman(x, y, rows)
-    one_by_one = torch.stack([spearman(x, y, row) for row in rows])
-    torch.testing.assert_close(batched, one_by_one, equal_nan=True)
 
 
 def grouped_data(num_groups: int, seed: int, per_group: int = 5):

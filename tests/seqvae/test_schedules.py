@@ -1,18 +1,17 @@
-"""KL annealing, free bits (SPEC §9) and EMA of the parameters (SPEC §10.1)."""
+"""KL annealing, free bits (SPEC §9) and EMA of the parameters (SPEC §10.1).
+
+The hypothesis property tests are in tests/properties/seqvae/test_schedules.py.
+"""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask.seqvae.schedules import (
-    FREE_BITS,
     ConstantKL,
     CyclicalKLAnnealing,
     KLSchedule,
@@ -20,8 +19,7 @@ from advmask.seqvae.schedules import (
     free_bits_kl,
 )
 
-RATIOS = (0.1, 0.25, 0.5, 0.7, 1.0)
-CYCLES = (1, 2, 3, 4, 5, 7)
+from ..properties._helpers import _grad, readme_loop
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,26 +32,6 @@ def he_accumulated(start: float, rate: float, num_steps: int) -> list[float]:
         weight = min(1.0, weight + rate)
         weights.append(weight)
     return weights
-
-
-def readme_loop(n: int, start: float, stop: float, n_cycle: int, ratio: float) -> list[float]:
-    """The reference ``frange_cycle_linear`` loop (0-based entries, float accumulation)."""
-    weights = [stop] * n
-    period = n / n_cycle
-    increment = (stop - start) / (period * ratio)
-    for cycle in range(n_cycle):
-        value, i = start, 0
-        while value <= stop and int(i + cycle * period) < n:
-            weights[int(i + cycle * period)] = value
-            value += increment
-            i += 1
-    return weights
-
-
-def paper_form(t: int, total: int, cycles: int, ratio: float) -> float:
-    """Fu et al.'s equation with f(tau) = tau / R, 1-based t."""
-    tau = ((t - 1) % math.ceil(total / cycles)) / (total / cycles)
-    return tau / ratio if tau <= ratio else 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,20 +74,6 @@ def test_linear_first_step_already_incremented() -> None:
     assert schedule.rate == pytest.approx(0.1, abs=1e-15)
 
 
-@given(
-    start=st.floats(0.0, 1.0),
-    warmup=st.floats(0.5, 1e5),
-    steps=st.lists(st.integers(1, 200_000), min_size=2, max_size=10),
-)
-def test_linear_monotone_bounded(start: float, warmup: float, steps: list[int]) -> None:
-    schedule = LinearKLAnnealing(start=start, warmup_steps=warmup)
-    steps = sorted(steps)
-    values = [schedule(t) for t in steps]
-    assert all(start <= v <= 1.0 for v in values)
-    assert all(a <= b for a, b in itertools.pairwise(values))
-    assert schedule(math.ceil(warmup) + 1) == 1.0
-
-
 def test_linear_no_annealing_when_start_is_one() -> None:
     schedule = LinearKLAnnealing(start=1.0, warmup_steps=10)
     assert [schedule(t) for t in (1, 5, 100)] == [1.0, 1.0, 1.0]
@@ -150,25 +114,6 @@ def test_cyclical_docstring_example() -> None:
     assert [schedule(t) for t in range(1, 9)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0, 1.0]
 
 
-@given(
-    n=st.integers(1, 300),
-    cycles=st.sampled_from(CYCLES),
-    ratio=st.sampled_from(RATIOS),
-    start_stop=st.sampled_from([(0.0, 1.0), (0.0, 1.0), (0.1, 1.0), (0.2, 0.7)]),
-)
-def test_cyclical_matches_readme_loop(
-    n: int, cycles: int, ratio: float, start_stop: tuple[float, float]
-) -> None:
-    cycles = min(cycles, n)
-    start, stop = start_stop
-    schedule = CyclicalKLAnnealing(
-        total_steps=n, num_cycles=cycles, ratio=ratio, start=start, stop=stop
-    )
-    expected = readme_loop(n, start, stop, cycles, ratio)
-    got = [schedule(j + 1) for j in range(n)]
-    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1.2e-13
-
-
 @pytest.mark.parametrize("n", [1000, 1003, 10007])
 @pytest.mark.parametrize("cycles", [3, 4, 7])
 def test_cyclical_matches_readme_loop_long(n: int, cycles: int) -> None:
@@ -176,19 +121,6 @@ def test_cyclical_matches_readme_loop_long(n: int, cycles: int) -> None:
         schedule = CyclicalKLAnnealing(total_steps=n, num_cycles=cycles, ratio=ratio)
         expected = readme_loop(n, 0.0, 1.0, cycles, ratio)
         assert max(abs(schedule(j + 1) - e) for j, e in enumerate(expected)) <= 1.2e-13
-
-
-@given(
-    period=st.integers(1, 60),
-    cycles=st.sampled_from(CYCLES),
-    ratio=st.sampled_from(RATIOS),
-)
-def test_cyclical_matches_paper_form_integer_period(period: int, cycles: int, ratio: float) -> None:
-    # The paper form and the README loop coincide only when T_tot / M is an integer (SPEC §9.2).
-    total = period * cycles
-    schedule = CyclicalKLAnnealing(total_steps=total, num_cycles=cycles, ratio=ratio)
-    for t in range(1, total + 1):
-        assert schedule(t) == pytest.approx(paper_form(t, total, cycles, ratio), abs=1e-12)
 
 
 def test_cyclical_cycle_boundaries_one_based() -> None:
@@ -231,57 +163,6 @@ def test_cyclical_validation(kwargs: dict, error: type, match: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Free bits (SPEC §9.3)
 # --------------------------------------------------------------------------------------------
-def free_bits_oracle(kl: torch.Tensor, threshold: float, mode: str) -> float:
-    """Loops over sentences and dimensions, straight from SPEC §9.3."""
-    rows = kl.tolist()
-    batch, dims = len(rows), len(rows[0])
-    if mode == "kingma":
-        return sum(max(threshold, sum(r[d] for r in rows) / batch) for d in range(dims))
-    if mode == "li_sentence":
-        return sum(sum(r) for r in rows if sum(r) > threshold * dims) / batch
-    if mode == "li_dimension":
-        return sum(v for r in rows for v in r if v > threshold) / batch
-    mean = sum(sum(r) for r in rows) / batch
-    return mean if mean > threshold * dims else 0.0
-
-
-@st.composite
-def kl_matrices(draw: st.DrawFn) -> torch.Tensor:
-    batch, dims = draw(st.integers(1, 5)), draw(st.integers(1, 6))
-    values = draw(st.lists(st.floats(0.0, 3.0), min_size=batch * dims, max_size=batch * dims))
-    return torch.tensor(values, dtype=torch.float64).reshape(batch, dims)
-
-
-@given(kl=kl_matrices(), threshold=st.floats(0.0, 2.0), mode=st.sampled_from(sorted(FREE_BITS)))
-def test_free_bits_matches_oracle(kl: torch.Tensor, threshold: float, mode: str) -> None:
-    got = free_bits_kl(kl, threshold, mode)
-    assert got.shape == () and got.dtype == torch.float64
-    assert float(got) == pytest.approx(free_bits_oracle(kl, threshold, mode), abs=1e-12)
-
-
-@given(kl=kl_matrices(), threshold=st.floats(0.0, 2.0))
-def test_kingma_at_least_lambda_times_groups(kl: torch.Tensor, threshold: float) -> None:
-    dims = kl.shape[1]
-    value = float(free_bits_kl(kl, threshold))
-    assert value >= threshold * dims - 1e-12
-    assert value >= float(kl.sum(1).mean()) - 1e-12  # never below the plain KL either
-
-
-@given(kl=kl_matrices(), mode=st.sampled_from(sorted(FREE_BITS)))
-def test_free_bits_equals_plain_kl_above_threshold(kl: torch.Tensor, mode: str) -> None:
-    # Put every entry (hence every group, sentence and the batch mean) above the threshold.
-    kl = kl + 0.6
-    plain = kl.sum(1).mean()
-    torch.testing.assert_close(free_bits_kl(kl, 0.5, mode), plain, rtol=0, atol=1e-12)
-    # threshold 0 is the plain KL in every mode
-    torch.testing.assert_close(free_bits_kl(kl, 0.0, mode), plain, rtol=0, atol=1e-12)
-
-
-def _grad(kl: torch.Tensor, threshold: float, mode: str) -> torch.Tensor:
-    kl = kl.clone().requires_grad_(True)
-    free_bits_kl(kl, threshold, mode).backward()
-    assert kl.grad is not None
-    return kl.grad
 
 
 def test_kingma_gradient_zero_below_threshold() -> None:
@@ -292,29 +173,6 @@ def test_kingma_gradient_zero_below_threshold() -> None:
     assert torch.equal(grad[below], torch.zeros(4, dtype=torch.float64))  # exactly 0
     # Above: d(mean_b)/d KL_bd = 1/B, as for the plain KL.
     assert torch.equal(grad[~below], torch.full((4,), 0.5, dtype=torch.float64))
-
-
-@given(kl=kl_matrices(), threshold=st.floats(0.05, 2.0), mode=st.sampled_from(sorted(FREE_BITS)))
-@settings(max_examples=30)
-def test_free_bits_gradient_exactly_zero_below(
-    kl: torch.Tensor, threshold: float, mode: str
-) -> None:
-    batch, dims = kl.shape
-    grad = _grad(kl, threshold, mode)
-    if mode == "kingma":
-        group = kl.mean(0, keepdim=True).expand(batch, dims)
-        active = group > threshold
-        inactive = group < threshold
-    elif mode == "li_sentence":
-        active = (kl.sum(1, keepdim=True) > threshold * dims).expand(batch, dims)
-        inactive = ~active
-    elif mode == "li_dimension":
-        active, inactive = kl > threshold, kl <= threshold
-    else:
-        active = (kl.sum(1).mean() > threshold * dims).expand(batch, dims)
-        inactive = ~active
-    assert torch.all(grad[inactive] == 0.0)
-    assert torch.all(grad[active] == 1.0 / batch)
 
 
 def test_free_bits_docstring_values() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advmask.checks import check_positive
+from advmask.checks import check_int, check_positive
 from advmask.seqvae.analysis.decoding import Decoded, decode
 from advmask.seqvae.data.batching import collate
 from advmask.seqvae.vae import SequenceVAE
@@ -37,12 +37,6 @@ class LatentWalk:
     z: Tensor
     decoded: Decoded
     weights: Tensor | None = None
-
-
-def _check_count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 @torch.no_grad()
@@ -87,7 +81,7 @@ def interpolate(
     Returns:
         A :class:`LatentWalk` with ``weights`` ``0, 1/(n-1), ..., 1``.
     """
-    _check_count(num_steps, "num_steps", 2)
+    check_int(num_steps, "num_steps", 2)
     means = posterior_means(model, [source, target])
     weights = torch.linspace(0.0, 1.0, num_steps, device=means.device, dtype=means.dtype)
     # Written as a + t (b - a) would not reproduce b exactly at t = 1 in floating point.
@@ -121,7 +115,7 @@ def neighbourhood(
     Returns:
         A :class:`LatentWalk` (``weights`` None).
     """
-    _check_count(num_samples, "num_samples", 1)
+    check_int(num_samples, "num_samples", 1)
     check_positive(scale, "scale")
     batch = collate([sequence])
     device = next(model.parameters()).device
@@ -155,7 +149,7 @@ def prior_samples(
     Returns:
         A :class:`LatentWalk` (``weights`` None).
     """
-    _check_count(num_samples, "num_samples", 1)
+    check_int(num_samples, "num_samples", 1)
     parameter = next(model.parameters())
     latent_dim = model.decoder.latent_dim
     z = torch.randn(
