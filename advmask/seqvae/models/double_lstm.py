@@ -135,7 +135,7 @@ class DoubleLSTMDecoder(SequenceDecoder):
             word.weight_hh.to(dtype),
         )
         if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            hiddens = _DoubleLSTMRecurrence.apply(*inputs)
+            hiddens = _DoubleLSTMRecurrence.apply(*inputs)[0]
         else:
             # Evaluation: the same loop without filling the buffers the backward pass reads.
             hiddens = _recurrence(*inputs, keep_for_backward=False)[0]
@@ -261,14 +261,15 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any,
         word_gates: Tensor,
         prior_gates: Tensor,
         initial_hidden: Tensor,
         prior_weight: Tensor,
         word_weight: Tensor,
-    ) -> Tensor:
-        """(T, B, H) hidden states ``h_t``; see the class docstring for the arguments."""
+    ) -> tuple[Tensor, ...]:
+        """(T, B, H) hidden states ``h_t``, then the buffers the backward pass reads (outputs
+        too, so that :meth:`setup_context` can save them; not differentiable); see the class
+        docstring for the arguments."""
         hiddens, buffers = _recurrence(
             word_gates,
             prior_gates,
@@ -277,12 +278,18 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
             word_weight,
             keep_for_backward=True,
         )
+        return (hiddens, *buffers)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: tuple[Tensor, ...]) -> None:
+        _, _, initial_hidden, prior_weight, word_weight = inputs
+        hiddens, *buffers = output
+        ctx.mark_non_differentiable(*buffers)
         ctx.save_for_backward(initial_hidden, prior_weight, word_weight, *buffers, hiddens)
-        return hiddens
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_hiddens: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad_hiddens: Tensor, *_buffers: Tensor) -> tuple[Tensor | None, ...]:
         """Gradients for the five inputs of :meth:`forward`, by backpropagation through time."""
         (
             initial_hidden,
