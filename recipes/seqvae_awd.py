@@ -21,7 +21,7 @@ The method, top to bottom:
    network chooses them, trained through a gradient reversal to *maximise* the VAE's loss);
    one run per grid point (``--rate``, ``--kl-weight``) and seed.
 4. **Optimisation.** SGD (lr 1.0, decay 0.96 per epoch) for the VAE, Adam for the adversary,
-   gradient clipping 5, linear KL annealing from 0.1, Polyak averaging 0.9995.
+   gradient clipping 5, Polyak averaging 0.9995, a KL baseline (annealing from 0.1 by default).
 5. **Loop** (:func:`advmask.training.loop.fit`). Validation of the averaged weights after each
    epoch, early stopping on the validation ``-ELBO``, atomic checkpoints, ``--resume``.
 6. **Test.** Once, with the best averaged weights: PPL, -ELBO, KL, MI, AU (and, on the synthetic
@@ -43,7 +43,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask import RELAXATIONS, set_value_checks, value_checks_enabled
 from advmask.relaxations import parse_relaxation_options
-from advmask.seqvae import ModelSpec, SequenceVAE, build_sequence_vae, evaluate
+from advmask.seqvae import ModelSpec, SequenceVAE, baselines, build_sequence_vae, evaluate
 from advmask.seqvae.data import (
     Batch,
     Corpus,
@@ -56,7 +56,6 @@ from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results, validation_line
-from advmask.seqvae.schedules import kl_schedule
 from advmask.seqvae.step import SCORE_STATISTICS, train_step
 from advmask.training.checkpoint import save_json
 from advmask.training.cli import UserError, exit_codes, exit_with_error, flag, parse_with_presets
@@ -124,10 +123,13 @@ class Config:
     adversary_lr: float = flag(1e-3, "Adam learning rate of the adversary", exclusive_minimum=0.0)
     grad_clip: float = flag(5.0, "gradient-norm clipping of each player", exclusive_minimum=0.0)
     ema_decay: float = flag(0.9995, "Polyak averaging per step", minimum=0.0, exclusive_maximum=1.0)
-    kl_schedule: str = flag("linear", "KL annealing schedule", ("linear", "cyclical"))
-    kl_start: float = flag(0.1, "KL weight at step 0 (linear)", minimum=0.0, maximum=1.0)
-    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1", minimum=1)
-    free_bits: float = flag(0.0, "free bits per latent dimension (0 = off)", minimum=0.0)
+    baseline: str = flag("annealing", "how the KL term is weighted (docs: Baselines)", tuple(baselines.BASELINES))  # noqa: E501
+    kl_start: float = flag(0.1, "KL weight at step 0 (annealing, free-bits)", minimum=0.0, maximum=1.0)  # noqa: E501
+    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1 (annealing, free-bits)", minimum=1)  # noqa: E501
+    beta: float = flag(1.0, "the fixed KL weight of --baseline beta-vae", minimum=0.0)
+    kl_cycles: int = flag(4, "cycles of --baseline cyclical over --epochs", minimum=1)
+    kl_cycle_ratio: float = flag(0.5, "fraction of a cycle rising (cyclical)", exclusive_minimum=0.0, maximum=1.0)  # noqa: E501
+    free_bits: float = flag(0.0, "KL floor per latent dimension of --baseline free-bits", minimum=0.0)  # noqa: E501
     valid_iw_samples: int = flag(0, "importance samples of validation (0 = skip)", minimum=0)
     test_iw_samples: int = flag(500, "importance samples of the test (0 = skip)", minimum=0)
     mi_estimator: str = flag("full", "mutual-information estimator", ("full", "batch"))
@@ -175,6 +177,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         )
     try:
         parse_relaxation_options(config.relaxation, config.relaxation_options)
+        baselines.check_baseline(config.baseline, config)
+    except baselines.BaselineSettingError as error:
+        exit_with_error(f"argument --{error.setting.replace('_', '-')}: {error}")
     except ValueError as error:
         exit_with_error(f"argument --relaxation-options: {error}")
     return config
@@ -273,7 +278,8 @@ def train_run(
         DivergedError: the loss became NaN or infinite; the last good checkpoint is kept.
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
-    name = variant.folder(config.rate, config.kl_weight)
+    tag = baselines.baseline_tag(config.baseline, config)  # annealing: not named
+    name = variant.folder(config.rate, config.kl_weight, tag)
     folder = RunFolder(Path(config.out) / config.preset / name, console)
     with folder.locked(context.is_rank_zero):
         return _train_run(config, variant, data, console, context, folder)
@@ -308,7 +314,7 @@ def _train_run(
         "lr_decay": torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, config.lr_decay),
         "adversary_optimizer": adversary_optimizer,
     }
-    if context.is_distributed and config.free_bits > 0:
+    if context.is_distributed and config.baseline == "free-bits":
         rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
     # A learned fill vector without a masker takes no part in the loss.
     forward = data_parallel(model, context, model.masker is None and spec.fill == "learned")
@@ -316,8 +322,7 @@ def _train_run(
     # Each rank trains on its shard of every global batch of batch_size rows per rank.
     global_size = config.batch_size * world_size
     steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
-    total = config.epochs * steps_per_epoch
-    beta_at = kl_schedule(config.kl_schedule, config.kl_start, config.kl_warmup_steps, total)
+    baseline = baselines.make_baseline(config.baseline, config, config.epochs * steps_per_epoch)
 
     def epoch(number: int) -> list[Batch]:
         model.train()
@@ -326,11 +331,11 @@ def _train_run(
 
     def step(batch: Batch, number: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """One update of both players; the KL weight goes into the log rows."""
-        beta = beta_at(number)
+        beta = baseline.kl_weight(number)
         shard = shard_batch(batch, context.rank, world_size)
         stats = train_step(
             model, forward, shard, beta, vae_optimizer, adversary_optimizer,
-            config.grad_clip, config.free_bits, bf16=config.precision == "bf16",
+            config.grad_clip, baseline.free_bits, bf16=config.precision == "bf16",
         )  # fmt: skip
         ema.update_parameters(model)
         return stats, {"kl_weight": beta}
@@ -345,7 +350,7 @@ def _train_run(
                 generator=generator, distributed=context.is_distributed,
             ).as_dict()  # fmt: skip
 
-    label = variant.label(config.preset, config.kl_weight)
+    label = variant.label(config.preset, config.kl_weight, baseline.tag)
     scores = SCORE_STATISTICS if adversary_optimizer else ()
     budget = Budget(
         config.epochs, config.patience, config.max_steps, config.log_every,
@@ -383,12 +388,9 @@ def _train_run(
         "steps": progression.step, "valid": valid, "test": test,
     }  # fmt: skip
     if data.factors:
-        train_batches, test_batches = (
-            eval_batches(data.splits[s], config, device) for s in ("train", "test")
-        )
-        results["probe"] = probe_factors(
-            best, train_batches, test_batches, data.factors["train"], data.factors["test"]
-        )
+        splits = ("train", "test")
+        probe_batches = [eval_batches(data.splits[s], config, device) for s in splits]
+        results["probe"] = probe_factors(best, *probe_batches, *(data.factors[s] for s in splits))
     rank_zero_only(save_json)(results, folder.metrics)
     return results
 
@@ -424,10 +426,8 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     started = time.perf_counter()
     with rank_zero_first():  # rank 0 writes the generated corpus or tokenizer, then the rest
         data = load_data(config, context.world_size)
-    console.print(
-        f"vocabulary {len(data.vocab)}; "
-        + ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
-    )
+    sizes = ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
+    console.print(f"vocabulary {len(data.vocab)}; {sizes}")
     # Every sequence passed its checks when it was loaded (ids from the vocabulary, lengths
     # within --max-length): train without the per-call value checks, which stall a GPU.
     checks_were_on = value_checks_enabled()

@@ -6,8 +6,8 @@ inputs a masker hides), its construction from a flat specification (:class:`Mode
 Subpackages: :mod:`~advmask.seqvae.data` (corpora, vocabularies, batches),
 :mod:`~advmask.seqvae.models` (encoder and decoders), :mod:`~advmask.seqvae.analysis`
 (what the adversary learned); modules :mod:`~advmask.seqvae.metrics` (estimators),
-:mod:`~advmask.seqvae.schedules` (KL weights), :mod:`~advmask.seqvae.probe` and
-:mod:`~advmask.seqvae.report` (tables).
+:mod:`~advmask.seqvae.schedules` (KL weights), :mod:`~advmask.seqvae.baselines` (the KL
+baselines), :mod:`~advmask.seqvae.probe` and :mod:`~advmask.seqvae.report` (tables).
 """
 
 from advmask.seqvae.evaluation import EvaluationResult, evaluate

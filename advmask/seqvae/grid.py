@@ -3,7 +3,9 @@
 Uniform and adversarial dropout are trained at every rate of the grid, the adversary at every
 lambda too; no dropout once per seed. A run's folder and table label name a grid axis only
 when it has several values, so a one-point grid keeps the short names
-(``adversarial-seed0``, ``ptb adversarial [0.3]``).
+(``adversarial-seed0``, ``ptb adversarial [0.3]``). A baseline other than the default
+``annealing`` (:mod:`advmask.seqvae.baselines`) is named in both by its tag
+(``none-beta-vae0.5-seed0``, ``ptb none (beta-vae 0.5)``).
 """
 
 from __future__ import annotations
@@ -31,24 +33,31 @@ class Variant:
     kl_weight: float
     seed: int
 
-    def folder(self, rates: Sequence[float], kl_weights: Sequence[float]) -> str:
+    def folder(
+        self, rates: Sequence[float], kl_weights: Sequence[float], baseline: str = "annealing"
+    ) -> str:
         """``adversarial-seed0``, or with several rates / lambdas in the grid
-        ``adversarial-rate0.3-lambda1-seed0``."""
+        ``adversarial-rate0.3-lambda1-seed0``; ``baseline`` is a baseline's tag, named
+        unless it is ``"annealing"`` (``adversarial-cyclical-seed0``)."""
         parts = [self.dropout]
+        if baseline != "annealing":
+            parts.append(baseline.replace(" ", ""))
         if self.dropout != "none" and len(rates) > 1:
             parts.append(f"rate{self.rate:g}")
         if self.dropout == "adversarial" and len(kl_weights) > 1:
             parts.append(f"lambda{self.kl_weight:g}")
         return "-".join([*parts, f"seed{self.seed}"])
 
-    def label(self, prefix: str, kl_weights: Sequence[float]) -> str:
+    def label(self, prefix: str, kl_weights: Sequence[float], baseline: str = "annealing") -> str:
         """The table row of the runs that differ only by seed: ``"ptb uniform [0.4]"``,
-        ``"ptb adversarial [0.3, λ=10]"`` when the grid has several lambdas."""
+        ``"ptb adversarial [0.3, λ=10]"`` when the grid has several lambdas; a baseline's tag
+        other than ``"annealing"`` is appended: ``"ptb none (beta-vae 0.5)"``."""
+        suffix = "" if baseline == "annealing" else f" ({baseline})"
         if self.dropout == "none":
-            return f"{prefix} none"
+            return f"{prefix} none{suffix}"
         several = self.dropout == "adversarial" and len(kl_weights) > 1
         lambda_text = f", λ={self.kl_weight:g}" if several else ""
-        return f"{prefix} {self.dropout} [{self.rate:g}{lambda_text}]"
+        return f"{prefix} {self.dropout} [{self.rate:g}{lambda_text}]{suffix}"
 
 
 def grid(

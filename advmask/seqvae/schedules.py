@@ -245,15 +245,3 @@ def free_bits_kl(kl_per_dim: Tensor, threshold: float, mode: str = "kingma") -> 
     if mode not in FREE_BITS:
         raise ValueError(f"mode must be one of {tuple(FREE_BITS)}, got {mode!r}")
     return FREE_BITS[mode](kl_per_dim, threshold)
-
-
-def kl_schedule(
-    name: str, start: float, warmup_steps: float, total_steps: int
-) -> LinearKLAnnealing | CyclicalKLAnnealing:
-    """The KL weight by step: ``"linear"`` annealing from ``start`` over ``warmup_steps``, or
-    ``"cyclical"`` (default cycles and ratio) over ``total_steps``."""
-    if name == "cyclical":
-        return CyclicalKLAnnealing(total_steps=max(1, total_steps))
-    if name != "linear":
-        raise ValueError(f"kl schedule must be 'linear' or 'cyclical', got {name!r}")
-    return LinearKLAnnealing(start=start, warmup_steps=warmup_steps)

@@ -264,8 +264,8 @@ def test_record_differences_ignores_the_ignore_list() -> None:
 
 
 def test_record_differences_names_flags_with_dashes_and_reprs() -> None:
-    assert record_differences({"kl_schedule": "linear"}, {"kl_schedule": "cyclical"}) == [
-        "--kl-schedule 'linear' (now 'cyclical')"
+    assert record_differences({"baseline": "annealing"}, {"baseline": "cyclical"}) == [
+        "--baseline 'annealing' (now 'cyclical')"
     ]
 
 
