@@ -381,6 +381,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(
     Leaving any of them out of the checkpoint (or saving the RNG state after a validation
     that was cut short) makes one of the comparisons fail."""
     budget = Budget(epochs=3, patience=10, log_every=2, extra_every=2, extra_keys=("noise",))
+    # Whatever the process started with (ignored in a background job, Python's handler else).
+    handler_before = signal.getsignal(signal.SIGINT)
     torch.manual_seed(3)
     whole = Toy()
     expected, _ = run_fit(whole, tmp_path / "whole", budget)
@@ -392,7 +394,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_result(
         run_fit(stopped, tmp_path / "split", budget)
     assert str(tmp_path / "split" / "last.pt") in str(caught.value)
     assert "--resume" in str(caught.value)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # restored
 
     torch.manual_seed(999)  # scrambled: only the checkpoint can bring the RNG state back
     resumed = Toy(init_seed=1)  # other weights, no momentum yet, a fresh scheduler
@@ -429,14 +431,14 @@ def test_a_stop_during_the_test_names_the_test() -> None:
 
 
 def test_stop_request_a_second_signal_stops_at_once_and_handlers_come_back() -> None:
-    before = signal.getsignal(signal.SIGTERM)
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with StopRequest() as stop:
         signal.raise_signal(signal.SIGTERM)
         assert stop.requested
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before_int
 
 
 @pytest.mark.gpu
