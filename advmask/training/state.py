@@ -194,7 +194,7 @@ class RunFolder:
         if self.last.exists():
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        save_json(json.loads(json.dumps(record)), self.record_path)
+        save_json(record, self.record_path)
         for name, content in (files or {}).items():
             save_json(content, self.path / name)
 

@@ -34,7 +34,7 @@ from advmask.seqvae.factory import (
     load_sequence_vae,
     save_sequence_vae,
 )
-from tests.recipes.test_recipe import TINY, load_recipe
+from tests.recipes.test_recipe import TINY, load_recipe, sigint_after_step
 
 torch.set_num_threads(1)
 
@@ -561,25 +561,12 @@ def test_help_lists_the_studies(analyze, capsys) -> None:
 def test_resumed_run_reproduces_the_score_log(tmp_path, monkeypatch) -> None:
     """The score log is part of the checkpointed state: an interrupted and resumed run writes
     the same scores.csv as an uninterrupted one."""
-    import signal
-
     recipe = load_recipe("seqvae_awd")
     flags = [*TINY, "--dropout", "adversarial", *SCORE_FLAGS]
     recipe.main([*flags, "--out", str(tmp_path / "straight")])
-    real_step = recipe.train_step
-    calls = {"n": 0}
-
-    def interrupted_step(*args, **kwargs):
-        stats = real_step(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 9:  # mid-way through epoch 2 (6 steps per epoch)
-            signal.raise_signal(signal.SIGINT)
-        return stats
-
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
-    with pytest.raises(SystemExit):
+    # Mid-way through epoch 2 (6 steps per epoch).
+    with sigint_after_step(recipe, monkeypatch, 9), pytest.raises(SystemExit):
         recipe.main([*flags, "--out", str(tmp_path / "resumed")])
-    monkeypatch.setattr(recipe, "train_step", real_step)
     recipe.main([*flags, "--out", str(tmp_path / "resumed"), "--resume"])
     run = "synthetic/adversarial-seed0/scores.csv"
     straight = (tmp_path / "straight" / run).read_text()

@@ -5,6 +5,8 @@ import json
 import math
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,27 @@ def load_recipe(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def sigint_after_step(recipe, monkeypatch, step: int) -> Iterator[None]:
+    """Inside the block, the recipe's ``train_step`` raises SIGINT right after its ``step``-th
+    call (1-based), as a user's Ctrl-C between two steps would."""
+    real_step = recipe.train_step
+    calls = {"n": 0}
+
+    def interrupted_step(*args, **kwargs):
+        stats = real_step(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == step:
+            signal.raise_signal(signal.SIGINT)
+        return stats
+
+    monkeypatch.setattr(recipe, "train_step", interrupted_step)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(recipe, "train_step", real_step)
 
 
 # A model small enough to train in seconds on the synthetic corpus (shared with the DDP test).
@@ -126,21 +149,10 @@ def test_resume_after_interruption_reproduces_the_run_exactly(recipe, tmp_path, 
     flags = [*TINY, "--dropout", "adversarial"]
     straight = recipe.main([*flags, "--out", str(tmp_path / "straight")])[0]
 
-    real_step = recipe.train_step
-    calls = {"n": 0}
-
-    def interrupted_step(*args, **kwargs):
-        stats = real_step(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 9:  # mid-way through epoch 2 (6 steps per epoch)
-            signal.raise_signal(signal.SIGINT)
-        return stats
-
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
-    with pytest.raises(SystemExit) as stopped:
+    # Mid-way through epoch 2 (6 steps per epoch).
+    with sigint_after_step(recipe, monkeypatch, 9), pytest.raises(SystemExit) as stopped:
         recipe.main([*flags, "--out", str(tmp_path / "resumed")])
     assert stopped.value.code == 130
-    monkeypatch.setattr(recipe, "train_step", real_step)
     resumed = recipe.main([*flags, "--out", str(tmp_path / "resumed"), "--resume"])[0]
     assert resumed["valid"] == straight["valid"]
     assert resumed["test"] == straight["test"]
