@@ -8,20 +8,18 @@ Usage::
     python recipes/seqvae_awd.py                        # synthetic demo, all three variants
     python recipes/seqvae_awd.py --preset ptb --dropout adversarial --rate 0.2 --seed 0 1 2
     python recipes/seqvae_awd.py --preset ptb --rate 0.2 0.3 0.4 0.5 --kl-weight 0.1 1 10
-    python recipes/seqvae_awd.py --preset ptb --resume  # continue interrupted runs
-    python recipes/seqvae_awd.py --help                 # every flag (derived from Config)
+    python recipes/seqvae_awd.py --preset ptb --baseline sa-vae --dropout none --resume
 
 The method, top to bottom:
 
 1. **Configuration.** One dataclass; presets hold the paper's settings, flags override them.
 2. **Data.** ``train/valid/test.txt``, a vocabulary from the training split, length-bucketed
    batches ``[BOS, words, EOS, PAD..]``.
-3. **Model.** LSTM encoder ``q(z|x)``, Double-LSTM decoder ``p(x|z)``, and a masker that drops
-   decoder inputs: none, uniform (exactly ``round(rate * L)`` words) or adversarial (a score
-   network chooses them, trained through a gradient reversal to *maximise* the VAE's loss);
-   one run per grid point (``--rate``, ``--kl-weight``) and seed.
+3. **Model.** LSTM encoder, Double-LSTM decoder, a masker of decoder inputs: none, uniform
+   (``round(rate * L)`` words) or adversarial (a score network, trained through a gradient
+   reversal to *maximise* the VAE's loss); one run per grid point and seed.
 4. **Optimisation.** SGD (lr 1.0, decay 0.96 per epoch) for the VAE, Adam for the adversary,
-   gradient clipping 5, Polyak averaging 0.9995, a KL baseline (annealing from 0.1 by default).
+   clipping 5, Polyak averaging 0.9995, a baseline (``--baseline``: annealing from 0.1, ...).
 5. **Loop** (:func:`advmask.training.loop.fit`). Validation of the averaged weights after each
    epoch, early stopping on the validation ``-ELBO``, atomic checkpoints, ``--resume``.
 6. **Test.** Once, with the best averaged weights: PPL, -ELBO, KL, MI, AU (and, on the synthetic
@@ -56,7 +54,8 @@ from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results, validation_line
-from advmask.seqvae.step import SCORE_STATISTICS, train_step
+from advmask.seqvae.step import SCORE_STATISTICS
+from advmask.seqvae.trainer import BaselineTrainer
 from advmask.training.checkpoint import save_json
 from advmask.training.cli import UserError, exit_codes, exit_with_error, flag, parse_with_presets
 from advmask.training.distributed import (
@@ -124,12 +123,15 @@ class Config:
     grad_clip: float = flag(5.0, "gradient-norm clipping of each player", exclusive_minimum=0.0)
     ema_decay: float = flag(0.9995, "Polyak averaging per step", minimum=0.0, exclusive_maximum=1.0)
     baseline: str = flag("annealing", "how the KL term is weighted (docs: Baselines)", tuple(baselines.BASELINES))  # noqa: E501
-    kl_start: float = flag(0.1, "KL weight at step 0 (annealing, free-bits)", minimum=0.0, maximum=1.0)  # noqa: E501
-    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1 (annealing, free-bits)", minimum=1)  # noqa: E501
+    kl_start: float = flag(0.1, "KL weight at step 0 (every baseline that anneals)", minimum=0.0, maximum=1.0)  # noqa: E501
+    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1 (the same)", minimum=1)
     beta: float = flag(1.0, "the fixed KL weight of --baseline beta-vae", minimum=0.0)
     kl_cycles: int = flag(4, "cycles of --baseline cyclical over --epochs", minimum=1)
     kl_cycle_ratio: float = flag(0.5, "fraction of a cycle rising (cyclical)", exclusive_minimum=0.0, maximum=1.0)  # noqa: E501
-    free_bits: float = flag(0.0, "KL floor per latent dimension of --baseline free-bits", minimum=0.0)  # noqa: E501
+    free_bits: float = flag(0.0, "KL floor per latent dimension (free-bits, fbp)", minimum=0.0)
+    pretrain_epochs: int = flag(1, "autoencoder epochs before the decoder reset (fbp)", minimum=1)
+    svi_steps: int = flag(10, "SVI steps refining each posterior (sa-vae)", minimum=1)
+    svi_lr: float = flag(1.0, "their step size (sa-vae)", exclusive_minimum=0.0)
     valid_iw_samples: int = flag(0, "importance samples of validation (0 = skip)", minimum=0)
     test_iw_samples: int = flag(500, "importance samples of the test (0 = skip)", minimum=0)
     mi_estimator: str = flag("full", "mutual-information estimator", ("full", "batch"))
@@ -177,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         )
     try:
         parse_relaxation_options(config.relaxation, config.relaxation_options)
-        baselines.check_baseline(config.baseline, config)
+        baselines.make_baseline(config.baseline, config, config.epochs, steps_per_epoch=1)
     except baselines.BaselineSettingError as error:
         exit_with_error(f"argument --{error.setting.replace('_', '-')}: {error}")
     except ValueError as error:
@@ -307,14 +309,10 @@ def _train_run(
     if spec.dropout == "adversarial":
         adversary_optimizer = adam(model.masker.parameters(), config.adversary_lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
-    players = {
-        "model": model,
-        "ema": ema,
-        "vae_optimizer": vae_optimizer,
-        "lr_decay": torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, config.lr_decay),
-        "adversary_optimizer": adversary_optimizer,
-    }
-    if context.is_distributed and config.baseline == "free-bits":
+    lr_decay = torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, config.lr_decay)
+    if context.is_distributed and config.baseline in ("lagging", "sa-vae"):
+        raise UserError(f"--baseline {config.baseline} runs in one process, not under torchrun")
+    if context.is_distributed and config.baseline in ("free-bits", "fbp"):
         rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
     # A learned fill vector without a masker takes no part in the loss.
     forward = data_parallel(model, context, model.masker is None and spec.fill == "learned")
@@ -322,7 +320,18 @@ def _train_run(
     # Each rank trains on its shard of every global batch of batch_size rows per rank.
     global_size = config.batch_size * world_size
     steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
-    baseline = baselines.make_baseline(config.baseline, config, config.epochs * steps_per_epoch)
+    total_steps = config.epochs * steps_per_epoch
+    baseline = baselines.make_baseline(config.baseline, config, total_steps, steps_per_epoch)
+    trainer = BaselineTrainer(
+        baseline, model, forward, vae_optimizer, adversary_optimizer, config.grad_clip,
+        steps_per_epoch=steps_per_epoch, bf16=config.precision == "bf16", averaged=ema, seed=seed,
+        batches=lambda split: eval_batches(data.splits[split], config, device),
+    )  # fmt: skip
+    players = {
+        "model": model, "ema": ema, "vae_optimizer": vae_optimizer, "lr_decay": lr_decay,
+        "adversary_optimizer": adversary_optimizer,
+        "baseline": trainer if baseline.aggressive else None,  # lagging's phase
+    }  # fmt: skip
 
     def epoch(number: int) -> list[Batch]:
         model.train()
@@ -330,15 +339,7 @@ def _train_run(
         return [b.to(device) for b in batches]
 
     def step(batch: Batch, number: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """One update of both players; the KL weight goes into the log rows."""
-        beta = baseline.kl_weight(number)
-        shard = shard_batch(batch, context.rank, world_size)
-        stats = train_step(
-            model, forward, shard, beta, vae_optimizer, adversary_optimizer,
-            config.grad_clip, baseline.free_bits, bf16=config.precision == "bf16",
-        )  # fmt: skip
-        ema.update_parameters(model)
-        return stats, {"kl_weight": beta}
+        return trainer.step(shard_batch(batch, context.rank, world_size), number)  # and the EMA
 
     def evaluate_split(model: SequenceVAE, split: str, iw_samples: int, watch: Watch) -> dict:
         """The evaluator with this run's conventions; each split's noise seeded by the run."""
@@ -382,10 +383,10 @@ def _train_run(
         valid = per_word_metrics(valid, data.word_counts["valid"])
         test = per_word_metrics(test, data.word_counts["test"])
     results = {
-        "model": label, "preset": config.preset,
-        "dropout": variant.dropout, "seed": seed, "rate": variant.rate,
-        "best_epoch_valid_neg_elbo": progression.best_valid, "epochs": progression.epoch,
-        "steps": progression.step, "valid": valid, "test": test,
+        "model": label, "preset": config.preset, "dropout": variant.dropout, "seed": seed,
+        "rate": variant.rate, "best_epoch_valid_neg_elbo": progression.best_valid,
+        "epochs": progression.epoch, "steps": progression.step,
+        "train_seconds": progression.train_seconds, "valid": valid, "test": test,
     }  # fmt: skip
     if data.factors:
         splits = ("train", "test")

@@ -36,6 +36,7 @@ def train_step(
     grad_clip: float,
     free_bits: float = 0.0,
     bf16: bool = False,
+    update_encoder: bool = True,
 ) -> dict[str, Tensor]:
     """One update of the VAE and (through the gradient reversal) of the adversary.
 
@@ -57,6 +58,8 @@ def train_step(
         grad_clip: gradient-norm clipping of each player.
         free_bits: KL floor per latent dimension (0 = off).
         bf16: run the forward pass under bf16 autocast.
+        update_encoder: False leaves the encoder as it is (its gradients are dropped before
+            clipping): the decoder updates of ``lagging``'s aggressive phase.
 
     Returns:
         name -> (2,) ``[sum, count]`` on the device (no host sync): ``loss``,
@@ -71,6 +74,9 @@ def train_step(
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)
     (out.loss * shard.loss_scale).backward()  # scale 1.0 in one process
+    if not update_encoder:
+        for parameter in model.encoder.parameters():
+            parameter.grad = None
     torch.nn.utils.clip_grad_norm_(model.vae_parameters(), grad_clip)
     vae_optimizer.step()
     rows = float(shard.num_sequences)

@@ -15,6 +15,8 @@ there. Checkpoints of the earlier layout (the masker and the drop vector on the 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,11 @@ def _current_key(name: str) -> str | None:
     if name == "drop_vector" or name.startswith("masker."):
         return f"decoder.embedding.{name}"
     return None
+
+
+PosteriorRefinement = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``refine(tokens, lengths, embedded, mean, logvar) -> (mean, logvar)``: see
+:meth:`SequenceVAE.forward`."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +243,12 @@ class SequenceVAE(nn.Module):
         return -rearrange(torch.cat(nll), "(s n) -> s n", s=num_samples)
 
     def forward(
-        self, tokens: Tensor, lengths: Tensor, kl_weight: float = 1.0, free_bits: float = 0.0
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        kl_weight: float = 1.0,
+        free_bits: float = 0.0,
+        refine: PosteriorRefinement | None = None,
     ) -> VAEOutput:
         """Negative ELBO of a batch, with decoder inputs masked in training mode.
 
@@ -246,6 +258,11 @@ class SequenceVAE(nn.Module):
             kl_weight: ``beta``, the weight of the KL term (annealed during training).
             free_bits: if > 0, Kingma et al.'s free bits per latent dimension (nats) in the
                 loss; the reported ``kl`` stays unthresholded.
+            refine: optional ``refine(tokens, lengths, embedded, mean, logvar) -> (mean,
+                logvar)``, applied to the encoder's posterior before ``z`` is drawn, with the
+                decoder's (masked) inputs ``embedded`` (B, T - 1, E): semi-amortised inference
+                (:func:`advmask.seqvae.semi_amortized.refine_posterior`). ``kl`` is then that of
+                the refined posterior.
 
         Returns:
             A :class:`VAEOutput`.
@@ -259,14 +276,18 @@ class SequenceVAE(nn.Module):
         with trusted():
             mean, logvar = self.posterior(tokens, lengths)
         # z is drawn before the masker's noise and the decoder's dropout: the order of the
-        # random draws fixes the results of a seed.
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        # random draws fixes the results of a seed. A refined posterior needs the inputs first.
+        if refine is None:
+            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         inputs = tokens[:, :-1]
         is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
         # Training mode: the masker drops some of the words (lengths - 1 inputs, BOS
         # protected); eval mode: the plain embedding.
         embedded = input_embedding(inputs, lengths - 1, protected=is_bos, ids_checked=True)
         masker_output = input_embedding.last_output
+        if refine is not None:
+            mean, logvar = refine(tokens, lengths, embedded, mean, logvar)
+            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         reconstruction = _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)
@@ -275,6 +296,23 @@ class SequenceVAE(nn.Module):
         if masker_output is not None:
             loss = loss + masker_output.regularizer
         return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)
+
+    @torch.no_grad()
+    def reset_decoder(self) -> None:
+        """Initialise the decoder again (its weights and input embedding), from the global
+        random stream; the encoder, the masker and the learned fill are kept.
+
+        The reset of FBP (Li et al. 2019): the encoder of a pretrained autoencoder is kept, the
+        decoder that learned to read it starts afresh.
+        """
+        masker, drop_vector = self.masker, self.drop_vector
+        masker_state = None if masker is None else copy.deepcopy(masker.state_dict())
+        fill = None if drop_vector is None else drop_vector.detach().clone()
+        self.decoder.reset_parameters()  # walks the masker's layers too: restored below
+        if masker is not None:
+            masker.load_state_dict(masker_state)
+        if drop_vector is not None:
+            drop_vector.copy_(fill)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # Rename the keys of the earlier layout (see _current_key) here, so that every loader

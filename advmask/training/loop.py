@@ -11,6 +11,7 @@ the validation and what to do with a new best model.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -163,9 +164,12 @@ def fit(
                 completed=progression.step_in_epoch,
                 description=f"{label} | epoch {progression.epoch + 1}",
             )
+            clock = time.perf_counter()
             for batch in batches[progression.step_in_epoch :]:
                 stats, columns = step(batch, progression.step + 1)
                 progression.step += 1
+                progression.train_seconds += time.perf_counter() - clock
+                clock = time.perf_counter()
                 progression.step_in_epoch += 1
                 guard.observe(stats["loss"][0], progression.step)
                 window.add(stats)

@@ -51,6 +51,9 @@ class Progression:
         best_valid_result: validation metrics of the best epoch (reported, not re-run).
         history: log rows (training means and validation results), in order.
         score_history: rows of extra per-step statistics (e.g. the adversary's scores).
+        train_seconds: wall-clock seconds spent in the training loop so far (validation not
+            counted), over every process that continued the run; kept out of ``history``,
+            whose rows a resumed run reproduces exactly.
     """
 
     epoch: int = 0
@@ -63,6 +66,7 @@ class Progression:
     best_valid_result: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     score_history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
 
     def validated(self, loss: float, result: dict[str, Any], patience: int) -> bool:
         """Record an epoch's validation; True if it is the best so far (save its weights).

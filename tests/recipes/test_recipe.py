@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import advmask.seqvae.trainer as trainer_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,9 +26,9 @@ def load_recipe(name: str):
 
 @contextmanager
 def sigint_after_step(recipe, monkeypatch, step: int) -> Iterator[None]:
-    """Inside the block, the recipe's ``train_step`` raises SIGINT right after its ``step``-th
-    call (1-based), as a user's Ctrl-C between two steps would."""
-    real_step = recipe.train_step
+    """Inside the block, the recipe's ``train_step`` (its trainer's) raises SIGINT right after
+    its ``step``-th call (1-based), as a user's Ctrl-C between two steps would."""
+    real_step = trainer_module.train_step
     calls = {"n": 0}
 
     def interrupted_step(*args, **kwargs):
@@ -36,11 +38,11 @@ def sigint_after_step(recipe, monkeypatch, step: int) -> Iterator[None]:
             signal.raise_signal(signal.SIGINT)
         return stats
 
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
+    monkeypatch.setattr(trainer_module, "train_step", interrupted_step)
     try:
         yield
     finally:
-        monkeypatch.setattr(recipe, "train_step", real_step)
+        monkeypatch.setattr(trainer_module, "train_step", real_step)
 
 
 # A model small enough to train in seconds on the synthetic corpus (shared with the DDP test).

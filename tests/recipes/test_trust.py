@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import advmask.seqvae.trainer as trainer_module
 from advmask.seqvae import data as datasets
 from advmask.training import checkpoint as checkpoints
 from tests.recipes.test_recipe import TINY_MODEL, load_recipe
@@ -69,15 +70,15 @@ def run(recipe, argv: list[str], capsys) -> tuple[int, str, str]:
 
 def run_interrupted_at_the_first_step(recipe, argv, monkeypatch, capsys) -> int:
     """Run ``argv`` with a SIGINT during its first step (so ``last.pt`` exists); exit status."""
-    real_step = recipe.train_step
+    real_step = trainer_module.train_step
 
     def interrupted_step(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(recipe, "train_step", interrupted_step)
+    monkeypatch.setattr(trainer_module, "train_step", interrupted_step)
     code, _, _ = run(recipe, argv, capsys)
-    monkeypatch.setattr(recipe, "train_step", real_step)
+    monkeypatch.setattr(trainer_module, "train_step", real_step)
     return code
 
 
@@ -99,7 +100,7 @@ def run_dir(out: Path, dropout: str = "none") -> Path:
 def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     recipe, corpus, tmp_path, monkeypatch, capsys
 ) -> None:
-    real_step = recipe.train_step
+    real_step = trainer_module.train_step
     calls = {"n": 0}
 
     def step_that_diverges(*args, **kwargs):
@@ -109,7 +110,7 @@ def test_nonfinite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
             stats["loss"] = stats["loss"] * math.nan
         return stats
 
-    monkeypatch.setattr(recipe, "train_step", step_that_diverges)
+    monkeypatch.setattr(trainer_module, "train_step", step_that_diverges)
     out = tmp_path / "runs"
     argv = [*SMALL, "--data-dir", str(corpus), "--out", str(out), "--dropout", "none"]
     code, _, err = run(recipe, [*argv, "--checkpoint-every", "2"], capsys)
@@ -307,7 +308,7 @@ def test_too_small_valid_split_is_refused_before_training(
     def never(*args, **kwargs):
         raise AssertionError("trained although the data cannot be evaluated")
 
-    monkeypatch.setattr(recipe, "train_step", never)
+    monkeypatch.setattr(trainer_module, "train_step", never)
     argv = [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path / "runs")]
     code, _, err = run(recipe, argv, capsys)
     assert_one_line_error(code, err, "valid.txt", "1 sequences")
@@ -483,7 +484,7 @@ def test_redirected_output_has_log_lines_with_eta(recipe, corpus, tmp_path, caps
 
 
 def test_log_rows_are_means_since_the_previous_row(recipe, corpus, tmp_path, monkeypatch):
-    real_step = recipe.train_step
+    real_step = trainer_module.train_step
     losses = []
 
     def recording_step(*args, **kwargs):
@@ -492,7 +493,7 @@ def test_log_rows_are_means_since_the_previous_row(recipe, corpus, tmp_path, mon
         losses.append(total / count)
         return stats
 
-    monkeypatch.setattr(recipe, "train_step", recording_step)
+    monkeypatch.setattr(trainer_module, "train_step", recording_step)
     out = tmp_path / "runs"
     argv = [*SMALL, "--data-dir", str(corpus), "--out", str(out), "--dropout", "none"]
     recipe.main([*argv, "--log-every", "3", "--batch-size", "16"])  # 3 steps per epoch
