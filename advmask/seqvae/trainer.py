@@ -119,7 +119,8 @@ class BaselineTrainer:
             return self.take_step(shard=shard, kl_weight=beta), columns
         epoch = (number - 1) // self.steps_per_epoch
         if number > 1 and (number - 1) % self.steps_per_epoch == 0 and self.phase.active:
-            generator = torch.Generator().manual_seed(self.seed + epoch)
+            device = self.held_out[0].tokens.device  # the MI's noise is drawn there
+            generator = torch.Generator(device).manual_seed(self.seed + epoch)
             self.phase.observe(held_out_mutual_information(self.model, self.held_out, generator))
         updates = 0
         if self.phase.active:
