@@ -310,10 +310,6 @@ def _train_run(
         adversary_optimizer = adam(model.masker.parameters(), config.adversary_lr)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
     lr_decay = torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, config.lr_decay)
-    if context.is_distributed and config.baseline in ("lagging", "sa-vae"):
-        raise UserError(f"--baseline {config.baseline} runs in one process, not under torchrun")
-    if context.is_distributed and config.baseline in ("free-bits", "fbp"):
-        rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
     # A learned fill vector without a masker takes no part in the loss.
     forward = data_parallel(model, context, model.masker is None and spec.fill == "learned")
     forward = torch.compile(forward) if config.compile else forward
@@ -322,6 +318,10 @@ def _train_run(
     steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
     total_steps = config.epochs * steps_per_epoch
     baseline = baselines.make_baseline(config.baseline, config, total_steps, steps_per_epoch)
+    if context.is_distributed and baseline.runs_in_one_process:
+        raise UserError(f"--baseline {config.baseline} runs in one process, not under torchrun")
+    if context.is_distributed and baseline.free_bits > 0:
+        rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
     trainer = BaselineTrainer(
         baseline, model, forward, vae_optimizer, adversary_optimizer, config.grad_clip,
         steps_per_epoch=steps_per_epoch, bf16=config.precision == "bf16", averaged=ema, seed=seed,

@@ -130,6 +130,12 @@ class Baseline:
         """``beta_t`` of the 1-based ``step``."""
         return self.schedule(step)
 
+    @property
+    def runs_in_one_process(self) -> bool:
+        """``lagging`` and ``sa-vae``: their extra updates and refinements would bypass the
+        averaging of gradients across processes (DDP)."""
+        return self.aggressive or self.svi_steps > 0
+
 
 class BaselineSettingError(ValueError):
     """A setting the chosen baseline does not take; ``setting`` names it."""

@@ -16,6 +16,7 @@ reference loop (:func:`~advmask.seqvae.models.double_lstm.double_lstm_reference`
 stays amortised: :func:`~advmask.seqvae.evaluate` reads the encoder alone, as for every model.
 
 Example:
+    >>> from functools import partial
     >>> import torch
     >>> from advmask.seqvae import ModelSpec, build_sequence_vae
     >>> model = build_sequence_vae(ModelSpec(vocab_size=9, embedding_dim=4, hidden_size=8,
@@ -28,20 +29,16 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from advmask.checks import check_int, check_positive
 from advmask.seqvae.metrics import gaussian_kl
 from advmask.seqvae.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
+from advmask.seqvae.vae import sequence_nll
 
 __all__ = ["refine_posterior", "sequence_neg_elbo"]
-
-__doctest_globals__ = {"partial": partial}
 
 
 def _decode_twice_differentiable(decoder: nn.Module, embedded: Tensor, z: Tensor) -> Tensor:
@@ -80,11 +77,8 @@ def sequence_neg_elbo(
     """
     z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
     logits = _decode_twice_differentiable(decoder, embedded, z)
-    targets = tokens[:, 1:]
-    token_nll = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none")
-    steps = torch.arange(targets.shape[1], device=tokens.device)
-    predicted = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
-    return token_nll.masked_fill(~predicted, 0.0).sum(1) + gaussian_kl(mean, logvar)
+    nll = sequence_nll(logits, tokens[:, 1:], lengths, twice_differentiable=True)
+    return nll + gaussian_kl(mean, logvar)
 
 
 def refine_posterior(
@@ -132,11 +126,10 @@ def refine_posterior(
     constants = {name: p.detach() for name, p in objective.named_parameters()}
     constants |= dict(objective.named_buffers())
     embedded = embedded.detach()
-    if not create_graph:
-        mean, logvar = mean.detach(), logvar.detach()
     for _ in range(steps):
-        if not mean.requires_grad:  # a detached lambda_0 (no encoder graph to reach)
-            mean, logvar = mean.requires_grad_(), logvar.requires_grad_()
+        if not (create_graph and mean.requires_grad):
+            # A fresh leaf (the caller's tensor untouched): no graph back to the encoder.
+            mean, logvar = mean.detach().requires_grad_(), logvar.detach().requires_grad_()
         with torch.enable_grad():
             neg_elbo = functional_call(
                 objective, constants, (tokens, lengths, embedded, mean, logvar)
@@ -147,6 +140,4 @@ def refine_posterior(
         norm = torch.cat([grad_mean, grad_logvar], dim=1).norm(dim=1, keepdim=True)
         scale = (grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
         mean, logvar = mean - lr * scale * grad_mean, logvar - lr * scale * grad_logvar
-        if not create_graph:
-            mean, logvar = mean.detach(), logvar.detach()
-    return mean, logvar
+    return (mean, logvar) if create_graph else (mean.detach(), logvar.detach())

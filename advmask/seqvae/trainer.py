@@ -73,8 +73,7 @@ class BaselineTrainer:
         averaged: AveragedModel | None = None,
         seed: int = 0,
     ) -> None:
-        if (baseline.aggressive or baseline.svi_steps) and torch.distributed.is_initialized():
-            # Their extra updates and refinements would bypass DDP's gradient averaging.
+        if baseline.runs_in_one_process and torch.distributed.is_initialized():
             raise ValueError(f"baseline {baseline.name!r} runs in one process, not distributed")
         if baseline.aggressive and batches is None:
             raise ValueError("baseline 'lagging' needs batches")
@@ -117,8 +116,8 @@ class BaselineTrainer:
         baseline, columns = self.baseline, {"kl_weight": beta}
         if not baseline.aggressive:
             return self.take_step(shard=shard, kl_weight=beta), columns
-        epoch = (number - 1) // self.steps_per_epoch
-        if number > 1 and (number - 1) % self.steps_per_epoch == 0 and self.phase.active:
+        epoch, step_in_epoch = divmod(number - 1, self.steps_per_epoch)
+        if epoch > 0 and step_in_epoch == 0 and self.phase.active:
             device = self.held_out[0].tokens.device  # the MI's noise is drawn there
             generator = torch.Generator(device).manual_seed(self.seed + epoch)
             self.phase.observe(held_out_mutual_information(self.model, self.held_out, generator))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -185,7 +186,7 @@ class SequenceVAE(nn.Module):
         embedded = input_embedding.embedding(tokens[:, :-1])  # the unmasked lookup
         if drop_mask is not None:
             embedded = input_embedding.drop(embedded, drop_mask)
-        return _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
+        return sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
 
     def log_likelihood(
         self,
@@ -239,7 +240,7 @@ class SequenceVAE(nn.Module):
                 logits = decoder.decode_projected(projected, flat_z[start:stop], rows=sequence)
             else:
                 logits = decoder(embedded[sequence], flat_z[start:stop])
-            nll.append(_sequence_nll(logits, targets[sequence], lengths[sequence]))
+            nll.append(sequence_nll(logits, targets[sequence], lengths[sequence]))
         return -rearrange(torch.cat(nll), "(s n) -> s n", s=num_samples)
 
     def forward(
@@ -288,7 +289,7 @@ class SequenceVAE(nn.Module):
         if refine is not None:
             mean, logvar = refine(tokens, lengths, embedded, mean, logvar)
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        reconstruction = _sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
+        reconstruction = sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)
         kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()
@@ -321,12 +322,20 @@ class SequenceVAE(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
-def _sequence_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> Tensor:
-    """(B,) summed NLL of ``targets`` (B, T) under ``logits`` (B, T, V) over ``lengths - 1``."""
+def sequence_nll(
+    logits: Tensor, targets: Tensor, lengths: Tensor, *, twice_differentiable: bool = False
+) -> Tensor:
+    """(B,) summed NLL of ``targets`` (B, T) under ``logits`` (B, T, V) over ``lengths - 1``.
+
+    ``twice_differentiable``: use :func:`torch.nn.functional.cross_entropy`, which autograd can
+    differentiate twice (semi-amortised inference differentiates through gradient steps),
+    instead of the fused :func:`token_cross_entropy`, whose backward is differentiable once.
+    """
     if logits.dtype not in (torch.float32, torch.float64):
         logits = logits.float()  # bf16 autocast: the loss is computed in float32
     batch = targets.shape[0]
-    token_nll = token_cross_entropy(
+    token_loss = partial(F.cross_entropy, reduction="none") if twice_differentiable else None
+    token_nll = (token_loss or token_cross_entropy)(
         rearrange(logits, "b t v -> (b t) v"), rearrange(targets, "b t -> (b t)")
     )
     token_nll = rearrange(token_nll, "(b t) -> b t", b=batch)

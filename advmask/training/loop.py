@@ -168,8 +168,8 @@ def fit(
             for batch in batches[progression.step_in_epoch :]:
                 stats, columns = step(batch, progression.step + 1)
                 progression.step += 1
-                progression.train_seconds += time.perf_counter() - clock
-                clock = time.perf_counter()
+                now = time.perf_counter()
+                progression.train_seconds, clock = progression.train_seconds + now - clock, now
                 progression.step_in_epoch += 1
                 guard.observe(stats["loss"][0], progression.step)
                 window.add(stats)

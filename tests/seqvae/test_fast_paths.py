@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.models import DoubleLSTMDecoder, LSTMEncoder
-from advmask.seqvae.vae import _sequence_nll, token_cross_entropy
+from advmask.seqvae.vae import sequence_nll, token_cross_entropy
 from advmask.training.optim import adam
 
 
@@ -55,7 +55,7 @@ def test_flat_loss_equals_the_bvt_loss_in_value_and_gradient(batch) -> None:
     tokens, lengths, seed = batch
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(*tokens.shape, 30, generator=generator, requires_grad=True)
-    fast = _sequence_nll(logits, tokens, lengths)
+    fast = sequence_nll(logits, tokens, lengths)
     slow = sequence_nll_reference(logits, tokens, lengths)
     torch.testing.assert_close(fast, slow)
     weights = torch.randn(fast.shape, generator=generator)

@@ -295,13 +295,13 @@ def test_encoder_gradient_is_the_derivative_through_the_refinement() -> None:
         weight.add_(step * direction)
     numerical = (up - down) / (2 * step)
     torch.testing.assert_close((gradient * direction).sum(), numerical, rtol=1e-5, atol=1e-8)
-    # Without the refinement's graph the gradient would be another one: the test can tell.
+    # Without the refinement's graph no gradient reaches the encoder at all.
     detached = partial(refine_posterior, vae, steps=3, lr=0.3, create_graph=False)
-    (amortised_only,) = torch.autograd.grad(
+    (cut_off,) = torch.autograd.grad(
         fixed_noise(lambda: vae(tokens, lengths, refine=detached).loss)(), weight,
         allow_unused=True,
     )  # fmt: skip
-    assert amortised_only is None or not torch.allclose(amortised_only, gradient)
+    assert cut_off is None
 
 
 def test_decoder_gradient_is_the_partial_one_at_the_refined_posterior() -> None:
