@@ -39,6 +39,7 @@ from advmask.seqvae.report import (
     results_table,
     run_seed,
     select_per_dropout,
+    shared_seeds,
 )
 from advmask.training.cli import Parser, exit_with_error
 
@@ -83,11 +84,13 @@ def main(argv: list[str] | None = None) -> None:
             chosen = select_per_dropout(groups)
         except ValueError as error:
             exit_with_error(f"--select-on-validation: {error}")
-        kinds = [dropout_kind(group[0]) for group in groups.values()]
         for kind, label in chosen.items():
+            rivals = {name: runs for name, runs in groups.items() if dropout_kind(runs[0]) == kind}
             console.print(
-                f"{kind}: chose {label} on validation -ELBO (best of {kinds.count(kind)})",
+                f"{kind}: chose {label} on validation -ELBO (best of {len(rivals)}"
+                f"{_seeds_note(rivals)})",
                 highlight=False,
+                soft_wrap=True,
             )
         groups = {label: groups[label] for label in chosen.values()}
     # A wrong --paired name is an error before any table is printed.
@@ -107,6 +110,14 @@ def main(argv: list[str] | None = None) -> None:
         alone = sorted(seeds[label] - (seeds[label_a] & seeds[label_b]))
         if alone:
             console.print(f"not paired: seeds {alone} of {label}", highlight=False, markup=False)
+
+
+def _seeds_note(rivals: dict[str, list]) -> str:
+    """Where the rivals were run on different seeds, the seeds they were compared on."""
+    seeds = shared_seeds(rivals)
+    if not seeds or all({run_seed(run) for run in runs} == set(seeds) for runs in rivals.values()):
+        return ""
+    return f", compared on seeds {' '.join(map(str, seeds))}, the ones all {len(rivals)} have"
 
 
 def _paired(

@@ -589,6 +589,20 @@ def _validation_mean(runs: Sequence[Mapping[str, Any]], metric: str) -> float | 
     return statistics.fmean(float(v) for v in values)
 
 
+def shared_seeds(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[int] | None:
+    """The seeds every group has a run of, sorted; ``None`` if some run records no seed.
+
+    A grid is often searched on one seed and its winner then run on more: comparing the
+    winner's mean over three seeds with the others' over one would rank seeds, not
+    configurations, so :func:`select_on_validation` compares on these.
+    """
+    try:
+        seed_sets = [{run_seed(run) for run in runs} for runs in groups.values()]
+    except ValueError:
+        return None
+    return sorted(set.intersection(*seed_sets)) if seed_sets else []
+
+
 def select_on_validation(
     groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
 ) -> str:
@@ -597,6 +611,11 @@ def select_on_validation(
     This is how a configuration (a rate, a ``lambda``) is chosen before anything is reported
     on test: the test split chooses nothing, so the test numbers of the chosen configuration
     are an unbiased estimate of what it does on new data.
+
+    The means are over the seeds that every candidate has (:func:`shared_seeds` of the groups
+    that have the metric), so that a configuration run on more seeds than the others is
+    ranked on the same seeds as they are; over all of each group's runs when the candidates
+    share no seed or a run records none.
 
     Args:
         groups: label -> runs over seeds (as :func:`group_runs` returns).
@@ -611,16 +630,21 @@ def select_on_validation(
     Raises:
         ValueError: if no group has the metric on validation in every run.
     """
-    means = {
-        label: mean
-        for label, runs in groups.items()
-        if (mean := _validation_mean(runs, metric)) is not None
+    candidates = {
+        label: runs for label, runs in groups.items() if _validation_mean(runs, metric) is not None
     }
-    if not means:
+    if not candidates:
         raise ValueError(
             f"no group has the validation metric {metric!r} in every run "
             f"(groups: {', '.join(groups) or '-'})"
         )
+    seeds = shared_seeds(candidates)
+    if seeds:
+        candidates = {
+            label: [run for run in runs if run_seed(run) in seeds]
+            for label, runs in candidates.items()
+        }
+    means = {label: _validation_mean(runs, metric) for label, runs in candidates.items()}
     return min(sorted(means), key=lambda label: means[label])
 
 

@@ -102,8 +102,14 @@ def test_select_on_validation_then_paired_differences(tmp_path: Path, capsys) ->
     )
     out = capsys.readouterr().out
     # Which configuration each dropout kind keeps, chosen on validation, not on test.
-    assert "adversarial: chose ptb adversarial [0.3] #2 on validation -ELBO (best of 3)" in out
-    assert "uniform: chose ptb uniform [0.4] on validation -ELBO (best of 2)" in out
+    assert (
+        "adversarial: chose ptb adversarial [0.3] #2 on validation -ELBO (best of 3, compared "
+        "on seeds 0 1 2, the ones all 3 have)"
+    ) in out
+    assert (
+        "uniform: chose ptb uniform [0.4] on validation -ELBO (best of 2, compared on seeds "
+        "0 1 2, the ones all 2 have)"
+    ) in out
     assert "none: chose ptb none on validation -ELBO (best of 1)" in out
     # The test table holds the chosen configurations only, under the labels just printed.
     cells = table_cells(out[: out.index("paired by seed")])
