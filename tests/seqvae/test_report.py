@@ -199,6 +199,26 @@ def test_group_runs_by_model_in_first_seen_order() -> None:
     assert groups["ptb/adversarial-0.3"] == [ADVERSARIAL_RUN]
 
 
+def test_a_run_of_an_older_version_groups_with_todays_and_a_changed_setting_does_not() -> None:
+    # recipes/seqvae_awd.py before --baseline: --kl-schedule linear, and none of the settings
+    # added since. Its runs ran as today's defaults do, so they average with today's runs.
+    today = {"rate": 0.4, "baseline": "annealing", "beta": 1.0, "kl_cycles": 4,
+             "kl_cycle_ratio": 0.5, "pretrain_epochs": 1, "svi_steps": 10, "svi_lr": 1.0,
+             "relaxation_options": [], "model": {"unk_id": 3, "dropout": "uniform"}}  # fmt: skip
+    older = {"rate": 0.4, "kl_schedule": "linear", "model": {"dropout": "uniform"}}
+
+    def run(seed: int, config: dict[str, Any]) -> dict[str, Any]:
+        return {"model": "snli uniform [0.4]", "seed": seed, "config": config}
+
+    groups = group_runs([run(0, older), run(1, today), run(2, today)])
+    assert list(groups) == ["snli uniform [0.4]"] and len(groups["snli uniform [0.4]"]) == 3
+    # Another value than the default is another configuration, recorded then or now.
+    for changed in ({**today, "beta": 0.5}, {**older, "kl_schedule": "cyclical"}):
+        assert list(group_runs([run(0, older), run(1, changed)])) == [
+            "snli uniform [0.4]", "snli uniform [0.4] #2",
+        ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # results_table
 # --------------------------------------------------------------------------------------------
