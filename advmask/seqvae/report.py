@@ -148,9 +148,6 @@ def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     return runs
 
 
-# Settings that recipes/seqvae_awd.py records since a later version, with the value that
-# behaves as the runs recorded before them did (their results are bit-identical), so that
-# a run of an older version and one of today's average over seeds as one row.
 LEGACY_DEFAULTS: Mapping[str, Any] = {
     "baseline": "annealing",
     "beta": 1.0,
@@ -162,8 +159,12 @@ LEGACY_DEFAULTS: Mapping[str, Any] = {
     "relaxation_options": (),
     "unk_id": 3,
 }
-# The flag --kl-schedule that --baseline replaced.
+"""Settings that ``recipes/seqvae_awd.py`` records since a later version, with the value that
+behaves as the runs recorded before them did (their results are bit-identical), so that a run
+of an older version and one of today's average over seeds as one row."""
+
 LEGACY_SCHEDULES: Mapping[str, str] = {"linear": "annealing", "cyclical": "cyclical"}
+"""The ``--kl-schedule`` values of older runs, as the ``baseline`` that replaced the flag."""
 
 
 def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
