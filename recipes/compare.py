@@ -20,12 +20,15 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from advmask.seqvae.report import (
     PairedDifference,
+    by_dropout_kind,
     comparison_line,
     dropout_kind,
     group_runs,
@@ -39,7 +42,7 @@ from advmask.seqvae.report import (
     results_table,
     run_seed,
     select_per_dropout,
-    shared_seeds,
+    selection_seeds,
 )
 from advmask.training.cli import Parser, exit_with_error
 
@@ -84,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
             chosen = select_per_dropout(groups)
         except ValueError as error:
             exit_with_error(f"--select-on-validation: {error}")
+        kinds = by_dropout_kind(groups)
         for kind, label in chosen.items():
-            rivals = {name: runs for name, runs in groups.items() if dropout_kind(runs[0]) == kind}
+            rivals = kinds[kind]
             console.print(
                 f"{kind}: chose {label} on validation -ELBO (best of {len(rivals)}"
                 f"{_seeds_note(rivals)})",
@@ -112,9 +116,9 @@ def main(argv: list[str] | None = None) -> None:
             console.print(f"not paired: seeds {alone} of {label}", highlight=False, markup=False)
 
 
-def _seeds_note(rivals: dict[str, list]) -> str:
+def _seeds_note(rivals: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """Where the rivals were run on different seeds, the seeds they were compared on."""
-    seeds = shared_seeds(rivals)
+    seeds = selection_seeds(rivals)
     if not seeds or all({run_seed(run) for run in runs} == set(seeds) for runs in rivals.values()):
         return ""
     return f", compared on seeds {' '.join(map(str, seeds))}, the ones all {len(rivals)} have"

@@ -629,6 +629,33 @@ def shared_seeds(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[int]
     return sorted(set.intersection(*seed_sets)) if seed_sets else []
 
 
+def _candidates(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str
+) -> dict[str, Sequence[Mapping[str, Any]]]:
+    """The groups that have the validation ``metric`` in every run: those that can be ranked."""
+    return {
+        label: runs for label, runs in groups.items() if _validation_mean(runs, metric) is not None
+    }
+
+
+def selection_seeds(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
+) -> list[int] | None:
+    """The seeds :func:`select_on_validation` ranks ``groups`` on: those every candidate has
+    (:func:`shared_seeds`); ``None`` or ``[]`` when it ranks each group on all its runs."""
+    return shared_seeds(_candidates(groups, metric))
+
+
+def by_dropout_kind(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, dict[str, Sequence[Mapping[str, Any]]]]:
+    """``groups`` split by :func:`dropout_kind`, kinds in the order they first appear."""
+    kinds: dict[str, dict[str, Sequence[Mapping[str, Any]]]] = {}
+    for label, runs in groups.items():
+        kinds.setdefault(dropout_kind(runs[0]), {})[label] = runs
+    return kinds
+
+
 def select_on_validation(
     groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
 ) -> str:
@@ -656,15 +683,13 @@ def select_on_validation(
     Raises:
         ValueError: if no group has the metric on validation in every run.
     """
-    candidates = {
-        label: runs for label, runs in groups.items() if _validation_mean(runs, metric) is not None
-    }
+    candidates = _candidates(groups, metric)
     if not candidates:
         raise ValueError(
             f"no group has the validation metric {metric!r} in every run "
             f"(groups: {', '.join(groups) or '-'})"
         )
-    seeds = shared_seeds(candidates)
+    seeds = selection_seeds(groups, metric)
     if seeds:
         candidates = {
             label: [run for run in runs if run_seed(run) in seeds]
@@ -686,11 +711,8 @@ def select_per_dropout(
     Raises:
         ValueError: naming the kind if none of its groups has the validation metric.
     """
-    by_kind: dict[str, dict[str, Sequence[Mapping[str, Any]]]] = {}
-    for label, runs in groups.items():
-        by_kind.setdefault(dropout_kind(runs[0]), {})[label] = runs
     chosen = {}
-    for kind, candidates in by_kind.items():
+    for kind, candidates in by_dropout_kind(groups).items():
         try:
             chosen[kind] = select_on_validation(candidates, metric)
         except ValueError as error:
