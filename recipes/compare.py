@@ -30,7 +30,9 @@ from advmask.seqvae.report import (
     PairedDifference,
     by_dropout_kind,
     comparison_line,
+    differing_settings,
     dropout_kind,
+    format_setting,
     group_runs,
     is_run_directory,
     load_runs,
@@ -41,6 +43,7 @@ from advmask.seqvae.report import (
     results_legend,
     results_table,
     run_seed,
+    run_settings,
     select_per_dropout,
     selection_seeds,
 )
@@ -90,8 +93,15 @@ def main(argv: list[str] | None = None) -> None:
         kinds = by_dropout_kind(groups)
         for kind, label in chosen.items():
             rivals = kinds[kind]
+            # Which lambda (or other setting) it is, where the label alone does not say.
+            chosen_settings = run_settings(rivals[label][0])
+            setting_note = ", ".join(
+                f"{name} {format_setting(chosen_settings.get(name))}"
+                for name in differing_settings(rivals)
+            )
             console.print(
-                f"{kind}: chose {label} on validation -ELBO (best of {len(rivals)}"
+                f"{kind}: chose {label}{f' ({setting_note})' if setting_note else ''} "
+                f"on validation -ELBO (best of {len(rivals)}"
                 f"{_seeds_note(rivals)})",
                 highlight=False,
                 soft_wrap=True,

@@ -53,7 +53,7 @@ from advmask.seqvae.data import (
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid
 from advmask.seqvae.probe import probe_factors
-from advmask.seqvae.report import per_word_metrics, print_results, validation_line
+from advmask.seqvae.report import per_word_metrics, print_results, run_line, validation_line
 from advmask.seqvae.step import SCORE_STATISTICS
 from advmask.seqvae.trainer import BaselineTrainer
 from advmask.training.checkpoint import save_json
@@ -70,6 +70,7 @@ from advmask.training.distributed import (
 from advmask.training.logs import progress_bar
 from advmask.training.loop import Budget, Watch, fit, watch_test
 from advmask.training.optim import adam
+from advmask.training.processes import map_in_processes
 from advmask.training.signals import InterruptedRunError, StopRequest
 from advmask.training.state import RunFolder
 
@@ -143,7 +144,8 @@ class Config:
     score_log_every: int = flag(100, "steps between rows of scores.csv (0 = off)", minimum=0)
     checkpoint_every: int = flag(500, "steps between mid-epoch checkpoints (0 = off)", minimum=0)
     resume: bool = flag(False, "continue the runs in --out (same settings) instead of refusing")
-    threads: int | None = flag(None, "torch CPU threads; None: torch's choice", minimum=1)
+    threads: int | None = flag(None, "torch CPU threads (per process); None: torch's, 1 with --jobs", minimum=1)  # noqa: E501
+    jobs: int = flag(1, "runs trained at once, each in its own process (not under torchrun)", minimum=1)  # noqa: E501
     # fmt: on
 
 
@@ -157,7 +159,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         rate=(0.4,), seed=(0, 1, 2), embedding_dim=64, hidden_size=128, latent_dim=16,
         adversary_embedding_dim=32, adversary_hidden_size=64, epochs=8, patience=100,
         kl_warmup_steps=600, ema_decay=0.99, encoder_init="pytorch", adversary_lr=3e-3,
-        test_iw_samples=50, checkpoint_every=0, log_every=20, max_length=50,
+        test_iw_samples=50, checkpoint_every=0, log_every=20, max_length=50, jobs=2,
     ),
     "ptb": dict(data_dir=str(SHARED_DATA / "ptb"), embedding_dim=512, hidden_size=1024,
                 max_length=100, rate=GRID, kl_weight=(1.0,)),  # PTB's longest line: 82 words
@@ -206,19 +208,15 @@ def load_data(config: Config, world_size: int = 1) -> Corpus:
     positions = ModelSpec(vocab_size=4).transformer_max_length  # BOS + tokens must fit
     try:
         corpus = load_corpus(
-            directory,
-            max_size=config.vocab_max_size,
-            min_count=config.vocab_min_count,
-            tokenizer=config.tokenizer,
-            sentencepiece_vocab_size=config.sentencepiece_vocab_size,
+            directory, max_size=config.vocab_max_size, min_count=config.vocab_min_count,
+            tokenizer=config.tokenizer, sentencepiece_vocab_size=config.sentencepiece_vocab_size,
             cache_dir=Path(config.out) / config.preset / "sentencepiece",
-            max_length=config.max_length,
-            truncate_long=config.truncate_long,
+            max_length=config.max_length, truncate_long=config.truncate_long,
             max_train_sequences=limit,
             # Evaluation needs two sequences (AU is a variance); training one per rank.
             min_sequences={"train": world_size, "valid": 2, "test": 2},
             max_tokens=positions - 1 if config.decoder == "transformer" else None,
-        )
+        )  # fmt: skip
     except OSError as error:  # a missing folder or file
         raise UserError(f"{error} (--preset {config.preset}; --data-dir names another)") from None
     except ValueError as error:  # a bad line, named file:line
@@ -236,8 +234,7 @@ def eval_batches(
     sequences: list[list[int]], config: Config, device: torch.device, world_size: int = 1
 ) -> list[Batch]:
     """Evaluation batches (global ones under torchrun: every rank builds all of them)."""
-    batches = make_batches(sequences, config.batch_size * world_size, shuffle=False)
-    return [b.to(device) for b in batches]
+    return [batch.to(device) for batch in make_batches(sequences, config.batch_size * world_size)]
 
 
 # 3. Model: one run per grid point (dropout, rate, lambda) and seed -----------------------------
@@ -262,24 +259,24 @@ def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) 
 
 # Settings that may change when a run is continued: where and how it runs, not what it computes.
 MAY_CHANGE = frozenset(
-    {"resume", "out", "device", "threads", "log_every", "checkpoint_every", "data_dir"}
+    {"resume", "out", "device", "threads", "jobs", "log_every", "checkpoint_every", "data_dir"}
 )
 
 
 # 4-5. Optimisation and the training loop -------------------------------------------------------
-def train_run(
-    config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext
-) -> dict:
+def train_run(config: Config, variant: Variant, data: Corpus, console: Console | None = None,
+              context: DistributedContext | None = None) -> dict:  # fmt: skip
     """Train one grid point with one seed, then test it; returns the run's metrics.
 
     Under ``torchrun`` every rank runs this: each trains on its shard of every global batch
-    through DDP; rank 0 alone locks the run folder and writes files.
+    through DDP; rank 0 alone locks the run folder and writes files. No console: it prints nothing.
 
     Raises:
         UserError: the folder holds a run with other settings, is locked, or unreadable.
         DivergedError: the loss became NaN or infinite; the last good checkpoint is kept.
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
+    console, context = console or Console(quiet=True), context or init_distributed(config.device)
     tag = baselines.baseline_tag(config.baseline, config)  # annealing: not named
     name = variant.folder(config.rate, config.kl_weight, tag)
     folder = RunFolder(Path(config.out) / config.preset / name, console)
@@ -405,10 +402,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     130, each after one line saying what was kept.
     """
     config = parse_args(argv)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    # Under torchrun: join the process group; otherwise a one-process context, nothing changes.
-    context = init_distributed(config.device)
+    torch.set_num_threads(config.threads or torch.get_num_threads())
+    context = init_distributed(config.device)  # joins torchrun's process group, if under it
     console = Console(quiet=not context.is_rank_zero)  # one rank prints
     try:
         with exit_codes(console):
@@ -433,11 +428,16 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     # within --max-length): train without the per-call value checks, which stall a GPU.
     checks_were_on = value_checks_enabled()
     set_value_checks(False)
+    variants = grid(config.dropout, config.rate, config.kl_weight, config.seed)
     try:
-        results = [
-            train_run(config, variant, data, console, context)
-            for variant in grid(config.dropout, config.rate, config.kl_weight, config.seed)
-        ]
+        if context.is_distributed or min(config.jobs, len(variants)) == 1:  # torchrun: DDP per run
+            results = [train_run(config, variant, data, console, context) for variant in variants]
+        else:  # --jobs: each process prints nothing (the lines would mix); here, a line per run
+            console.print(f"{len(variants)} runs, {config.jobs} at a time: a line as each ends")
+            results = map_in_processes(
+                partial(train_run, config, data=data), variants, config.jobs,
+                threads=config.threads or 1, on_result=lambda _, run: console.print(run_line(run)),
+            )  # fmt: skip
     finally:
         set_value_checks(checks_were_on)
     title, runs_dir = f"{config.preset}: test results", Path(config.out) / config.preset

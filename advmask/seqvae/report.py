@@ -52,6 +52,7 @@ IGNORED_SETTINGS: frozenset[str] = frozenset(
         "resume",
         "device",
         "threads",
+        "jobs",
         "compile",
         "log_every",
         "score_log_every",
@@ -63,6 +64,18 @@ IGNORED_SETTINGS: frozenset[str] = frozenset(
     }
 )
 """Entries of a run's ``config.json`` that do not separate runs in a table."""
+
+ADVERSARY_SETTINGS: frozenset[str] = frozenset(
+    {
+        "kl_weight",
+        "adversary_lr",
+        "adversary_embedding_dim",
+        "adversary_hidden_size",
+        "relaxation",
+        "std",
+    }
+)
+"""The settings that only the adversary reads; a run without one has none (``"-"`` in a table)."""
 
 # Already in the model label, so never a column of their own.
 _LABEL_SETTINGS = ("preset", "rate", "model_dropout")
@@ -173,8 +186,9 @@ def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
     The recipe's flags except :data:`IGNORED_SETTINGS`, the model specification (the
     model's ``dropout`` as ``model_dropout``, its resolved ``rate``...) and the data
     fingerprint (``data``); a setting the run's version did not record yet reads as in
-    :data:`LEGACY_DEFAULTS` (``kl_schedule`` as the ``baseline`` it became). Empty for a
-    run without a config (then its model label decides).
+    :data:`LEGACY_DEFAULTS` (``kl_schedule`` as the ``baseline`` it became). A run without an
+    adversary has none of :data:`ADVERSARY_SETTINGS`. Empty for a run without a config (then
+    its model label decides).
     """
     config = run.get("config")
     if not isinstance(config, Mapping):
@@ -186,6 +200,10 @@ def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
     }
     for name, value in (config.get("model") or {}).items():
         settings["model_dropout" if name == "dropout" else name] = value
+    # lambda or the score network's size cannot change a run without an adversary; kept, they
+    # would split its seeds into groups and print a meaningless value in the table.
+    if settings.get("model_dropout", config.get("dropout")) != "adversarial":
+        settings = {k: v for k, v in settings.items() if k not in ADVERSARY_SETTINGS}
     # A run recorded before a setting existed ran as its default does now.
     if settings.get("kl_schedule") in LEGACY_SCHEDULES:
         settings["baseline"] = LEGACY_SCHEDULES[settings.pop("kl_schedule")]
@@ -233,10 +251,10 @@ def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
 
 
 def differing_settings(groups: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """Settings whose value differs between groups, besides those in the model label."""
+    """Settings whose value differs between the groups that have them, besides the label's."""
     settings = [run_settings(group[0]) for group in groups.values()]
     names = sorted({name for s in settings for name in s} - set(_LABEL_SETTINGS))
-    return [name for name in names if len({repr(s.get(name)) for s in settings}) > 1]
+    return [name for name in names if len({repr(s[name]) for s in settings if name in s}) > 1]
 
 
 def results_table(
@@ -281,7 +299,7 @@ def results_table(
         table.add_column(f"probe {name}", justify="right")
     for model, group in groups.items():
         settings = run_settings(group[0])
-        cells = [model, *(_setting(settings.get(name)) for name in differing)]
+        cells = [model, *(format_setting(settings.get(name)) for name in differing)]
         cells.append(str(len(group)))
         for key, _ in present:
             summary = summarise([run.get(split, {}).get(key) for run in group])
@@ -311,7 +329,10 @@ def results_table(
     return table
 
 
-def _setting(value: Any) -> str:
+def format_setting(value: Any) -> str:
+    """A setting's value as a table cell: ``"-"`` for unset, lists space-separated."""
+    if value is None:  # unset, or not a setting of this run (ADVERSARY_SETTINGS)
+        return "-"
     if isinstance(value, tuple):
         return " ".join(map(str, value))
     return str(value)
@@ -853,3 +874,8 @@ def validation_line(metrics: Mapping[str, Any]) -> str:
         f"-ELBO {metrics['neg_elbo']:.2f} KL {metrics['kl']:.2f} "
         f"MI {metrics['mutual_information']:.2f} AU {metrics['active_units']}"
     )
+
+
+def run_line(run: Mapping[str, Any]) -> str:
+    """``"synthetic uniform [0.4] seed 1: test -ELBO 37.2 ..."``: a finished run in one line."""
+    return f"{run['model']} seed {run_seed(run)}: test {validation_line(run['test'])}"

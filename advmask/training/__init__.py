@@ -13,4 +13,5 @@
 * :mod:`~advmask.training.cli`: flags generated from a dataclass (and presets), one-line errors.
 * :mod:`~advmask.training.distributed`, :mod:`~advmask.training.optim`: torchrun/DDP (shards of
   one global batch, reductions) and fused Adam.
+* :mod:`~advmask.training.processes`: independent runs side by side, each in a process of its own.
 """

@@ -3,8 +3,11 @@
 import importlib.util
 import json
 import math
+import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +70,8 @@ TINY_MODEL = [
     "0",
     "--device",
     "cpu",
+    "--jobs",  # in this process: a test's module is not importable by a process of its own
+    "1",
 ]
 TINY = [
     "--max-train-sequences",
@@ -131,6 +136,56 @@ def test_compare_reads_the_run_directories(tiny_runs, capsys) -> None:
     compare.main([str(p) for p in sorted((out / "synthetic").glob("*-seed0"))])
     printed = capsys.readouterr().out
     assert "synthetic adversarial" in printed and "-ELBO" in printed
+
+
+def test_jobs_train_the_runs_side_by_side_with_the_same_results(tmp_path) -> None:
+    # As a user runs it (a test's module is not importable by a process of its own).
+    def run(*flags: str) -> str:
+        command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *TINY, *flags]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    alone = run("--jobs", "1", "--threads", "1", "--out", str(tmp_path / "alone"))
+    side_by_side = run("--jobs", "2", "--out", str(tmp_path / "jobs"))
+    assert "3 runs" not in alone and "epoch 2: valid" in alone
+    assert "3 runs, 2 at a time: a line as each ends" in side_by_side
+    # Each process prints nothing; this one prints a line per run as it ends, then the table.
+    assert "epoch 2: valid" not in side_by_side
+    for dropout in ("none", "uniform", "adversarial"):
+        line = f"synthetic {dropout}{' [0.4]' if dropout != 'none' else ''} seed 0: test -ELBO "
+        assert side_by_side.count(line) == 1, (line, side_by_side)
+        # One thread per process either way: the same computation, the same numbers.
+        metrics = [
+            json.loads(
+                (tmp_path / name / "synthetic" / f"{dropout}-seed0" / "metrics.json").read_text()
+            )
+            for name in ("alone", "jobs")
+        ]
+        assert (
+            metrics[0]["test"] == metrics[1]["test"] and metrics[0]["probe"] == metrics[1]["probe"]
+        )
+
+
+def test_ctrl_c_with_jobs_stops_every_run_and_keeps_its_checkpoint(tmp_path) -> None:
+    out = tmp_path / "runs"
+    flags = [*TINY, "--jobs", "2", "--dropout", "none", "uniform", "--epochs", "500"]
+    command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *flags, "--out", str(out)]
+    # A session of its own: the signal reaches the recipe and its processes, as Ctrl-C does.
+    recipe = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("synthetic/*-seed0/log.csv"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(recipe.pid, signal.SIGINT)
+    printed, _ = recipe.communicate(timeout=120)
+    assert recipe.returncode == 130, printed[-2000:]
+    assert "checkpoint in" in printed and "continue with --resume" in printed
+    for dropout in ("none", "uniform"):
+        run = out / "synthetic" / f"{dropout}-seed0"
+        assert (run / "last.pt").is_file() and not (run / "metrics.json").exists(), dropout
 
 
 def test_refuses_to_overwrite_an_existing_run(recipe, tiny_runs, capsys) -> None:

@@ -219,6 +219,34 @@ def test_a_run_of_an_older_version_groups_with_todays_and_a_changed_setting_does
         ]  # fmt: skip
 
 
+def test_lambda_separates_adversarial_runs_only_and_reads_dash_elsewhere() -> None:
+    # The snli preset's lambda is 0.1; a grid run with --kl-weight 10 gives its none and
+    # uniform runs lambda 10 too, which no masker of theirs reads.
+    def run(dropout: str, seed: int, kl_weight: float, adversary_lr: float = 1e-3) -> dict:
+        model = {
+            "dropout": dropout,
+            "rate": 0.0 if dropout == "none" else 0.4,
+            "kl_weight": kl_weight,
+            "std": "fixed",
+            "adversary_hidden_size": 64,
+        }
+        config = {"kl_weight": kl_weight, "adversary_lr": adversary_lr, "model": model}
+        return {"model": f"snli {dropout}", "seed": seed, "config": config,
+                "test": {"neg_elbo": 30.0 + seed}}  # fmt: skip
+
+    none = [run("none", 0, 0.1), run("none", 1, 10.0, adversary_lr=1e-2)]
+    uniform = [run("uniform", 0, 0.1), run("uniform", 1, 10.0)]
+    adversarial = [run("adversarial", 0, 0.1), run("adversarial", 0, 10.0)]
+    groups = group_runs([*none, *uniform, *adversarial])
+    assert {name: len(group) for name, group in groups.items()} == {
+        "snli none": 2, "snli uniform": 2, "snli adversarial": 1, "snli adversarial #2": 1,
+    }  # fmt: skip
+    cells = table_cells(render(results_table([], groups=groups)))
+    assert [cells[name]["kl_weight"] for name in groups] == ["-", "-", "0.1", "10.0"]
+    # A setting that no adversary varies is no column, though the runs without one lack it.
+    assert "adversary_lr" not in cells["snli none"] and "std" not in cells["snli none"]
+
+
 # --------------------------------------------------------------------------------------------
 # results_table
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""advmask.training.processes: runs side by side, each in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from advmask.training.processes import map_in_processes
+
+
+def where_and_how(item: int) -> tuple[int, int, int]:
+    """The item, the process that computed it and that process's torch threads."""
+    if item < 0:
+        raise ValueError(f"item {item} is negative")
+    return item, os.getpid(), torch.get_num_threads()
+
+
+def started(task: tuple[str, int]) -> int:
+    """Leaves a file named after the item in the folder, then takes item/4 seconds."""
+    folder, item = task
+    (Path(folder) / str(item)).touch()
+    if item < 0:
+        raise ValueError(f"item {item} is negative")
+    time.sleep(item / 4)
+    return item
+
+
+def test_results_in_the_order_of_the_items_from_other_processes_with_their_threads() -> None:
+    finished = []
+    results = map_in_processes(
+        where_and_how, [3, 1, 2], jobs=2, threads=1, on_result=lambda i, r: finished.append(i)
+    )
+    assert [item for item, _, _ in results] == [3, 1, 2]
+    processes = {pid for _, pid, _ in results}
+    assert os.getpid() not in processes and len(processes) <= 2
+    assert all(threads == 1 for _, _, threads in results)
+    assert sorted(finished) == [1, 2, 3]  # once each, in the order they ended
+
+
+def test_one_job_runs_here_one_item_after_the_other() -> None:
+    finished = []
+    results = map_in_processes(
+        where_and_how, [2, 5], jobs=1, on_result=lambda i, r: finished.append(i)
+    )
+    assert [(item, pid) for item, pid, _ in results] == [(2, os.getpid()), (5, os.getpid())]
+    assert finished == [2, 5]
+
+
+def test_a_call_that_raises_raises_here_with_its_message() -> None:
+    with pytest.raises(ValueError, match="item -1 is negative"):
+        map_in_processes(where_and_how, [1, -1, 2], jobs=2)
+
+
+@pytest.mark.parametrize(("jobs", "threads", "name"), [(0, 1, "jobs"), (2, 0, "threads")])
+def test_bad_counts_name_the_argument(jobs: int, threads: int, name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be at least 1, got 0"):
+        map_in_processes(where_and_how, [1], jobs=jobs, threads=threads)
+
+
+def test_after_an_error_nothing_starts_and_the_runs_in_progress_end(tmp_path: Path) -> None:
+    tasks = [(str(tmp_path), item) for item in (4, -1, 2, 3)]
+    with pytest.raises(ValueError, match="item -1 is negative"):
+        map_in_processes(started, tasks, jobs=2)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["-1", "4"]
+
+
+def test_a_stop_starts_nothing_more_and_raises_after_the_runs_in_progress(tmp_path: Path) -> None:
+    finished = []
+
+    def stop_after_the_first(task: tuple[str, int], result: int) -> None:
+        finished.append(result)
+        if len(finished) == 1:  # a SIGTERM for this process alone, as `kill PID` sends
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    tasks = [(str(tmp_path), item) for item in (1, 4, 2, 3)]
+    with pytest.raises(KeyboardInterrupt):
+        map_in_processes(started, tasks, jobs=2, on_result=stop_after_the_first)
+    assert finished == [1, 4]  # the run in progress ended; 2 and 3 never started
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1", "4"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are restored
