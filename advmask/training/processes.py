@@ -34,7 +34,7 @@ def map_in_processes(
 
     Args:
         function: a picklable callable (a module-level function, or a
-            :func:`functools.partial` of one); its return value must be picklable too.
+            ``functools.partial`` of one); its return value must be picklable too.
         items: its arguments, picklable.
         jobs: processes at once; ``1`` calls ``function`` in this process, one item after
             the other.
