@@ -91,8 +91,8 @@ def map_in_processes(
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 index = running.pop(future)
-                if future.exception() is not None:
-                    error = error or future.exception()
+                if (raised := future.exception()) is not None:
+                    error = error or raised
                     continue
                 done[index] = future.result()
                 if on_result is not None:
