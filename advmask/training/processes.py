@@ -5,7 +5,8 @@ on 2 cores a small grid of the demo ran 1.57x [1.51-1.64] as fast in two one-thr
 as in one process with torch's two threads, which were only 1.14x as fast as one thread
 (``benchmarks/bench_jobs.py``, median [min-max] of paired repeats). Each
 process is started fresh (``spawn``): nothing of the parent's torch state, threads or locks is
-copied into it.
+copied into it, except the value-check switch (:func:`advmask.set_value_checks`), which each
+process starts with as the parent has it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from advmask.checks import set_value_checks, value_checks_enabled
 from advmask.training.signals import StopRequest
 
 __all__ = ["map_in_processes"]
@@ -38,7 +40,8 @@ def map_in_processes(
         items: its arguments, picklable.
         jobs: processes at once; ``1`` calls ``function`` in this process, one item after
             the other.
-        threads: torch CPU threads of each process (``torch.set_num_threads``).
+        threads: torch CPU threads of each process (``torch.set_num_threads``). Each process
+            also starts with this one's value-check switch (:func:`advmask.set_value_checks`).
         on_result: called in this process with each item and its result as soon as that item
             is done (in the order items finish), for example to print a line.
 
@@ -79,8 +82,8 @@ def map_in_processes(
     error: BaseException | None = None
     context = multiprocessing.get_context("spawn")
     with StopRequest() as stop, ProcessPoolExecutor(
-        min(jobs, len(items)), mp_context=context, initializer=torch.set_num_threads,
-        initargs=(threads,),
+        min(jobs, len(items)), mp_context=context, initializer=_start_process,
+        initargs=(threads, value_checks_enabled()),
     ) as pool:  # fmt: skip
         while running or waiting:
             while waiting and len(running) < jobs and error is None and not stop.requested:
@@ -102,3 +105,9 @@ def map_in_processes(
     if stop.requested:  # a stop for this process alone: the runs in progress ended as usual
         raise KeyboardInterrupt
     return [done[index] for index in range(len(items))]
+
+
+def _start_process(threads: int, value_checks: bool) -> None:
+    """What a fresh process takes over from the one that started it."""
+    torch.set_num_threads(threads)
+    set_value_checks(value_checks)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from advmask import set_value_checks, value_checks_enabled
 from advmask.training.processes import map_in_processes
 
 
@@ -18,6 +19,11 @@ def where_and_how(item: int) -> tuple[int, int, int]:
     if item < 0:
         raise ValueError(f"item {item} is negative")
     return item, os.getpid(), torch.get_num_threads()
+
+
+def checks_on(item: int) -> bool:
+    """Whether value checks are on in the process that computes the item."""
+    return value_checks_enabled()
 
 
 def started(task: tuple[str, int]) -> int:
@@ -40,6 +46,15 @@ def test_results_in_the_order_of_the_items_from_other_processes_with_their_threa
     assert os.getpid() not in processes and len(processes) <= 2
     assert all(threads == 1 for _, _, threads in results)
     assert sorted(finished) == [1, 2, 3]  # once each, in the order they ended
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_each_process_starts_with_this_ones_value_check_switch(enabled: bool) -> None:
+    set_value_checks(enabled)
+    try:
+        assert map_in_processes(checks_on, [0, 1], jobs=2) == [enabled, enabled]
+    finally:
+        set_value_checks(True)
 
 
 def test_one_job_runs_here_one_item_after_the_other() -> None:
