@@ -26,6 +26,7 @@ import os
 import random
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from advmask.seqvae.analysis import (
     read_score_log,
     saliency_html,
     saliency_text,
+    sentence_pmi,
     summarize_pmi,
     token_saliency,
 )
@@ -341,6 +343,11 @@ PMI_DEFINITION = (
     "training, z), nats, model in eval mode; the next word only (dropping x_i also changes "
     "the later predictions, which are not counted)"
 )
+SENTENCE_PMI_DEFINITION = (
+    "PMI>_i = log p(x_{>i} | x, z) - log p(x_{>i} | x with x_i dropped as in training, z), "
+    "nats, model in eval mode: every later word and EOS, which the adversary's loss counts; "
+    "its excess over PMI_i is what the decoder carries from x_i beyond the next word"
+)
 
 
 def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
@@ -348,7 +355,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     dropout = run.spec.dropout
     sequences = run.sentences(args.split, args.num_sentences, args.seed, max_words=None)
     generator = run.generator(args.seed)
-    pmi, probability, sentence = [], [], []
+    pmi, whole, probability, sentence = [], [], [], []
     for batch in make_batches(sequences, batch_size=64, shuffle=False):
         tokens, lengths = batch.tokens.to(run.device), batch.lengths.to(run.device)
         with torch.no_grad():
@@ -359,6 +366,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         values = next_word_pmi(run.model, tokens, lengths, z)
         droppable = ~values.isnan()
         pmi.append(values[droppable].cpu())
+        whole.append(sentence_pmi(run.model, tokens, lengths, z)[droppable].cpu())
         # Sentence ids for the bootstrap, which resamples whole sentences.
         sentence.append(batch.indices.unsqueeze(1).expand(values.shape)[droppable.cpu()])
         if dropout != "none":
@@ -368,14 +376,15 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
             probability.append(saliency.probability[droppable].cpu())
     pooled_pmi = torch.cat(pmi)
     pooled_probability = torch.cat(probability) if probability else None
-    summary = summarize_pmi(
-        pooled_pmi,
-        pooled_probability,
-        torch.cat(sentence).cpu(),
+    summarize = partial(
+        summarize_pmi,
+        drop_probability=pooled_probability,
+        groups=torch.cat(sentence).cpu(),
         correlate=dropout == "adversarial",
         num_resamples=args.resamples,
-        generator=torch.Generator().manual_seed(args.seed),
     )
+    summary = summarize(pooled_pmi, generator=torch.Generator().manual_seed(args.seed))
+    whole_summary = summarize(torch.cat(whole), generator=torch.Generator().manual_seed(args.seed))
     source = {
         "adversarial": f"the adversary's, Monte Carlo over {args.samples} score samples",
         "uniform": "uniform dropout: exactly K / n in each sentence (no sampling)",
@@ -402,6 +411,14 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         "num_positions": summary.num_positions,
         "num_sequences": summary.num_sequences,
         "by_drop_probability": [dataclasses.asdict(b) for b in summary.bins],
+        "sentence": {
+            "pmi": SENTENCE_PMI_DEFINITION,
+            "spearman": whole_summary.spearman,
+            "spearman_ci": list(whole_summary.spearman_ci) if whole_summary.spearman_ci else None,
+            "mean_pmi_dropped": whole_summary.mean_pmi_dropped,
+            "mean_pmi_kept": whole_summary.mean_pmi_kept,
+            "mean_pmi_uniform": whole_summary.mean_pmi_uniform,
+        },
     }
     if dropout == "uniform":
         result["note"] = (
@@ -413,7 +430,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
             "no word dropout: no drop probability, so no correlation and no dropped/kept "
             "means (None)"
         )
-    _print_pmi(run, result, summary, console)
+    _print_pmi(run, result, summary, whole_summary, console)
     paths = [save_json(result, out / "pmi.json")]
     if (run.directory / "pmi.json").resolve() != paths[0].resolve():
         paths.append(save_json(result, run.directory / "pmi.json"))
@@ -433,23 +450,28 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     return result
 
 
-def _print_pmi(run: Run, result: dict, summary: PMISummary, console: Console) -> None:
+def _print_pmi(
+    run: Run, result: dict, summary: PMISummary, whole: PMISummary, console: Console
+) -> None:
     def number(value: float | None) -> str:
         return "-" if value is None else f"{value:.4g}"
 
-    ci = result["spearman_ci"]
+    def interval(ci: tuple[float, float] | None) -> str:
+        return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
+
     rows = [
-        ("spearman", number(summary.spearman), "rank correlation of PMI and P(dropped)"),
-        ("spearman_ci", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-", "bootstrap 95%, sentences"),
-        ("mean_pmi_dropped", number(summary.mean_pmi_dropped), "E[PMI | dropped] (nats)"),
-        ("mean_pmi_kept", number(summary.mean_pmi_kept), "E[PMI | kept] (nats)"),
-        ("mean_pmi_uniform", number(summary.mean_pmi_uniform), "plain mean: uniform dropout"),
-        ("num_positions", summary.num_positions, "droppable inputs pooled"),
-        ("num_sequences", summary.num_sequences, f"{result['split']} sentences"),
-    ]
-    console.rule(escape(f"{run.directory}: next-word PMI, z = {result['z']}"))
+        ("spearman", number(summary.spearman), number(whole.spearman), "rank correlation with P(dropped)"),  # noqa: E501
+        ("spearman_ci", interval(summary.spearman_ci), interval(whole.spearman_ci), "bootstrap 95%, sentences"),  # noqa: E501
+        ("mean_pmi_dropped", number(summary.mean_pmi_dropped), number(whole.mean_pmi_dropped), "E[PMI | dropped] (nats)"),  # noqa: E501
+        ("mean_pmi_kept", number(summary.mean_pmi_kept), number(whole.mean_pmi_kept), "E[PMI | kept] (nats)"),  # noqa: E501
+        ("mean_pmi_uniform", number(summary.mean_pmi_uniform), number(whole.mean_pmi_uniform), "plain mean: uniform dropout"),  # noqa: E501
+        ("num_positions", summary.num_positions, "", "droppable inputs pooled"),
+        ("num_sequences", summary.num_sequences, "", f"{result['split']} sentences"),
+    ]  # fmt: skip
+    console.rule(escape(f"{run.directory}: PMI of the decoder inputs, z = {result['z']}"))
     console.print(escape(f"P(dropped): {result['drop_probability']}"))
-    console.print(_table("next-word PMI of the decoder inputs", ("key", "value", ""), rows))
+    columns = ("key", "next word", 'rest of sentence ("sentence")', "")
+    console.print(_table("PMI of the decoder inputs", columns, rows))
     if summary.bins:
         console.print(
             _table(

@@ -24,10 +24,11 @@ from advmask.seqvae.analysis import (
     rate_ablation,
     read_score_log,
     saliency_html,
+    sentence_pmi,
     token_saliency,
 )
 from advmask.seqvae.analysis.decoding import stepper
-from advmask.seqvae.data import EOS_ID, PAD_ID, collate
+from advmask.seqvae.data import EOS_ID, PAD_ID, collate, make_batches
 from advmask.seqvae.factory import (
     ModelSpec,
     build_sequence_vae,
@@ -454,6 +455,14 @@ PMI_KEYS = {
     "num_positions",
     "num_sequences",
     "z",
+    "sentence",
+}
+SENTENCE_PMI_KEYS = {
+    "spearman",
+    "spearman_ci",
+    "mean_pmi_dropped",
+    "mean_pmi_kept",
+    "mean_pmi_uniform",
 }
 
 
@@ -475,6 +484,19 @@ def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
     assert saved["num_sequences"] == 30
     assert saved["num_positions"] == sum(map(len, sentences))
     assert sum(b["count"] for b in saved["by_drop_probability"]) == saved["num_positions"]
+    # The rest-of-sentence PMI pools what sentence_pmi computes on the same sentences.
+    whole = saved["sentence"]
+    assert set(whole) == {"pmi", *SENTENCE_PMI_KEYS}
+    low, high = whole["spearman_ci"]
+    assert -1 <= low <= whole["spearman"] <= high <= 1
+    run = analyze.Run(run_dir)
+    values = [
+        sentence_pmi(run.model, batch.tokens, batch.lengths)
+        for batch in make_batches(sentences, batch_size=64, shuffle=False)
+    ]
+    pooled = torch.cat([v[~v.isnan()] for v in values])
+    assert pooled.numel() == saved["num_positions"]
+    assert whole["mean_pmi_uniform"] == pytest.approx(float(pooled.double().mean()), rel=1e-6)
     assert_png(run_dir / "analysis" / "pmi.png")
     assert_svg(run_dir / "analysis" / "pmi.svg")
     # The same sentences and seed: the same numbers.

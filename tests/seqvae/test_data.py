@@ -587,9 +587,9 @@ def test_factors_are_readable_from_the_whole_sentence_only(synthetic) -> None:
     assert naive_bayes_accuracy(synthetic, "style") > 0.85  # chance 0.33
     assert naive_bayes_accuracy(synthetic, "topic", prefix=1) < 0.37
     # The first word is never a topic word.
-    from advmask.seqvae.data.synthetic import _ALL_TOPIC_WORDS
+    from advmask.seqvae.data.synthetic import TOPIC_WORDS
 
-    topic_words = set().union(*_ALL_TOPIC_WORDS.values())
+    topic_words = set().union(*TOPIC_WORDS.values())
     assert not any(s[0] in topic_words for s in synthetic.splits["train"])
 
 

@@ -1,4 +1,5 @@
-"""Next-word PMI (advmask.seqvae.analysis.pmi): a closed-form toy, a brute-force oracle, scipy.
+"""Next-word and sentence PMI (advmask.seqvae.analysis.pmi): closed-form toys, a brute-force
+oracle, scipy.
 
 The hypothesis property tests are in tests/properties/seqvae/test_pmi.py.
 """
@@ -16,6 +17,7 @@ from advmask.seqvae.analysis import (
     bootstrap_ci,
     droppable_inputs,
     next_word_pmi,
+    sentence_pmi,
     spearman,
     summarize_pmi,
 )
@@ -106,23 +108,31 @@ def test_droppable_inputs_are_the_words() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def brute_force_pmi(model, tokens, lengths, z) -> torch.Tensor:
-    """Drop one input at a time, one sentence at a time, full forward over the padded row."""
+def brute_force_pmi(model, tokens, lengths, z) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop one input at a time, one sentence at a time, full forward over the padded row.
+
+    Returns the next-word PMI and the sentence PMI (the suffix ``x_{i+1}..EOS`` summed by hand).
+    """
     model.eval()
     decoder = model.decoder
     pmi = torch.full(tokens.shape, math.nan, dtype=torch.float64)
+    whole = pmi.clone()
     with torch.no_grad():
         for b in range(tokens.shape[0]):
             embedded = decoder.embedding(tokens[b : b + 1, :-1])
             intact = torch.log_softmax(decoder(embedded, z[b : b + 1]), -1)[0]
-            for i in range(1, int(lengths[b]) - 1):
+            last = int(lengths[b]) - 2  # the step that predicts EOS
+            for i in range(1, last + 1):
                 drop_mask = torch.zeros(1, tokens.shape[1] - 1, dtype=torch.float64)
                 drop_mask[0, i] = 1.0
                 masked = mask_embeddings(embedded, drop_mask, model.fill_vector())
                 dropped = torch.log_softmax(decoder(masked, z[b : b + 1]), -1)[0]
-                target = tokens[b, i + 1]
-                pmi[b, i] = intact[i, target] - dropped[i, target]
-    return pmi
+                gain = [
+                    float(intact[t, tokens[b, t + 1]] - dropped[t, tokens[b, t + 1]])
+                    for t in range(i, last + 1)
+                ]
+                pmi[b, i], whole[b, i] = gain[0], sum(gain)
+    return pmi, whole
 
 
 @pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
@@ -131,15 +141,35 @@ def test_vectorised_pmi_equals_the_brute_force_loop(decoder, fill) -> None:
     model = real_model(decoder, fill).train()  # train mode: dropout on, must be switched off
     batch = collate(SENTENCES)
     z = torch.randn(len(SENTENCES), 3, generator=torch.Generator().manual_seed(1)).double()
-    expected = brute_force_pmi(model, batch.tokens, batch.lengths, z)
+    expected, expected_whole = brute_force_pmi(model, batch.tokens, batch.lengths, z)
     model.train()
     for max_rows in (None, 1, 3):
         pmi = next_word_pmi(model, batch.tokens, batch.lengths, z, max_rows=max_rows)
         torch.testing.assert_close(pmi, expected, equal_nan=True, rtol=1e-9, atol=1e-9)
+        whole = sentence_pmi(model, batch.tokens, batch.lengths, z, max_rows=max_rows)
+        torch.testing.assert_close(whole, expected_whole, equal_nan=True, rtol=1e-9, atol=1e-9)
     assert model.training  # the mode is restored
     finite = expected[~expected.isnan()]
     # Far above the tolerance: a wrong target, position or sign cannot pass.
     assert finite.abs().max() > 0.05 and finite.std() > 0.01
+    # The later words count: on a recurrent or attending decoder the suffix differs from the
+    # next word by far more than the tolerance, except at the last word, where only EOS follows.
+    beyond = (expected_whole - expected)[~expected.isnan()]
+    assert beyond.abs().max() > 1e-3  # a million times the tolerance
+    for b, words in enumerate(SENTENCES):
+        last = len(words)
+        torch.testing.assert_close(expected_whole[b, last], expected[b, last], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fill", ["zero", "unk"])
+def test_sentence_pmi_of_a_bigram_decoder_is_the_next_word_pmi(fill) -> None:
+    # A dropped input changes only the next prediction of a bigram decoder, so the suffix sum
+    # adds nothing: a sum that strayed before the dropped step or into padding would.
+    model, _ = bigram_model(fill)
+    batch = collate(SENTENCES)
+    whole = sentence_pmi(model, batch.tokens, batch.lengths)
+    next_word = next_word_pmi(model, batch.tokens, batch.lengths)
+    torch.testing.assert_close(whole, next_word, equal_nan=True, rtol=0, atol=1e-12)
 
 
 def test_default_z_is_the_posterior_mean_and_z_matters() -> None:
@@ -154,13 +184,14 @@ def test_default_z_is_the_posterior_mean_and_z_matters() -> None:
     assert not torch.allclose(default.nan_to_num(), other.nan_to_num())
 
 
-def test_next_word_pmi_names_bad_inputs() -> None:
+@pytest.mark.parametrize("pmi_function", [next_word_pmi, sentence_pmi])
+def test_pmi_names_bad_inputs(pmi_function) -> None:
     model = real_model("lstm", "zero")
     batch = collate(SENTENCES)
     with pytest.raises(ValueError, match=r"z must have one row per sequence"):
-        next_word_pmi(model, batch.tokens, batch.lengths, torch.zeros(2, 3, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"max_rows must be an int >= 1"):
-        next_word_pmi(model, batch.tokens, batch.lengths, max_rows=0)
+        pmi_function(model, batch.tokens, batch.lengths, torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"max_rows must be an int >= 1 or None, got 0"):
+        pmi_function(model, batch.tokens, batch.lengths, max_rows=0)
 
 
 # --------------------------------------------------------------------------------------------

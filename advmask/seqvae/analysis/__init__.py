@@ -11,7 +11,8 @@
 * :mod:`advmask.seqvae.analysis.studies`: :func:`read_score_log` (Figure 3),
   :func:`rate_ablation` (Figure 2).
 * :mod:`advmask.seqvae.analysis.pmi`: :func:`next_word_pmi`, the information each input
-  carries about the next word, and its rank correlation with the drop probability
+  carries about the next word, :func:`sentence_pmi`, about all later words, and its rank
+  correlation with the drop probability
   (:func:`spearman`, :func:`bootstrap_ci`, :func:`summarize_pmi`; the paper's Eq. 5).
 * :mod:`advmask.seqvae.analysis.render`: coloured terminal text and an HTML page of saliency.
 * :mod:`advmask.seqvae.analysis.plots`: the figures (matplotlib, an optional extra, imported
@@ -35,6 +36,7 @@ from advmask.seqvae.analysis.pmi import (
     bootstrap_ci,
     droppable_inputs,
     next_word_pmi,
+    sentence_pmi,
     spearman,
     summarize_pmi,
 )
@@ -65,6 +67,7 @@ __all__ = [
     "read_score_log",
     "saliency_html",
     "saliency_text",
+    "sentence_pmi",
     "spearman",
     "summarize_pmi",
     "token_saliency",

@@ -14,13 +14,24 @@ drop high-PMI inputs leaves the decoder short of exactly the information ``z`` c
 the theory predicts a positive rank correlation between ``PMI_i`` and the adversary's drop
 probability of ``x_i``.
 
-Only the next-word term is counted: dropping ``x_i`` also changes ``p(x_{j+1} | ...)`` for
-every later ``j > i`` (through the recurrent state or attention), and those terms are not in
-``PMI_i``. The model runs in eval mode (no decoder dropout) with a given ``z``; the analysis
-command uses the posterior mean.
+Only the next-word term is counted in ``PMI_i``: dropping ``x_i`` also changes
+``p(x_{j+1} | ...)`` for every later ``j > i`` (through the recurrent state or attention).
+The adversary's loss counts those terms too, and so does the *sentence PMI*
+
+.. math::
+
+    \mathrm{PMI}^{>}_i = \log p(x_{>i} \mid x, z) - \log p(x_{>i} \mid x_{<i}, \tilde x_i,
+    x_{>i}, z),
+
+whose excess over ``PMI_i`` is what the decoder carries from ``x_i`` to the words after the
+next (a topic named once, a subject): the long-range information that ``z`` can take over when
+``x_i`` is hidden. A decoder that has not learned such a dependency shows
+``PMI^>_i ≈ PMI_i``. The model runs in eval mode (no decoder dropout) with a given ``z``; the
+analysis command uses the posterior mean.
 
 * :func:`next_word_pmi`: ``PMI_i`` of every droppable input of a batch, vectorised over the
-  ``B * T`` one-input-dropped variants (in memory-bounded chunks).
+  ``B * T`` one-input-dropped variants (in memory-bounded chunks); :func:`sentence_pmi`:
+  ``PMI^>_i`` the same way.
 * :func:`spearman`: Spearman's rank correlation (average ranks for ties), optionally with
   integer frequency weights, the form a bootstrap needs.
 * :func:`bootstrap_ci`: a percentile bootstrap interval of it, resampling groups (sentences).
@@ -125,6 +136,69 @@ def next_word_pmi(
         >>> pmi.shape, pmi.isnan().tolist()
         (torch.Size([1, 4]), [[True, False, False, True]])
     """
+    return _checked_drop_effect(model, tokens, lengths, z, max_rows, memory_budget, False)
+
+
+@torch.no_grad()
+def sentence_pmi(
+    model: SequenceVAE,
+    tokens: Tensor,
+    lengths: Tensor,
+    z: Tensor | None = None,
+    *,
+    max_rows: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> Tensor:
+    """``log p(x_{>i} | x, z) - log p(x_{>i} | x with x_i dropped, z)``: the whole suffix.
+
+    :func:`next_word_pmi` counts what dropping ``x_i`` costs the prediction of the next token;
+    this counts what it costs every later one, ``x_{i+1}`` up to EOS, which is what the
+    adversary's loss sees. The difference between the two is what the decoder carries from
+    ``x_i`` beyond the next word (a topic, a subject named once), the information ``z`` could
+    take over when ``x_i`` is hidden. Each of the ``N = sum_b L_b`` one-input-dropped variants
+    is decoded to the end of its sentence (:func:`next_word_pmi` stops at the dropped position),
+    at most about twice its cost. Same conventions otherwise: eval mode, ``x_i`` dropped as in
+    training (the model's fill), ``z`` given or the posterior means.
+
+    Args:
+        model: the sequence VAE.
+        tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``.
+        lengths: (B,) int64 non-padding tokens per row (``L_b + 2``, at least 2).
+        z: optional (B, D) float latent codes; None uses the posterior means.
+        max_rows: most one-input-dropped variants decoded at once; None derives it from
+            ``memory_budget``.
+        memory_budget: bytes for one chunk's float32 logits and its copy of the embeddings.
+
+    Returns:
+        (B, T) float, nats, aligned with ``tokens`` (entry ``[b, i]`` is about the input
+        ``tokens[b, i]``); NaN where the input is not droppable. At the last word it equals
+        :func:`next_word_pmi` (only EOS follows).
+
+    Raises:
+        ValueError: as :func:`next_word_pmi`.
+
+    Example:
+        >>> from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+        >>> model = build_sequence_vae(ModelSpec(vocab_size=9, embedding_dim=4, hidden_size=4,
+        ...                                      latent_dim=2))
+        >>> tokens, lengths = torch.tensor([[1, 5, 6, 2]]), torch.tensor([4])
+        >>> whole = sentence_pmi(model, tokens, lengths)
+        >>> next_word = next_word_pmi(model, tokens, lengths)
+        >>> bool(torch.allclose(whole[0, 2], next_word[0, 2]))  # the last word: EOS follows
+        True
+    """
+    return _checked_drop_effect(model, tokens, lengths, z, max_rows, memory_budget, True)
+
+
+def _checked_drop_effect(
+    model: SequenceVAE,
+    tokens: Tensor,
+    lengths: Tensor,
+    z: Tensor | None,
+    max_rows: int | None,
+    memory_budget: int,
+    whole_sentence: bool,
+) -> Tensor:
     decoder = model.decoder
     tokens, lengths = check_tokens_lengths(
         tokens, lengths, vocab_size=decoder.embedding.num_embeddings, min_length=2
@@ -145,23 +219,31 @@ def next_word_pmi(
     try:
         if z is None:
             z, _ = model.posterior(tokens, lengths)
-        return _next_word_pmi(model, tokens, lengths, z, max_rows, memory_budget)
+        return _drop_effect(model, tokens, lengths, z, max_rows, memory_budget, whole_sentence)
     finally:
         model.train(was_training)
 
 
-def _next_word_pmi(
+def _drop_effect(
     model: SequenceVAE,
     tokens: Tensor,
     lengths: Tensor,
     z: Tensor,
     max_rows: int | None,
     memory_budget: int,
+    whole_sentence: bool,
 ) -> Tensor:
+    """PMI of each droppable input with the next token, or with all later tokens."""
     decoder = model.decoder
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     embedded = decoder.embedding(inputs)  # (B, S, E), S = T - 1 inputs
     intact = _target_log_probs(decoder(embedded, z), targets)  # (B, S)
+    steps_total = inputs.shape[1]
+    positions = torch.arange(steps_total, device=tokens.device)
+    valid_target = positions < (lengths - 1).unsqueeze(1)  # (B, S): a word or EOS
+    if whole_sentence:
+        # intact[b, i] := log p(x_{i+1}, ..., EOS | x, z), the suffix sum from step i.
+        intact = (intact * valid_target).flip(1).cumsum(1).flip(1)
     droppable = droppable_inputs(tokens, lengths)[:, :-1]
     row, step = droppable.nonzero(as_tuple=True)  # variant v drops input step[v] of row[v]
     # By dropped position: a chunk's variants then share a short prefix to decode.
@@ -176,14 +258,21 @@ def _next_word_pmi(
     dropped = intact.new_empty(row.shape[0])
     for start in range(0, row.shape[0], max_rows):
         rows, steps = row[start : start + max_rows], step[start : start + max_rows]
-        width = int(steps[-1]) + 1  # the largest dropped position of the chunk (sorted)
+        # The decoder is causal: the next token needs the prefix up to the dropped position
+        # only (the largest of the chunk, as it is sorted); later tokens need every step.
+        width = steps_total if whole_sentence else int(steps[-1]) + 1
         drop_mask = F.one_hot(steps, width).to(embedded.dtype)  # (n, width), 1.0 = drop
         variants = mask_embeddings(embedded[rows, :width], drop_mask, fill)
         logits = decoder(variants, z[rows])  # (n, width, V)
-        at_drop = logits[torch.arange(rows.shape[0], device=logits.device), steps]
-        dropped[start : start + max_rows] = _target_log_probs(
-            at_drop.unsqueeze(1), targets[rows, steps].unsqueeze(1)
-        ).squeeze(1)
+        if whole_sentence:
+            log_probs = _target_log_probs(logits, targets[rows])  # (n, S)
+            after = (positions >= steps.unsqueeze(1)) & valid_target[rows]
+            dropped[start : start + max_rows] = (log_probs * after).sum(1)
+        else:
+            at_drop = logits[torch.arange(rows.shape[0], device=logits.device), steps]
+            dropped[start : start + max_rows] = _target_log_probs(
+                at_drop.unsqueeze(1), targets[rows, steps].unsqueeze(1)
+            ).squeeze(1)
     pmi = torch.full(tokens.shape, math.nan, dtype=intact.dtype, device=tokens.device)
     pmi[row, step] = intact[row, step] - dropped
     return pmi

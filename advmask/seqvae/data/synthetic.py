@@ -121,7 +121,9 @@ _SHAPE: dict[str, tuple[tuple[int, int], float, float, float, float, float]] = {
     "terse": ((1, 1), 0.0, 0.0, 0.15, 0.0, 0.3),
 }
 _MAX_WORDS = 24
-_ALL_TOPIC_WORDS = {
+#: Topic -> the words that name it (its nouns, verbs and adjectives; a few nouns belong to two
+#: topics). Every other word of the corpus is shared by all topics.
+TOPIC_WORDS: dict[str, frozenset[str]] = {
     topic: frozenset(_TOPIC_NOUNS[topic] + _TOPIC_VERBS[topic] + _TOPIC_ADJECTIVES[topic])
     for topic in TOPICS
 }
@@ -212,7 +214,7 @@ def _sentence(rng: random.Random, topic: str, style: str, p: float) -> list[str]
         # Every sentence carries some evidence of its topic, so the factor is defined by the
         # words and not only by the generator's hidden state; the length cap keeps the corpus
         # cheap to train on.
-        if len(words) <= _MAX_WORDS and _ALL_TOPIC_WORDS[topic].intersection(words):
+        if len(words) <= _MAX_WORDS and TOPIC_WORDS[topic].intersection(words):
             return words
 
 

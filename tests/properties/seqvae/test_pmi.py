@@ -1,4 +1,4 @@
-"""Properties of next-word PMI and Spearman's correlation (advmask.seqvae.analysis).
+"""Properties of next-word and sentence PMI and Spearman's correlation (advmask.seqvae.analysis).
 
 Checked on generated sentences and samples; the closed-form toy, the brute-force loop over real
 models, the bootstrap and the pooled summary are in tests/seqvae/test_pmi.py.
@@ -14,7 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask.seqvae.analysis import droppable_inputs, next_word_pmi, spearman
+from advmask.seqvae.analysis import droppable_inputs, next_word_pmi, sentence_pmi, spearman
 from advmask.seqvae.data import collate
 from advmask.seqvae.vae import SequenceVAE
 
@@ -47,6 +47,30 @@ def test_pmi_of_a_row_depends_on_that_row_only(sentences, extra_padding) -> None
         torch.testing.assert_close(
             pmi[b, : row.shape[0]], row, equal_nan=True, rtol=1e-9, atol=1e-9
         )
+
+
+@given(
+    st.lists(st.lists(st.integers(3, VOCAB - 1), min_size=1, max_size=7), min_size=1, max_size=4),
+    st.integers(0, 3),
+)
+def test_sentence_pmi_of_a_row_depends_on_that_row_only(sentences, extra_padding) -> None:
+    """The suffix sum stops at EOS: padding and the other rows change nothing, and at the last
+    word, where only EOS follows, it is the next-word PMI."""
+    model = padding_model()
+    batch = collate(sentences)
+    tokens = torch.nn.functional.pad(batch.tokens, (0, extra_padding))
+    z = torch.randn(len(sentences), 3, generator=torch.Generator().manual_seed(2)).double()
+    whole = sentence_pmi(model, tokens, batch.lengths, z)
+    assert torch.equal(~whole.isnan(), droppable_inputs(tokens, batch.lengths))
+    next_word = next_word_pmi(model, tokens, batch.lengths, z)
+    for b, words in enumerate(sentences):
+        alone = collate([words])
+        row = sentence_pmi(model, alone.tokens, alone.lengths, z[b : b + 1])[0]
+        torch.testing.assert_close(
+            whole[b, : row.shape[0]], row, equal_nan=True, rtol=1e-9, atol=1e-9
+        )
+        last = len(words)
+        torch.testing.assert_close(whole[b, last], next_word[b, last], rtol=1e-9, atol=1e-9)
 
 
 VALUES = st.one_of(
