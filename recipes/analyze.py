@@ -459,15 +459,21 @@ def _print_pmi(
     def interval(ci: tuple[float, float] | None) -> str:
         return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
 
+    described = (
+        ("spearman", number, "rank correlation with P(dropped)"),
+        ("spearman_ci", interval, "bootstrap 95%, sentences"),
+        ("mean_pmi_dropped", number, "E[PMI | dropped] (nats)"),
+        ("mean_pmi_kept", number, "E[PMI | kept] (nats)"),
+        ("mean_pmi_uniform", number, "plain mean: uniform dropout"),
+    )
     rows = [
-        ("spearman", number(summary.spearman), number(whole.spearman), "rank correlation with P(dropped)"),  # noqa: E501
-        ("spearman_ci", interval(summary.spearman_ci), interval(whole.spearman_ci), "bootstrap 95%, sentences"),  # noqa: E501
-        ("mean_pmi_dropped", number(summary.mean_pmi_dropped), number(whole.mean_pmi_dropped), "E[PMI | dropped] (nats)"),  # noqa: E501
-        ("mean_pmi_kept", number(summary.mean_pmi_kept), number(whole.mean_pmi_kept), "E[PMI | kept] (nats)"),  # noqa: E501
-        ("mean_pmi_uniform", number(summary.mean_pmi_uniform), number(whole.mean_pmi_uniform), "plain mean: uniform dropout"),  # noqa: E501
+        (key, show(getattr(summary, key)), show(getattr(whole, key)), what)
+        for key, show, what in described
+    ]
+    rows += [
         ("num_positions", summary.num_positions, "", "droppable inputs pooled"),
         ("num_sequences", summary.num_sequences, "", f"{result['split']} sentences"),
-    ]  # fmt: skip
+    ]
     console.rule(escape(f"{run.directory}: PMI of the decoder inputs, z = {result['z']}"))
     console.print(escape(f"P(dropped): {result['drop_probability']}"))
     columns = ("key", "next word", 'rest of sentence ("sentence")', "")
