@@ -164,7 +164,8 @@ def test_vectorised_pmi_equals_the_brute_force_loop(decoder, fill) -> None:
 @pytest.mark.parametrize("fill", ["zero", "unk"])
 def test_sentence_pmi_of_a_bigram_decoder_is_the_next_word_pmi(fill) -> None:
     # A dropped input changes only the next prediction of a bigram decoder, so the suffix sum
-    # adds nothing: a sum that strayed before the dropped step or into padding would.
+    # is that prediction alone: a sum that began one step late would lose it. (Steps before
+    # the dropped one and padding cancel here; the brute-force and property tests cover them.)
     model, _ = bigram_model(fill)
     batch = collate(SENTENCES)
     whole = sentence_pmi(model, batch.tokens, batch.lengths)

@@ -156,8 +156,8 @@ def sentence_pmi(
     adversary's loss sees. The difference between the two is what the decoder carries from
     ``x_i`` beyond the next word (a topic, a subject named once), the information ``z`` could
     take over when ``x_i`` is hidden. Each of the ``N = sum_b L_b`` one-input-dropped variants
-    is decoded to the end of its sentence (:func:`next_word_pmi` stops at the dropped position),
-    at most about twice its cost. Same conventions otherwise: eval mode, ``x_i`` dropped as in
+    is decoded over the whole row (:func:`next_word_pmi` stops each chunk at its last dropped
+    position). Same conventions otherwise: eval mode, ``x_i`` dropped as in
     training (the model's fill), ``z`` given or the posterior means.
 
     Args:
@@ -239,11 +239,10 @@ def _drop_effect(
     embedded = decoder.embedding(inputs)  # (B, S, E), S = T - 1 inputs
     intact = _target_log_probs(decoder(embedded, z), targets)  # (B, S)
     steps_total = inputs.shape[1]
-    positions = torch.arange(steps_total, device=tokens.device)
-    valid_target = positions < (lengths - 1).unsqueeze(1)  # (B, S): a word or EOS
+    step_index = torch.arange(steps_total, device=tokens.device)
+    valid_target = step_index < (lengths - 1).unsqueeze(1)  # (B, S): a word or EOS
     if whole_sentence:
-        # intact[b, i] := log p(x_{i+1}, ..., EOS | x, z), the suffix sum from step i.
-        intact = (intact * valid_target).flip(1).cumsum(1).flip(1)
+        intact = _suffix_sums(intact, valid_target)  # [b, i]: log p(x_{i+1}, ..., EOS | x, z)
     droppable = droppable_inputs(tokens, lengths)[:, :-1]
     row, step = droppable.nonzero(as_tuple=True)  # variant v drops input step[v] of row[v]
     # By dropped position: a chunk's variants then share a short prefix to decode.
@@ -265,9 +264,8 @@ def _drop_effect(
         variants = mask_embeddings(embedded[rows, :width], drop_mask, fill)
         logits = decoder(variants, z[rows])  # (n, width, V)
         if whole_sentence:
-            log_probs = _target_log_probs(logits, targets[rows])  # (n, S)
-            after = (positions >= steps.unsqueeze(1)) & valid_target[rows]
-            dropped[start : start + max_rows] = (log_probs * after).sum(1)
+            suffix = _suffix_sums(_target_log_probs(logits, targets[rows]), valid_target[rows])
+            dropped[start : start + max_rows] = suffix.gather(1, steps.unsqueeze(1)).squeeze(1)
         else:
             at_drop = logits[torch.arange(rows.shape[0], device=logits.device), steps]
             dropped[start : start + max_rows] = _target_log_probs(
@@ -276,6 +274,12 @@ def _drop_effect(
     pmi = torch.full(tokens.shape, math.nan, dtype=intact.dtype, device=tokens.device)
     pmi[row, step] = intact[row, step] - dropped
     return pmi
+
+
+def _suffix_sums(log_probs: Tensor, valid: Tensor) -> Tensor:
+    """(n, S) ``sum_{t >= i} log_probs[:, t]`` over the valid targets (words and EOS) of each row,
+    the same for the intact and the one-input-dropped decodes."""
+    return (log_probs * valid).flip(1).cumsum(1).flip(1)
 
 
 def _target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
