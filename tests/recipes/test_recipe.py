@@ -73,6 +73,7 @@ TINY_MODEL = [
     "--jobs",  # in this process: a test's module is not importable by a process of its own
     "1",
 ]
+ALL_DROPOUTS = ("none", "uniform", "adversarial")  # the demo's preset trains the last two
 TINY = [
     "--max-train-sequences",
     "96",
@@ -94,7 +95,7 @@ def recipe():
 @pytest.fixture(scope="module")
 def tiny_runs(recipe, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return out, recipe.main([*TINY, "--out", str(out)])
+    return out, recipe.main([*TINY, "--out", str(out), "--dropout", *ALL_DROPOUTS])
 
 
 def test_every_variant_trains_and_reports_finite_metrics(tiny_runs) -> None:
@@ -141,7 +142,8 @@ def test_compare_reads_the_run_directories(tiny_runs, capsys) -> None:
 def test_jobs_train_the_runs_side_by_side_with_the_same_results(tmp_path) -> None:
     # As a user runs it (a test's module is not importable by a process of its own).
     def run(*flags: str) -> str:
-        command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *TINY, *flags]
+        command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *TINY]
+        command += ["--dropout", *ALL_DROPOUTS, *flags]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
