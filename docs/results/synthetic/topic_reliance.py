@@ -1,6 +1,7 @@
 """Does a demo run's decoder carry the topic forward, and does its adversary hide the topic?
 
-For runs of the synthetic demo (``python recipes/seqvae_awd.py``), the decoder inputs are split
+For runs of the synthetic demo (``python recipes/seqvae_awd.py --dropout none uniform
+adversarial`` for all three variants, as on the results page), the decoder inputs are split
 into three classes: a sentence's *first* topic word (the one that reveals its topic to the
 decoder), its *later* topic words, and every *other* word (function, style words,
 punctuation). For each class it prints, averaged over the inputs of ``--sentences`` test
