@@ -163,10 +163,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": dict(
         dropout=("uniform", "adversarial"), rate=(0.4,), seed=(0, 1, 2), embedding_dim=64,
         hidden_size=128, latent_dim=16, adversary_embedding_dim=32, adversary_hidden_size=64,
-        epochs=8, dropout_in=0.0,
-        patience=100, kl_warmup_steps=600, ema_decay=0.99, encoder_init="pytorch",
-        adversary_lr=3e-3, test_iw_samples=50, checkpoint_every=0, log_every=20, max_length=50,
-        jobs=2,
+        epochs=8, dropout_in=0.0, patience=100, kl_warmup_steps=600, ema_decay=0.99,
+        encoder_init="pytorch", adversary_lr=3e-3, test_iw_samples=50, checkpoint_every=0,
+        log_every=20, max_length=50, jobs=2,
     ),
     "ptb": dict(data_dir=str(SHARED_DATA / "ptb"), embedding_dim=512, hidden_size=1024,
                 max_length=100, rate=GRID, kl_weight=(1.0,)),  # PTB's longest line: 82 words
