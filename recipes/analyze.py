@@ -400,25 +400,14 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         "pmi": PMI_DEFINITION,
         "drop_probability": source,
         "num_samples": args.samples if dropout == "adversarial" else 0,
-        "spearman": summary.spearman,
-        "spearman_ci": list(summary.spearman_ci) if summary.spearman_ci else None,
+        **_correlation_fields(summary),
         "ci_level": 0.95,
         "num_resamples": args.resamples,
         "seed": args.seed,
-        "mean_pmi_dropped": summary.mean_pmi_dropped,
-        "mean_pmi_kept": summary.mean_pmi_kept,
-        "mean_pmi_uniform": summary.mean_pmi_uniform,
         "num_positions": summary.num_positions,
         "num_sequences": summary.num_sequences,
         "by_drop_probability": [dataclasses.asdict(b) for b in summary.bins],
-        "sentence": {
-            "pmi": SENTENCE_PMI_DEFINITION,
-            "spearman": whole_summary.spearman,
-            "spearman_ci": list(whole_summary.spearman_ci) if whole_summary.spearman_ci else None,
-            "mean_pmi_dropped": whole_summary.mean_pmi_dropped,
-            "mean_pmi_kept": whole_summary.mean_pmi_kept,
-            "mean_pmi_uniform": whole_summary.mean_pmi_uniform,
-        },
+        "sentence": {"pmi": SENTENCE_PMI_DEFINITION, **_correlation_fields(whole_summary)},
     }
     if dropout == "uniform":
         result["note"] = (
@@ -448,6 +437,17 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         console.print(f"[yellow]no figure[/yellow]: {escape(str(error))}")
     console.print("written " + ", ".join(map(str, paths)))
     return result
+
+
+def _correlation_fields(summary: PMISummary) -> dict[str, Any]:
+    """What pmi.json says of one kind of PMI: its correlation with P(dropped) and its means."""
+    return {
+        "spearman": summary.spearman,
+        "spearman_ci": list(summary.spearman_ci) if summary.spearman_ci else None,
+        "mean_pmi_dropped": summary.mean_pmi_dropped,
+        "mean_pmi_kept": summary.mean_pmi_kept,
+        "mean_pmi_uniform": summary.mean_pmi_uniform,
+    }
 
 
 def _print_pmi(

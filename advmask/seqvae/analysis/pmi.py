@@ -136,7 +136,9 @@ def next_word_pmi(
         >>> pmi.shape, pmi.isnan().tolist()
         (torch.Size([1, 4]), [[True, False, False, True]])
     """
-    return _checked_drop_effect(model, tokens, lengths, z, max_rows, memory_budget, False)
+    return _checked_drop_effect(
+        model, tokens, lengths, z, max_rows, memory_budget, whole_sentence=False
+    )
 
 
 @torch.no_grad()
@@ -187,7 +189,9 @@ def sentence_pmi(
         >>> bool(torch.allclose(whole[0, 2], next_word[0, 2]))  # the last word: EOS follows
         True
     """
-    return _checked_drop_effect(model, tokens, lengths, z, max_rows, memory_budget, True)
+    return _checked_drop_effect(
+        model, tokens, lengths, z, max_rows, memory_budget, whole_sentence=True
+    )
 
 
 def _checked_drop_effect(
@@ -197,6 +201,7 @@ def _checked_drop_effect(
     z: Tensor | None,
     max_rows: int | None,
     memory_budget: int,
+    *,
     whole_sentence: bool,
 ) -> Tensor:
     decoder = model.decoder
@@ -455,7 +460,7 @@ class PMIBin:
 
 @dataclass(frozen=True)
 class PMISummary:
-    """Next-word PMI pooled over the droppable inputs of a set of sentences.
+    """PMI (next-word or sentence) pooled over the droppable inputs of a set of sentences.
 
     Attributes:
         spearman: rank correlation of PMI and drop probability; None when the drop
