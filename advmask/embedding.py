@@ -169,6 +169,11 @@ class MaskedEmbedding(nn.Module):
         """The wrapped embedding's padding id."""
         return self.embedding.padding_idx
 
+    def reset_parameters(self) -> None:
+        """Re-initialise the wrapped embedding by its own ``reset_parameters``; the masker and
+        the fill vector keep theirs."""
+        self.embedding.reset_parameters()
+
     @property
     def regularizer(self) -> Tensor:
         """The masker's regulariser of the last training call; a zero scalar otherwise."""

@@ -19,8 +19,9 @@ The method, top to bottom:
 3. **Model.** LSTM encoder, Double-LSTM decoder, a masker of decoder inputs: none, uniform
    (``round(rate * L)`` words) or adversarial (a score network, trained through a gradient
    reversal to *maximise* the VAE's loss); one run per grid point and seed.
-4. **Optimisation.** SGD (lr 1.0, decay 0.96 per epoch) for the VAE, Adam for the adversary,
-   clipping 5, Polyak averaging 0.9995, a baseline (``--baseline``: annealing from 0.1, ...).
+4. **Optimisation.** SGD (lr 1.0, decay 0.96 per epoch; ``--optimizer adam`` for Adam) for the
+   VAE, Adam for the adversary, clipping 5, Polyak averaging 0.9995, a baseline
+   (``--baseline``: annealing from 0.1, ...).
 5. **Loop** (:func:`advmask.training.loop.fit`). Validation of the averaged weights after each
    epoch, early stopping on the validation ``-ELBO``, atomic checkpoints, ``--resume``.
 6. **Test.** Once, with the best averaged weights: PPL, -ELBO, KL, MI, AU (and, on the synthetic
@@ -111,6 +112,7 @@ class Config:
     adversary_embedding_dim: int = flag(512, "embedding size of the adversary", minimum=1)
     adversary_hidden_size: int | None = flag(None, "its hidden size; None: hidden_size", minimum=1)
     encoder_init: str = flag("authors", "U(-0.01, 0.01) as the paper's code, or PyTorch's", ("authors", "pytorch"))  # noqa: E501
+    decoder_init: str = flag("authors", "the same for the LSTM decoders (docs: when to use which)", ("authors", "pytorch"))  # noqa: E501
     dropout_in: float = flag(0.5, "nn.Dropout of the decoder's inputs", minimum=0.0, exclusive_maximum=1.0)  # noqa: E501
     dropout_out: float = flag(0.5, "nn.Dropout of its outputs", minimum=0.0, exclusive_maximum=1.0)
     vocab_max_size: int | None = flag(None, "keep only the most frequent words", minimum=0)
@@ -119,7 +121,8 @@ class Config:
     epochs: int = flag(100, "maximum number of epochs", minimum=1)
     max_steps: int | None = flag(None, "stop training after this many steps", minimum=1)
     patience: int = flag(5, "epochs without validation improvement before stopping", minimum=1)
-    lr: float = flag(1.0, "SGD learning rate of the VAE", exclusive_minimum=0.0)
+    optimizer: str = flag("sgd", "the VAE's optimiser (the adversary's is Adam)", ("sgd", "adam"))
+    lr: float | None = flag(None, "learning rate of the VAE; None: 1.0 for SGD, 1e-3 for Adam", exclusive_minimum=0.0)  # noqa: E501
     lr_decay: float = flag(0.96, "its decay per epoch", exclusive_minimum=0.0, maximum=1.0)
     adversary_lr: float = flag(1e-3, "Adam learning rate of the adversary", exclusive_minimum=0.0)
     grad_clip: float = flag(5.0, "gradient-norm clipping of each player", exclusive_minimum=0.0)
@@ -177,9 +180,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 # fmt: on
 
 
+DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}  # the paper's SGD; Adam's usual rate
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     """Preset first, then the flags the user gave; ``--help`` shows the preset's defaults."""
     config = parse_with_presets(Config, PRESETS, argv, description=__doc__.splitlines()[0])
+    if config.lr is None:  # recorded in config.json as the value used
+        config = replace(config, lr=DEFAULT_LR[config.optimizer])
+    if config.decoder == "transformer" and config.decoder_init != "authors":
+        exit_with_error(
+            "argument --decoder-init: applies to the LSTM decoders (the Transformer keeps "
+            f"GPT-2's initialisation), got {config.decoder_init!r}"
+        )
     if config.decoder == "transformer" and config.hidden_size % config.transformer_heads:
         exit_with_error(
             f"argument --transformer-heads: must divide --hidden-size {config.hidden_size}, "
@@ -307,7 +320,10 @@ def _train_run(
     device, world_size, seed = context.device, context.world_size, variant.seed
     torch.manual_seed(seed)  # the same on every rank: ShardedRandomness keeps the streams equal
     model = build_sequence_vae(spec).to(device)
-    vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=config.lr)
+    if config.optimizer == "adam":
+        vae_optimizer = adam(model.vae_parameters(), config.lr)
+    else:
+        vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=config.lr)
     adversary_optimizer = None
     if spec.dropout == "adversarial":
         adversary_optimizer = adam(model.masker.parameters(), config.adversary_lr)

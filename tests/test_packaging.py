@@ -56,6 +56,10 @@ def test_ci_runs_the_readme_test_command_after_installing_everything() -> None:
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert README_TEST_COMMAND in (ROOT / "README.md").read_text()
+    # A fresh virtual environment first: the newest releases pyproject.toml allows are tested,
+    # not the older ones the machine's Python may hold (pytest 9.0.3 hid a pytest 9.2 error).
+    assert lines[2] == "python3 -m venv --clear .venv-ci", lines[:3]
+    assert lines[3] == "source .venv-ci/bin/activate", lines[3]
     commands = [line for line in lines if line.startswith(("pip ", "python "))]
     assert commands[0] == (
         'python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"'

@@ -67,7 +67,10 @@ BATCHED = {"scores": (0, None, None, 0), "all": (0, 0, 0, 0)}
 VMAP_OPTIONS = {"sinkhorn": [{}, {"backward": "implicit"}]}
 
 
-def vmap_cases() -> Iterator:
+def vmap_cases() -> list:
+    """Every (relaxation, options, batched argument) case, as a list: pytest 9.1+ refuses a
+    generator of parameters."""
+    cases = []
     for name in NAMES:
         for options in VMAP_OPTIONS.get(name, [{}]):
             for batched in BATCHED:
@@ -79,7 +82,9 @@ def vmap_cases() -> Iterator:
                     )
                     marks = [pytest.mark.xfail(strict=True, raises=RuntimeError, reason=reason)]
                 label = "-".join([name, *(f"{key}={value}" for key, value in options.items())])
-                yield pytest.param(name, options, batched, marks=marks, id=f"{label}-{batched}")
+                case = pytest.param(name, options, batched, marks=marks, id=f"{label}-{batched}")
+                cases.append(case)
+    return cases
 
 
 @pytest.fixture

@@ -46,6 +46,9 @@ class ModelSpec:
         adversary_hidden_size: hidden size of the score network.
         encoder_init: ``"authors"`` or ``"pytorch"`` (see
             :class:`advmask.seqvae.models.LSTMEncoder`).
+        decoder_init: the same choice for the LSTM decoders (``"authors"``, the paper's code,
+            or ``"pytorch"``); the Transformer decoder has GPT-2's initialisation and takes
+            ``"authors"`` only.
         transformer_layers: blocks of the Transformer decoder (ignored by the LSTMs).
         transformer_heads: attention heads per block; must divide ``hidden_size``.
         transformer_max_length: longest decoder input the Transformer's learned positions
@@ -73,6 +76,7 @@ class ModelSpec:
     adversary_embedding_dim: int = 512
     adversary_hidden_size: int = 1024
     encoder_init: str = "authors"
+    decoder_init: str = "authors"
     transformer_layers: int = 2
     transformer_heads: int = 4
     transformer_max_length: int = 512
@@ -94,7 +98,13 @@ def _no_options(spec: ModelSpec) -> dict[str, Any]:
     return {}
 
 
+def _lstm_options(spec: ModelSpec) -> dict[str, Any]:
+    return {"init": spec.decoder_init}
+
+
 DECODER_OPTIONS: dict[str, Callable[[ModelSpec], dict[str, Any]]] = {
+    "lstm": _lstm_options,
+    "double-lstm": _lstm_options,
     "transformer": _transformer_options,
 }
 """Keyword options of a decoder beyond the common ones, read from the spec, by decoder name."""
@@ -106,6 +116,11 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
         raise ValueError(f"dropout must be one of {DROPOUT_KINDS}, got {spec.dropout!r}")
     if spec.decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {sorted(DECODERS)}, got {spec.decoder!r}")
+    if spec.decoder == "transformer" and spec.decoder_init != "authors":
+        raise ValueError(
+            "decoder_init applies to the LSTM decoders; the Transformer decoder keeps GPT-2's "
+            f"initialisation, got decoder_init={spec.decoder_init!r}"
+        )
     encoder = LSTMEncoder(
         spec.vocab_size, spec.embedding_dim, spec.hidden_size, spec.latent_dim, spec.encoder_init
     )

@@ -171,6 +171,8 @@ LEGACY_DEFAULTS: Mapping[str, Any] = {
     "svi_lr": 1.0,
     "relaxation_options": (),
     "unk_id": 3,
+    "optimizer": "sgd",
+    "decoder_init": "authors",
 }
 """Settings that ``recipes/seqvae_awd.py`` records since a later version, with the value that
 behaves as the runs recorded before them did (their results are bit-identical), so that a run

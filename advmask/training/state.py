@@ -91,7 +91,8 @@ def record_differences(
 
     Top-level keys are settings (shown as ``--flag old (now new)``); a nested mapping (e.g. the
     model) is compared key by key (``model name old (now new)``). Keys in ``ignore`` and keys
-    the saved record lacks (settings added since it was written) are skipped.
+    the saved record lacks (settings added since it was written, at either level) are
+    skipped.
 
     Example:
         >>> record_differences({"lr": 1.0, "model": {"rate": 0.4}},
@@ -107,7 +108,7 @@ def record_differences(
             differences += [
                 f"{name} {key} {old.get(key)!r} (now {item!r})"
                 for key, item in value.items()
-                if old.get(key) != item
+                if key in old and old[key] != item
             ]
         elif saved[name] != value:
             differences.append(f"--{name.replace('_', '-')} {saved[name]!r} (now {value!r})")

@@ -569,3 +569,47 @@ def test_byte_order_mark_is_not_part_of_the_first_word(tmp_path) -> None:
     corpus = datasets.load_corpus(folder)
     assert "\ufeffthe" not in corpus.vocab.to_dict()["tokens"]
     assert corpus.vocab.decode(corpus.splits["train"][0][:1]) == ["the"]
+
+
+def test_optimizer_flag_trains_the_vae_with_adam_at_its_own_default_rate(
+    recipe, corpus, tmp_path, monkeypatch
+):
+    built = []
+
+    def spy_adam(parameters, lr):
+        parameters = list(parameters)
+        built.append((len(parameters), lr))
+        return real_adam(parameters, lr)
+
+    real_adam = recipe.adam
+    monkeypatch.setattr(recipe, "adam", spy_adam)
+    argv = [*SMALL, "--data-dir", str(corpus), "--dropout", "adversarial", "--max-steps", "2"]
+    argv += ["--adversary-lr", "0.01"]
+    recipe.main([*argv, "--out", str(tmp_path / "adam"), "--optimizer", "adam"])
+    folder = tmp_path / "adam" / "synthetic" / "adversarial-seed0"
+    saved = json.loads((folder / "config.json").read_text())
+    assert (saved["optimizer"], saved["lr"]) == ("adam", 1e-3)  # the value used, not None
+    assert saved["model"]["decoder_init"] == "authors"
+    # Two Adams: the VAE's (--lr's Adam default; most tensors) and the adversary's.
+    vae, adversary = sorted(built, reverse=True)
+    assert (vae[1], adversary[1]) == (1e-3, 0.01)
+    built.clear()
+    recipe.main([*argv, "--out", str(tmp_path / "sgd"), "--decoder-init", "pytorch"])
+    folder = tmp_path / "sgd" / "synthetic" / "adversarial-seed0"
+    saved = json.loads((folder / "config.json").read_text())
+    assert (saved["optimizer"], saved["lr"]) == ("sgd", 1.0)  # the paper's optimiser
+    assert saved["model"]["decoder_init"] == "pytorch"
+    assert [lr for _, lr in built] == [0.01]  # the adversary's alone
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
+        (["--decoder-init", "x"], "argument --decoder-init: invalid choice: 'x'"),
+        (["--decoder", "transformer", "--decoder-init", "pytorch"], "argument --decoder-init"),
+    ],
+)
+def test_bad_optimizer_or_init_is_one_line(recipe, flags, message, capsys) -> None:
+    code, _, err = run(recipe, flags, capsys)
+    assert_one_line_error(code, err, message)

@@ -1,6 +1,7 @@
 """Encoder and decoders (SPEC §11, §15.4): oracles, causality, padding and the z path."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.models import (
     DECODERS,
     DoubleLSTMDecoder,
@@ -341,16 +343,40 @@ def test_reset_parameters_uses_the_authors_uniform_ranges(cls) -> None:
     assert torch.equal(module.embedding.weight[0], torch.zeros(EMB))
 
 
-def test_encoder_pytorch_init_uses_the_layers_default_ranges() -> None:
+@pytest.mark.parametrize("cls", [LSTMEncoder, *DECODER_CLASSES])
+def test_pytorch_init_uses_the_layers_default_ranges(cls) -> None:
     torch.manual_seed(0)
-    encoder = LSTMEncoder(VOCAB, EMB, HID, LAT, init="pytorch")
-    lstm_bound = 1 / math.sqrt(HID)  # nn.LSTM's U(-1/sqrt(H), 1/sqrt(H))
-    for name, parameter in encoder.lstm.named_parameters():
-        assert lstm_bound / 2 < parameter.abs().max() <= lstm_bound, name
-    assert encoder.embedding.weight.std() > 0.5  # nn.Embedding's N(0, 1), not U(-0.1, 0.1)
-    assert torch.equal(encoder.embedding.weight[0], torch.zeros(EMB))
-    with pytest.raises(ValueError, match="init must be one of"):
-        LSTMEncoder(VOCAB, EMB, HID, LAT, init="xavier")
+    module = cls(VOCAB, EMB, HID, LAT, init="pytorch")
+    recurrent = [m for m in module.modules() if isinstance(m, nn.LSTM | nn.LSTMCell)]
+    assert recurrent
+    lstm_bound = 1 / math.sqrt(HID)  # nn.LSTM's and nn.LSTMCell's U(-1/sqrt(H), 1/sqrt(H))
+    for layer in recurrent:
+        for name, parameter in layer.named_parameters():
+            assert lstm_bound / 2 < parameter.abs().max() <= lstm_bound, name
+    assert module.embedding.weight.std() > 0.5  # nn.Embedding's N(0, 1), not U(-0.1, 0.1)
+    assert torch.equal(module.embedding.weight[0], torch.zeros(EMB))
+    with pytest.raises(ValueError, match="init must be one of 'authors', 'pytorch', got 'x'"):
+        cls(VOCAB, EMB, HID, LAT, init="x")
+
+
+def test_reset_decoder_keeps_the_pytorch_init_of_a_wrapped_embedding() -> None:
+    spec = ModelSpec(
+        vocab_size=VOCAB, embedding_dim=EMB, hidden_size=HID, latent_dim=LAT,
+        adversary_embedding_dim=4, adversary_hidden_size=4, dropout="adversarial", rate=0.3,
+        decoder_init="pytorch",
+    )  # fmt: skip
+    model = build_sequence_vae(spec)
+    masker = {k: v.detach().clone() for k, v in model.masker.named_parameters()}
+    with torch.no_grad():
+        model.decoder.embedding.weight.fill_(0.0)
+    model.reset_decoder()
+    embedding = model.decoder.embedding.weight
+    assert embedding.std() > 0.5  # redrawn through the wrapper, from N(0, 1)
+    assert torch.equal(embedding[0], torch.zeros(EMB))
+    for name, value in model.masker.named_parameters():
+        assert torch.equal(value, masker[name]), name
+    with pytest.raises(ValueError, match="decoder_init applies to the LSTM decoders"):
+        build_sequence_vae(replace(spec, decoder="transformer", hidden_size=8))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_decoder_inputs
-from advmask.seqvae.models._common import SequenceDecoder, init_uniform
+from advmask.seqvae.models._common import SequenceDecoder
 
 
 class DoubleLSTMDecoder(SequenceDecoder):
@@ -42,6 +42,10 @@ class DoubleLSTMDecoder(SequenceDecoder):
         latent_dim: size ``D`` of ``z``.
         dropout_in: dropout probability on the input embeddings, in [0, 1).
         dropout_out: dropout probability on the hidden states before the output layer.
+        init: ``"authors"`` (U(-0.01, 0.01) weights and biases, U(-0.1, 0.1) embedding; the
+            default) or ``"pytorch"`` (the layers' own defaults), as in
+            :data:`~advmask.seqvae.models._common.INITS`. Under Adam the authors' range keeps
+            the decoder collapsed (docs: results); under SGD both behave alike.
     """
 
     def __init__(
@@ -53,19 +57,16 @@ class DoubleLSTMDecoder(SequenceDecoder):
         *,
         dropout_in: float = 0.5,
         dropout_out: float = 0.5,
+        init: str = "authors",
     ) -> None:
         super().__init__(
-            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out
+            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out, init
         )
         self.latent_to_hidden = nn.Linear(latent_dim, hidden_size, bias=False)
         self.prior_cell = nn.LSTMCell(latent_dim, hidden_size)
         self.word_cell = nn.LSTMCell(embedding_dim + latent_dim, hidden_size)
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """U(-0.01, 0.01) for every weight and bias, U(-0.1, 0.1) for the embedding."""
-        init_uniform(self, self.embedding)
 
     def forward(self, embedded: Tensor, z: Tensor) -> Tensor:
         """Next-token logits for every step.

@@ -7,9 +7,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from advmask.checks import check_tokens_lengths
-from advmask.seqvae.models._common import SequenceModule, init_uniform
-
-ENCODER_INITS = ("authors", "pytorch")
+from advmask.seqvae.models._common import SequenceModule
 
 
 class LSTMEncoder(SequenceModule):
@@ -25,7 +23,8 @@ class LSTMEncoder(SequenceModule):
         hidden_size: LSTM hidden size ``H``.
         latent_dim: size ``D`` of ``z``.
         init: ``"authors"`` (U(-0.01, 0.01) weights, U(-0.1, 0.1) embedding, as the paper's
-            code) or ``"pytorch"`` (the layers' own defaults). With small hidden sizes the
+            code) or ``"pytorch"`` (the layers' own defaults; see
+            :data:`~advmask.seqvae.models._common.INITS`). With small hidden sizes the
             authors' range leaves the encoder's output nearly independent of ``x`` (posterior
             means varying by ~1e-4 after a few epochs on the synthetic corpus, AU 0), so short
             runs collapse for a reason that has nothing to do with the decoder.
@@ -39,21 +38,10 @@ class LSTMEncoder(SequenceModule):
         latent_dim: int,
         init: str = "authors",
     ) -> None:
-        super().__init__(vocab_size, embedding_dim, hidden_size, latent_dim)
+        super().__init__(vocab_size, embedding_dim, hidden_size, latent_dim, init)
         self.lstm = nn.LSTM(embedding_dim, hidden_size, batch_first=True)
         self.to_posterior = nn.Linear(hidden_size, 2 * latent_dim, bias=False)
-        if init not in ENCODER_INITS:
-            raise ValueError(f"init must be one of {ENCODER_INITS}, got {init!r}")
-        self.init = init
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Re-initialise: the authors' uniform ranges, or the layers' own defaults."""
-        if self.init == "authors":
-            init_uniform(self, self.embedding)
-            return
-        for layer in (self.embedding, self.lstm, self.to_posterior):
-            layer.reset_parameters()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior parameters of each sequence.

@@ -7,7 +7,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from advmask.checks import check_decoder_inputs
-from advmask.seqvae.models._common import SequenceDecoder, init_uniform
+from advmask.seqvae.models._common import SequenceDecoder
 
 
 class LSTMDecoder(SequenceDecoder):
@@ -30,6 +30,10 @@ class LSTMDecoder(SequenceDecoder):
         latent_dim: size ``D`` of ``z``.
         dropout_in: dropout probability on the input embeddings, in [0, 1).
         dropout_out: dropout probability on the hidden states before the output layer.
+        init: ``"authors"`` (U(-0.01, 0.01) weights and biases, U(-0.1, 0.1) embedding; the
+            default) or ``"pytorch"`` (the layers' own defaults), as in
+            :data:`~advmask.seqvae.models._common.INITS`. Under Adam the authors' range keeps
+            the decoder collapsed (docs: results); under SGD both behave alike.
     """
 
     def __init__(
@@ -41,18 +45,15 @@ class LSTMDecoder(SequenceDecoder):
         *,
         dropout_in: float = 0.5,
         dropout_out: float = 0.5,
+        init: str = "authors",
     ) -> None:
         super().__init__(
-            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out
+            vocab_size, embedding_dim, hidden_size, latent_dim, dropout_in, dropout_out, init
         )
         self.latent_to_cell = nn.Linear(latent_dim, hidden_size, bias=False)
         self.lstm = nn.LSTM(embedding_dim + latent_dim, hidden_size, batch_first=True)
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """U(-0.01, 0.01) for every weight and bias, U(-0.1, 0.1) for the embedding."""
-        init_uniform(self, self.embedding)
 
     def forward(self, embedded: Tensor, z: Tensor) -> Tensor:
         """Next-token logits for every step.
