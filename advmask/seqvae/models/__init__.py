@@ -7,6 +7,7 @@
 * :class:`TransformerDecoder` — a GPT-style causal Transformer (``z`` as a prefix token and
   added to every input).
 
+``INITS`` names the two initialisations of the encoder and the LSTM decoders.
 :data:`DECODERS` maps the names used in configurations to the decoder classes; every decoder
 takes ``(vocab_size, embedding_dim, hidden_size, latent_dim, *, dropout_in, dropout_out)``
 (the Transformer also keyword options of its own), has
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from advmask.seqvae.models._common import INITS
 from advmask.seqvae.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
 from advmask.seqvae.models.encoder import LSTMEncoder
 from advmask.seqvae.models.lstm_decoder import LSTMDecoder
@@ -31,6 +33,7 @@ DECODERS: dict[str, type[nn.Module]] = {
 
 __all__ = [
     "DECODERS",
+    "INITS",
     "DoubleLSTMDecoder",
     "LSTMDecoder",
     "LSTMEncoder",

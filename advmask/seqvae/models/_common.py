@@ -33,7 +33,7 @@ class SequenceModule(nn.Module):
         embedding_dim: word embedding size ``E`` (>= 1).
         hidden_size: hidden size ``H`` (>= 1).
         latent_dim: size ``D`` of ``z`` (>= 1).
-        init: one of :data:`INITS`, used by :meth:`reset_parameters` (which subclasses call
+        init: one of ``INITS``, used by :meth:`reset_parameters` (which subclasses call
             once their layers exist).
     """
 
@@ -54,7 +54,7 @@ class SequenceModule(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
 
     def reset_parameters(self) -> None:
-        """Re-initialise every parameter as :attr:`init` says (see :data:`INITS`).
+        """Re-initialise every parameter as :attr:`init` says (see ``INITS``).
 
         ``"pytorch"`` resets the layers in the order they were registered (the embedding
         first), so the random draws do not depend on how the layers are stored.

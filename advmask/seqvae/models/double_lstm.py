@@ -44,7 +44,7 @@ class DoubleLSTMDecoder(SequenceDecoder):
         dropout_out: dropout probability on the hidden states before the output layer.
         init: ``"authors"`` (U(-0.01, 0.01) weights and biases, U(-0.1, 0.1) embedding; the
             default) or ``"pytorch"`` (the layers' own defaults), as in
-            :data:`~advmask.seqvae.models._common.INITS`. Under Adam the authors' range keeps
+            ``advmask.seqvae.models.INITS``. Under Adam the authors' range keeps
             the decoder collapsed (docs: results); under SGD both behave alike.
     """
 

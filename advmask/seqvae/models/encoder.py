@@ -24,7 +24,7 @@ class LSTMEncoder(SequenceModule):
         latent_dim: size ``D`` of ``z``.
         init: ``"authors"`` (U(-0.01, 0.01) weights, U(-0.1, 0.1) embedding, as the paper's
             code) or ``"pytorch"`` (the layers' own defaults; see
-            :data:`~advmask.seqvae.models._common.INITS`). With small hidden sizes the
+            ``advmask.seqvae.models.INITS``). With small hidden sizes the
             authors' range leaves the encoder's output nearly independent of ``x`` (posterior
             means varying by ~1e-4 after a few epochs on the synthetic corpus, AU 0), so short
             runs collapse for a reason that has nothing to do with the decoder.
