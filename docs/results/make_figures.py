@@ -221,7 +221,9 @@ class Comparison:
         label: ``"A - B, setting"``.
         a: the run folders of A under ``docs/results``, one per seed.
         b: those of B, in the same seed order.
-        chosen: whether the configurations were chosen on the validation split, and how.
+        chosen: whether the configurations were chosen on the validation split (``"yes"``),
+            and if not, why they were run; the letters point to the notes under the page's
+            table.
     """
 
     corpus: str
@@ -247,29 +249,29 @@ def _pair(
 SYN, SNLI, PTB, PTB_3K = "synthetic", "SNLI carve-out", "PTB, 10k sentences", "PTB, 3k sentences"
 SNLI_IN0 = "SNLI, no emb. dropout"
 SEEDS, FIVE = (0, 1, 2), (0, 1, 2, 3, 4)
-PRESET = "no: the preset's lambda, equal rate"
-VALIDATION = "yes: rate and lambda on seed 0's validation -ELBO"
+PRESET = "no (preset lambda)"
+VALIDATION = "yes"
 COMPARISONS: tuple[Comparison, ...] = (
     _pair(
         SYN,
         "AWD - uniform, rate 0.4",
         "synthetic/adversarial-seed{}",
         "synthetic/uniform-seed{}",
-        "no: the demo's fixed settings",
+        "no (demo settings)",
     ),
     _pair(
         SYN,
         "AWD - none, rate 0.4",
         "synthetic/adversarial-seed{}",
         "synthetic/none-seed{}",
-        "no: the demo's fixed settings",
+        "no (demo settings)",
     ),
     _pair(
         SYN,
         "uniform - none, rate 0.4",
         "synthetic/uniform-seed{}",
         "synthetic/none-seed{}",
-        "no: the demo's fixed settings",
+        "no (demo settings)",
     ),
     _pair(
         SNLI,
@@ -283,7 +285,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "uniform - none, rate 0.4",
         "snli-carve/uniform-seed{}",
         "snli-carve/none-seed{}",
-        "no: the paper's uniform rate",
+        "no (paper's rate)",
     ),
     _pair(
         SNLI,
@@ -304,7 +306,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "uniform - none, rate 0.2",
         "snli-carve/uniform-rate0.2-seed{}",
         "snli-carve/none-seed{}",
-        "yes: the rate on seed 0's validation -ELBO",
+        "yes (rate)",
     ),
     _pair(
         SNLI,
@@ -318,8 +320,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "AWD (lambda 10) - uniform, rate 0.3",
         "snli-carve/adversarial-rate0.3-lambda10-seed{}",
         "snli-carve/uniform-rate0.3-seed{}",
-        "no: validation prefers 0.2; extended seed by seed (1-2, then 3-4) after seed 0 "
-        "looked good on validation",
+        "no (a)",
         FIVE,
     ),
     _pair(
@@ -327,14 +328,14 @@ COMPARISONS: tuple[Comparison, ...] = (
         "AWD (lambda 1) - uniform, rate 0.3",
         "snli-carve-dropout-in0/adversarial-seed{}",
         "snli-carve-dropout-in0/uniform-seed{}",
-        "no: lambda 1 picked from a pmi.json, which reads the test split",
+        "no (b)",
     ),
     _pair(
         SNLI_IN0,
         "uniform: without - with emb. dropout, rate 0.3",
         "snli-carve-dropout-in0/uniform-seed{}",
         "snli-carve/uniform-rate0.3-seed{}",
-        "no: the demo's setting carried over",
+        "no (demo setting)",
     ),
     _pair(
         PTB,
@@ -348,7 +349,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "uniform - none, rate 0.4",
         "ptb-10k/uniform-seed{}",
         "ptb-10k/none-seed{}",
-        "no: the paper's uniform rate",
+        "no (paper's rate)",
     ),
     _pair(
         PTB,
@@ -369,14 +370,14 @@ COMPARISONS: tuple[Comparison, ...] = (
         "AWD (lambda 1) - uniform, rate 0.2",
         "ptb-10k/adversarial-rate0.2-seed{}",
         "ptb-10k/uniform-rate0.2-seed{}",
-        "the rate yes, lambda no (the preset's)",
+        "rate only (c)",
     ),
     _pair(
         PTB,
         "uniform - none, rate 0.2",
         "ptb-10k/uniform-rate0.2-seed{}",
         "ptb-10k/none-seed{}",
-        "yes: the rate on seed 0's validation -ELBO",
+        "yes (rate)",
     ),
     _pair(
         PTB,
@@ -390,14 +391,14 @@ COMPARISONS: tuple[Comparison, ...] = (
         "AWD (lambda 1) - none, rate 0.2",
         "ptb-10k/adversarial-rate0.2-seed{}",
         "ptb-10k/none-seed{}",
-        "the rate yes, lambda no (the preset's)",
+        "rate only (c)",
     ),
     _pair(
         PTB_3K,
         "beta-VAE 0.5 - annealing",
         "ptb-3k-baselines/none-beta-vae0.5-seed{}",
         "ptb-3k-baselines/none-seed{}",
-        "no: settings chosen once, not tuned",
+        "no (not tuned)",
         (0, 1),
     ),
     _pair(
@@ -405,7 +406,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "free bits 0.1 - annealing",
         "ptb-3k-baselines/none-free-bits0.1-seed{}",
         "ptb-3k-baselines/none-seed{}",
-        "no: settings chosen once, not tuned",
+        "no (not tuned)",
         (0, 1),
     ),
     _pair(
@@ -413,7 +414,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         "FBP 0.1 - annealing",
         "ptb-3k-baselines/none-fbp0.1-seed{}",
         "ptb-3k-baselines/none-seed{}",
-        "no: settings chosen once, not tuned",
+        "no (not tuned)",
         (0, 1),
     ),
 )
