@@ -47,15 +47,15 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-# Fragments pulled in with ``.. include::`` are not pages of their own.
-exclude_patterns = ["_build", "_generated", "results.rst", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 templates_path: list[str] = []
 
 # Every reference must resolve; the few targets that cannot be linked are listed below.
 nitpicky = True
 nitpick_ignore_regex = [
-    # Type variables and private protocols that have no page of their own.
-    ("py:class", r"advmask\..*\._[A-Za-z].*"),
+    # Type variables, private protocols and private constants (``models._common.INITS``) that
+    # have no page of their own.
+    ("py:(class|data)", r"advmask\..*\._[A-Za-z].*"),
     # The type variable of advmask.training.cli.parse_config (the dataclass type passed in).
     ("py:class", "advmask.training.cli.ConfigT"),
     # The type variable of advmask.training.distributed.shard_batch and BatchShard: any batch

@@ -59,6 +59,7 @@ def test_html_builds_without_warnings(tmp_path: Path) -> None:
         "relaxations",
         "evaluation",
         "recipes",
+        "results",
         "changelog",
         "api/index",
         "api/maskers",

@@ -176,6 +176,7 @@ def plot_rate_ablation(
     points: Sequence[AblationPoint],
     stem: str | os.PathLike[str],
     *,
+    title: str = "Rate ablation (mean and std over seeds)",
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
     """-ELBO, KL and MI against the rate, one line per dropout kind, std over seeds as error
@@ -184,6 +185,7 @@ def plot_rate_ablation(
     Args:
         points: from :func:`~advmask.seqvae.analysis.rate_ablation`.
         stem: output path without extension.
+        title: figure title (say which split and seeds the points summarise).
         formats: a subset of :data:`FORMATS`.
 
     Returns:
@@ -208,5 +210,5 @@ def plot_rate_ablation(
         axis.set_xlabel("word-dropout rate")
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
-    figure.suptitle("Rate ablation (mean and std over seeds)")
+    figure.suptitle(title)
     return save_figure(figure, stem, formats)
