@@ -53,9 +53,8 @@ templates_path: list[str] = []
 # Every reference must resolve; the few targets that cannot be linked are listed below.
 nitpicky = True
 nitpick_ignore_regex = [
-    # Type variables, private protocols and private constants (``models._common.INITS``) that
-    # have no page of their own.
-    ("py:(class|data)", r"advmask\..*\._[A-Za-z].*"),
+    # Type variables and private protocols that have no page of their own.
+    ("py:class", r"advmask\..*\._[A-Za-z].*"),
     # The type variable of advmask.training.cli.parse_config (the dataclass type passed in).
     ("py:class", "advmask.training.cli.ConfigT"),
     # The type variable of advmask.training.distributed.shard_batch and BatchShard: any batch
