@@ -31,6 +31,7 @@ from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths, trusted
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
+from advmask.seqvae.low_precision_loss import low_precision_cross_entropy
 from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import free_bits_kl
 
@@ -330,14 +331,21 @@ def sequence_nll(
     ``twice_differentiable``: use :func:`torch.nn.functional.cross_entropy`, which autograd can
     differentiate twice (semi-amortised inference differentiates through gradient steps),
     instead of the fused :func:`token_cross_entropy`, whose backward is differentiable once.
+
+    bfloat16/float16 logits (``--precision bf16``) go to
+    :func:`~advmask.seqvae.low_precision_loss.low_precision_cross_entropy`, which accumulates
+    in float32 without a float32 copy of the logits; the result is float32 either way.
     """
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()  # bf16 autocast: the loss is computed in float32
     batch = targets.shape[0]
-    token_loss = partial(F.cross_entropy, reduction="none") if twice_differentiable else None
-    token_nll = (token_loss or token_cross_entropy)(
-        rearrange(logits, "b t v -> (b t) v"), rearrange(targets, "b t -> (b t)")
-    )
+    flat_logits = rearrange(logits, "b t v -> (b t) v")
+    flat_targets = rearrange(targets, "b t -> (b t)")
+    if logits.dtype in (torch.float32, torch.float64):
+        token_loss = partial(F.cross_entropy, reduction="none") if twice_differentiable else None
+        token_nll = (token_loss or token_cross_entropy)(flat_logits, flat_targets)
+    elif twice_differentiable:
+        token_nll = F.cross_entropy(flat_logits.float(), flat_targets, reduction="none")
+    else:
+        token_nll = low_precision_cross_entropy(flat_logits, flat_targets)
     token_nll = rearrange(token_nll, "(b t) -> b t", b=batch)
     steps = torch.arange(targets.shape[1], device=targets.device)
     valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)
