@@ -203,9 +203,11 @@ class SequenceVAE(nn.Module):
         The work that does not depend on ``z`` (the input embeddings and, for a decoder with
         ``project_inputs``, the input projections) is done once for the ``N`` sequences, not
         once per sample. The ``S * N`` (sample, sequence) pairs are decoded in chunks of rows
-        sized so that one chunk's float32 logits and its copy of those features take at most
-        ``memory_budget`` bytes; the loss needs one more buffer of the logits' size (their
-        log-softmax), so the peak stays below twice the budget.
+        sized so that one chunk's logits and its copy of those features take at most
+        ``memory_budget`` bytes; the float32 loss needs one more buffer of the logits' size
+        (their log-softmax), so the peak stays below twice the budget. Under bf16 autocast the
+        logits take 2 bytes each and the loss only a small float32 working buffer
+        (:mod:`advmask.seqvae.low_precision_loss`).
 
         Args:
             tokens: (N, T) int64 sequences.
@@ -225,9 +227,10 @@ class SequenceVAE(nn.Module):
         # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
         projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
         if max_rows is None:
-            # One row's float32 logits plus its copy of the features.
+            # One row's logits (float32; 2-byte under autocast) plus its copy of the features.
             features = projected[:, 0] if projected is not None else embedded[0]
-            bytes_per_row = 4 * (inputs.shape[1] * decoder.embedding.num_embeddings)
+            logit_bytes = 2 if torch.is_autocast_enabled(tokens.device.type) else 4
+            bytes_per_row = logit_bytes * (inputs.shape[1] * decoder.embedding.num_embeddings)
             bytes_per_row += features.numel() * features.element_size()
             max_rows = max(1, memory_budget // bytes_per_row)
         flat_z = rearrange(z, "s n d -> (s n) d")
