@@ -20,8 +20,9 @@ from torch.autograd.function import once_differentiable
 __all__ = ["DEFAULT_CHUNK_BYTES", "LOW_PRECISION_DTYPES", "low_precision_cross_entropy"]
 
 DEFAULT_CHUNK_BYTES = 2**20
-"""Bytes of one chunk's float32 working copy: a share of a core's L2 cache (1-2 MiB on the
-CPUs with bf16 units). Much smaller chunks cost more in per-call overhead than they save."""
+"""The size in bytes of one chunk's float32 working copy, a share of a core's L2 cache (1-2 MiB
+on the CPUs with bf16 units). Much smaller chunks cost more in per-call overhead than they
+save."""
 
 LOW_PRECISION_DTYPES = (torch.bfloat16, torch.float16)
 """The logits' dtypes this module is for (and :func:`~advmask.seqvae.vae.sequence_nll` sends
