@@ -17,12 +17,22 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "LOW_PRECISION_DTYPES", "low_precision_cross_entropy"]
+__all__ = [
+    "ACCELERATOR_CHUNK_BYTES",
+    "DEFAULT_CHUNK_BYTES",
+    "LOW_PRECISION_DTYPES",
+    "low_precision_cross_entropy",
+]
 
 DEFAULT_CHUNK_BYTES = 2**20
-"""The size in bytes of one chunk's float32 working copy, a share of a core's L2 cache (1-2 MiB
-on the CPUs with bf16 units). Much smaller chunks cost more in per-call overhead than they
-save."""
+"""The size in bytes of one chunk's float32 working copy on a CPU, a share of a core's L2 cache
+(1-2 MiB on the CPUs with bf16 units). Much smaller chunks cost more in per-call overhead than
+they save."""
+
+ACCELERATOR_CHUNK_BYTES = 64 * 2**20
+"""The same on a GPU, where each chunk costs a few kernel launches and no cache is to be
+kept: few, large chunks, bounded so that the float32 working copy stays small next to the
+logits of a large vocabulary."""
 
 LOW_PRECISION_DTYPES = (torch.bfloat16, torch.float16)
 """The logits' dtypes this module is for (and :func:`~advmask.seqvae.vae.sequence_nll` sends
@@ -30,7 +40,7 @@ here)."""
 
 
 def low_precision_cross_entropy(
-    logits: Tensor, targets: Tensor, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    logits: Tensor, targets: Tensor, *, chunk_bytes: int | None = None
 ) -> Tensor:
     """``-log softmax(logits)[target]`` per row, in float32, from bf16 or fp16 logits.
 
@@ -43,7 +53,9 @@ def low_precision_cross_entropy(
     Args:
         logits: (N, V) bfloat16 or float16 unnormalised log-probabilities.
         targets: (N,) int64 class ids in ``[0, V)``.
-        chunk_bytes: bytes of float32 working memory per chunk of rows (at least one row).
+        chunk_bytes: bytes of float32 working memory per chunk of rows (at least one row);
+            None: :data:`DEFAULT_CHUNK_BYTES` on a CPU, :data:`ACCELERATOR_CHUNK_BYTES` on
+            other devices.
 
     Returns:
         (N,) float32 nats; differentiable once in ``logits`` (gradient in ``logits.dtype``).
@@ -61,6 +73,9 @@ def low_precision_cross_entropy(
             f"targets must be ({logits.shape[0]},) int64, got {tuple(targets.shape)} "
             f"{targets.dtype}"
         )
+    if chunk_bytes is None:
+        on_cpu = logits.device.type == "cpu"
+        chunk_bytes = DEFAULT_CHUNK_BYTES if on_cpu else ACCELERATOR_CHUNK_BYTES
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
     rows = max(1, chunk_bytes // (4 * max(1, logits.shape[1])))
