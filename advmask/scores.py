@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from advmask.checks import FLOAT_DTYPES, check_int, check_tensor, check_tokens_lengths
+from advmask.precision import full_precision
 
 #: How the standard deviation of the scores is parameterised.
 #: ``"softplus"``: ``std = softplus(raw) + 1e-4``, learned per position.
@@ -96,15 +97,18 @@ class ScoreNetwork(nn.Module):
                 network's own embedding of ``tokens``.
 
         Returns:
-            ``(mean, std)``, each (B, T) float; ``std > 0`` everywhere (``1`` for
-            ``std="fixed"``). Values at padding positions are finite but meaningless.
+            ``(mean, std)``, each (B, T) float (float32 under bf16 autocast); ``std > 0``
+            everywhere (``1`` for ``std="fixed"``). Values at padding positions are finite but
+            meaningless.
         """
         embedded = self._embed(tokens, lengths, embeddings)
         lengths = lengths.to(torch.int64)
         if embedded.shape[0] == 0 or embedded.shape[1] == 0:
             empty = embedded.new_zeros(embedded.shape[:2])
             return empty, empty + 1.0
-        out = self.head(self.encode(embedded, lengths))
+        # The head in float32 under bf16 autocast: the exactly-K selection sorts these scores,
+        # and bfloat16's 8 bits would turn distinct scores into ties.
+        out = full_precision(self.head, self.encode(embedded, lengths))
         mean = out[..., 0]
         if self.std_mode == "fixed":
             return mean, torch.ones_like(mean)

@@ -13,6 +13,14 @@ Sections (``--sections``, all by default):
   Python loop of ``nn.LSTMCell`` calls, forward+backward.
 * ``memory``: peak memory of an IW evaluation at the ``ptb`` preset's sizes (run in a fresh
   process each, so the high-water mark belongs to it alone).
+* ``floor`` (with ``--precision ... bf16``): the bf16 step beside its floor, the step's matmul
+  FLOPs at the bf16 matmul rate measured here plus its passes over the (N, V) logits that no
+  matmul makes (the loss reads them forward and backward and writes their gradient) at the
+  memory bandwidth measured here; what the step takes beyond that is overhead to hunt.
+
+``--precision fp32 bf16`` times ``step`` and ``iw`` in each precision, interleaved in the same
+repeats, and adds the paired bf16 / fp32 ratio. bf16 pays on CPUs with AMX and on Ampere+ GPUs;
+say which CPU flags (``lscpu``) a measurement had.
 
 Every repeat runs every method once in shuffled order; ratios are paired per repeat and
 reported as median [min-max] (see ``benchmarks/_timing.py``). ``--json FILE`` writes the raw
@@ -23,6 +31,7 @@ Usage::
     python benchmarks/bench_train.py --threads 1
     python benchmarks/bench_train.py --sections step --json step.json
     python benchmarks/bench_train.py --hidden 2048 --vocab 20000 --length 80 --device cuda
+    python benchmarks/bench_train.py --threads 1 --precision fp32 bf16 --sections step iw floor
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import resource
 import statistics
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +65,7 @@ from advmask.training.distributed import shard_batch
 from advmask.training.optim import adam
 
 DROPOUTS = ("none", "uniform", "adversarial")
+PRECISIONS = ("fp32", "bf16")
 
 
 def make_batch(
@@ -71,7 +82,9 @@ def make_batch(
     return tokens.to(device), (words + 2).to(device)
 
 
-def training_step(spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, device):
+def training_step(
+    spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, device, bf16: bool = False
+):
     torch.manual_seed(0)
     model = build_sequence_vae(spec).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
@@ -79,9 +92,14 @@ def training_step(spec: ModelSpec, tokens: torch.Tensor, lengths: torch.Tensor, 
     shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
 
     def step() -> None:
-        train_step(model, model, shard, 1.0, vae_optimizer, adversary, grad_clip=5.0)
+        train_step(model, model, shard, 1.0, vae_optimizer, adversary, grad_clip=5.0, bf16=bf16)
 
     return model, step
+
+
+def method_name(dropout: str, precision: str, precisions: list[str]) -> str:
+    """``"uniform"`` with one precision, ``"uniform bf16"`` with several."""
+    return dropout if len(precisions) == 1 else f"{dropout} {precision}"
 
 
 def step_flops(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
@@ -121,15 +139,25 @@ def step_flops(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tens
 
 def section_step(args, base: ModelSpec, tokens, lengths, device, console, results) -> None:
     set_value_checks(False)  # the recipe validates its data once, then trains so
+    precisions = args.precision
     models, steps = {}, {}
     for dropout in DROPOUTS:
-        models[dropout], steps[dropout] = training_step(
-            ModelSpec(**{**base.__dict__, "dropout": dropout}), tokens, lengths, device
-        )
+        for precision in precisions:
+            name = method_name(dropout, precision, precisions)
+            models[name], steps[name] = training_step(
+                ModelSpec(**{**base.__dict__, "dropout": dropout}),
+                tokens,
+                lengths,
+                device,
+                bf16=precision == "bf16",
+            )
     times = interleaved(steps, args.repeats, device=device)
     results["step"] = times
     set_value_checks(True)
-    flops = {d: step_flops(models[d], tokens, lengths) for d in ("uniform", "adversarial")}
+    flops = {
+        d: step_flops(models[method_name(d, precisions[0], precisions)], tokens, lengths)
+        for d in ("uniform", "adversarial")
+    }
     results["flops"] = flops
     table = Table(
         title=f"training step, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
@@ -137,24 +165,37 @@ def section_step(args, base: ModelSpec, tokens, lengths, device, console, result
         f"{args.relaxation}, {device} ({torch.get_num_threads()} threads), "
         f"{args.repeats} interleaved repeats: median \\[min-max]"
     )
-    for column in ("dropout", "ms/step", "tokens/s", "/ none", "/ uniform"):
+    columns = ["dropout", "precision", "ms/step", "tokens/s", "/ none", "/ uniform"]
+    if "bf16" in precisions and "fp32" in precisions:
+        columns.append("bf16 / fp32")
+    for column in columns:
         table.add_column(column, justify="right")
     tokens_per_step = int((lengths - 1).sum())
     for dropout in DROPOUTS:
-        table.add_row(
-            dropout,
-            summary(times[dropout], 1e3, 1),
-            f"{tokens_per_step / statistics.median(times[dropout]):,.0f}",
-            summary(paired_ratios(times[dropout], times["none"]), digits=3),
-            summary(paired_ratios(times[dropout], times["uniform"]), digits=3),
-        )
+        for precision in precisions:
+            name = method_name(dropout, precision, precisions)
+            none, uniform = (method_name(d, precision, precisions) for d in ("none", "uniform"))
+            row = [
+                dropout,
+                precision,
+                summary(times[name], 1e3, 1),
+                f"{tokens_per_step / statistics.median(times[name]):,.0f}",
+                summary(paired_ratios(times[name], times[none]), digits=3),
+                summary(paired_ratios(times[name], times[uniform]), digits=3),
+            ]
+            if len(columns) > 6:
+                fp32 = method_name(dropout, "fp32", precisions)
+                row.append(summary(paired_ratios(times[name], times[fp32]), digits=3))
+            table.add_row(*row)
     print_table(console, table)
     share = flops["adversarial"] / flops["uniform"] - 1
+    uniform = method_name("uniform", precisions[0], precisions)
+    adversarial = method_name("adversarial", precisions[0], precisions)
     console.print(
         f"FLOPs per step (matmuls, fwd+bwd): uniform {flops['uniform'] / 1e9:.2f} G, "
         f"adversarial {flops['adversarial'] / 1e9:.2f} G: 1 + adversary's share = "
-        f"{1 + share:.3f}; measured AWD / uniform time "
-        f"{summary(paired_ratios(times['adversarial'], times['uniform']), digits=3)}"
+        f"{1 + share:.3f}; measured AWD / uniform time ({precisions[0]}) "
+        f"{summary(paired_ratios(times[adversarial], times[uniform]), digits=3)}"
     )
 
 
@@ -163,41 +204,151 @@ def section_iw(args, base: ModelSpec, tokens, lengths, device, console, results)
     model = build_sequence_vae(ModelSpec(**{**base.__dict__, "dropout": "none"})).to(device)
     model.eval()
     samples = args.iw_samples
+    precisions = args.precision
 
-    @torch.no_grad()
-    def one_sample() -> None:
-        mean, logvar = model.posterior(tokens, lengths)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        model.reconstruction_nll(tokens, lengths, z)
+    def autocast(precision: str):
+        # As advmask.seqvae.evaluation.evaluate(bf16=...): the networks under autocast, the
+        # log-weights and their log-sum-exp outside it.
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    @torch.no_grad()
-    def importance_weighted() -> None:
+    def one_sample(precision: str) -> None:
+        with torch.no_grad(), autocast(precision):
+            mean, logvar = model.posterior(tokens, lengths)
+            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            model.reconstruction_nll(tokens, lengths, z)
+
+    def importance_weighted(precision: str) -> None:
         # As advmask.seqvae.evaluation.evaluate calls it (chunk_size = its iw_chunk default).
-        mean, logvar = model.posterior(tokens, lengths)
-        importance_weighted_log_likelihood(
-            lambda zs: model.log_likelihood(tokens, lengths, zs),
-            mean,
-            logvar,
-            num_samples=samples,
-            chunk_size=100,
-        )
+        with torch.no_grad():
+            with autocast(precision):
+                mean, logvar = model.posterior(tokens, lengths)
 
-    methods = {"one-sample forward": one_sample, f"IW, S={samples}": importance_weighted}
+            def log_likelihood(zs: torch.Tensor) -> torch.Tensor:
+                with autocast(precision):
+                    return model.log_likelihood(tokens, lengths, zs)
+
+            importance_weighted_log_likelihood(
+                log_likelihood, mean, logvar, num_samples=samples, chunk_size=100
+            )
+
+    iw_name, one_name = f"IW, S={samples}", "one-sample forward"
+    methods = {}
+    for precision in precisions:
+        methods[method_name(one_name, precision, precisions)] = partial(one_sample, precision)
+        methods[method_name(iw_name, precision, precisions)] = partial(
+            importance_weighted, precision
+        )
     times = interleaved(methods, args.repeats, device=device)
     results["iw"] = {"samples": samples, **times}
-    ratio = [
-        iw / (samples * single)
-        for iw, single in zip(times[f"IW, S={samples}"], times["one-sample forward"], strict=True)
-    ]
     table = Table(
         title=f"IW evaluation, B={args.batch}, T<={args.length + 1}, V={args.vocab}, "
-        f"H={args.hidden}, {device}: median \\[min-max] of {args.repeats} interleaved repeats"
+        f"H={args.hidden}, {device} ({torch.get_num_threads()} threads): median \\[min-max] "
+        f"of {args.repeats} interleaved repeats"
     )
     for column in ("method", "ms"):
         table.add_column(column, justify="right")
     for name, values in times.items():
         table.add_row(name, summary(values, 1e3, 1))
-    table.add_row(f"IW / ({samples} x one-sample)", summary(ratio, digits=3))
+    for precision in precisions:
+        iw_times = times[method_name(iw_name, precision, precisions)]
+        single_times = times[method_name(one_name, precision, precisions)]
+        ratio = [iw / (samples * single) for iw, single in zip(iw_times, single_times, strict=True)]
+        table.add_row(
+            method_name(f"IW / ({samples} x one-sample)", precision, precisions),
+            summary(ratio, digits=3),
+        )
+    if "bf16" in precisions and "fp32" in precisions:
+        for name in (iw_name, one_name):
+            table.add_row(
+                f"{name}: bf16 / fp32",
+                summary(
+                    paired_ratios(
+                        times[method_name(name, "bf16", precisions)],
+                        times[method_name(name, "fp32", precisions)],
+                    ),
+                    digits=3,
+                ),
+            )
+    print_table(console, table)
+
+
+def matmul_rate(rows: int, inner: int, columns: int, dtype, device, repeats: int) -> float:
+    """FLOP/s of a (rows, inner) x (inner, columns) product: median of ``repeats`` timings."""
+    generator = torch.Generator().manual_seed(0)
+    left = torch.randn(rows, inner, generator=generator).to(device, dtype)
+    right = torch.randn(inner, columns, generator=generator).to(device, dtype)
+    times = interleaved({"mm": lambda: left @ right}, repeats, device=device)["mm"]
+    return 2 * rows * inner * columns / statistics.median(times)
+
+
+def memory_bandwidth(num_bytes: int, device, repeats: int) -> float:
+    """Bytes/s of a copy of ``num_bytes`` bytes (read + write): median of ``repeats``."""
+    source = torch.ones(num_bytes // 2, dtype=torch.bfloat16, device=device)
+    target = torch.empty_like(source)
+    times = interleaved({"copy": lambda: target.copy_(source)}, repeats, device=device)["copy"]
+    return 2 * num_bytes / statistics.median(times)
+
+
+def section_floor(args, base: ModelSpec, tokens, lengths, device, console, results) -> None:
+    set_value_checks(False)
+    steps, flops = {}, {}
+    for dropout in ("uniform", "adversarial"):
+        model, steps[dropout] = training_step(
+            ModelSpec(**{**base.__dict__, "dropout": dropout}), tokens, lengths, device, bf16=True
+        )
+        flops[dropout] = step_flops(model, tokens, lengths)
+    times = interleaved(steps, args.repeats, device=device)
+    set_value_checks(True)
+    positions = tokens.shape[0] * (tokens.shape[1] - 1)
+    # Rate at the output projection's shape, the step's largest product.
+    rates = {
+        name: matmul_rate(positions, args.hidden, args.vocab, dtype, device, args.repeats)
+        for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))
+    }
+    logits_bytes = positions * args.vocab * 2
+    bandwidth = memory_bandwidth(logits_bytes, device, args.repeats)
+    # The passes over the logits that no matmul makes: the loss reads them forward and
+    # backward and writes their gradient (the products' own reads and writes are in the rate).
+    logit_passes = 3
+    results["floor"] = {
+        "step": times,
+        "flops": flops,
+        "matmul_flops_per_s": rates,
+        "bandwidth_bytes_per_s": bandwidth,
+        "logits_bytes": logits_bytes,
+        "logit_passes": logit_passes,
+    }
+    console.print(
+        f"measured: matmul ({positions} x {args.hidden}) x ({args.hidden} x {args.vocab}) "
+        f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s, fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s "
+        f"(bf16 / fp32 rate {rates['bf16'] / rates['fp32']:.1f}x); copy bandwidth "
+        f"{bandwidth / 1e9:.1f} GB/s"
+    )
+    table = Table(
+        title=f"bf16 step beside its floor ({device}, {torch.get_num_threads()} threads, "
+        f"{args.repeats} interleaved repeats): floor = FLOPs / bf16 rate + {logit_passes} passes "
+        f"over the {logits_bytes / 2**20:.0f} MiB bf16 logits / bandwidth"
+    )
+    for column in (
+        "dropout", "GFLOP", "matmuls ms", "logit passes ms", "floor ms", "measured ms",
+        "beyond floor ms", "floor / measured",
+    ):  # fmt: skip
+        table.add_column(column, justify="right")
+    for dropout, step_times in times.items():
+        matmuls = flops[dropout] / rates["bf16"]
+        passes = logit_passes * logits_bytes / bandwidth
+        floor = matmuls + passes
+        measured = statistics.median(step_times)
+        table.add_row(
+            dropout,
+            f"{flops[dropout] / 1e9:.2f}",
+            f"{matmuls * 1e3:.1f}",
+            f"{passes * 1e3:.1f}",
+            f"{floor * 1e3:.1f}",
+            summary(step_times, 1e3, 1),
+            f"{(measured - floor) * 1e3:.1f}",
+            f"{floor / measured:.2f}",
+        )
     print_table(console, table)
 
 
@@ -306,7 +457,14 @@ def main(argv: list[str] | None = None) -> None:
         "--sections",
         nargs="+",
         default=["step", "iw", "recurrence", "memory"],
-        choices=["step", "iw", "recurrence", "memory"],
+        choices=["step", "iw", "recurrence", "memory", "floor"],
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32"],
+        choices=PRECISIONS,
+        help="precisions of the step and iw sections, timed in the same interleaved repeats",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None, help="write the raw timings here")
@@ -337,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
         section_recurrence(args, base, tokens, device, console, results)
     if "memory" in args.sections:
         section_memory(args, console, results)
+    if "floor" in args.sections:
+        section_floor(args, base, tokens, lengths, device, console, results)
     if args.json:
         Path(args.json).write_text(json.dumps(results))
 

@@ -19,8 +19,10 @@ cross ranks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -103,6 +105,7 @@ def evaluate(
     mi_batch_size: int = 32,
     generator: torch.Generator | None = None,
     distributed: bool = False,
+    bf16: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` (in eval mode: no masking, no dropout) on ``batches``.
 
@@ -127,6 +130,11 @@ def evaluate(
             Every sequence gets the noise it gets in one process and the generator ends in the
             same state; every rank returns the same result, equal to one process's up to the
             order of floating-point additions. Without a process group it changes nothing.
+        bf16: run the encoder and the decoder under bf16 autocast (``--precision bf16``): the
+            matrix products and the logits in bfloat16; the posterior, ``z``, each
+            sequence's ``log p(x|z)`` (accumulated in float32,
+            :func:`~advmask.seqvae.low_precision_loss.low_precision_cross_entropy`), the
+            log-weights, their log-sum-exp, the KL and the MI in float32 or float64.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -153,6 +161,7 @@ def evaluate(
                 iw_chunk=iw_chunk,
                 iw_memory_budget=iw_memory_budget,
                 generator=generator,
+                bf16=bf16,
             )
             for batch in batches
         ]
@@ -219,6 +228,7 @@ def _batch_pass(
     iw_chunk: int,
     iw_memory_budget: int,
     generator: torch.Generator | None,
+    bf16: bool,
 ) -> _BatchPass:
     """Encode the whole ``batch`` and draw its noise; decode only ``rows``.
 
@@ -227,19 +237,23 @@ def _batch_pass(
         batch: one global batch, ``N`` rows.
         rows: this rank's rows ``start:stop``; all of them in one process, none on a rank
             beyond ``N`` when the batch has fewer rows than there are ranks.
-        iw_samples, iw_chunk, iw_memory_budget, generator: as in :func:`evaluate`.
+        iw_samples, iw_chunk, iw_memory_budget, generator, bf16: as in :func:`evaluate`.
 
     Returns:
         The batch's :class:`_BatchPass`.
     """
-    mean, logvar = model.posterior(batch.tokens, batch.lengths)  # (N, D)
+    # Autocast around the networks only: the estimators below stay in float32/float64.
+    autocast = partial(torch.autocast, batch.tokens.device.type, dtype=torch.bfloat16, enabled=bf16)
+    with autocast():
+        mean, logvar = model.posterior(batch.tokens, batch.lengths)  # (N, D) float32
     # Noise for all N rows, as one process draws it: row n's z does not depend on the rank.
     noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     z = mean + torch.exp(0.5 * logvar) * noise
     tokens, lengths = batch.tokens[rows], batch.lengths[rows]
     # The decoders need at least one row; a rank can have none (see ``rows``).
     has_rows = rows.stop > rows.start
-    rec = model.reconstruction_nll(tokens, lengths, z[rows]) if has_rows else z.new_zeros(0)
+    with autocast():
+        rec = model.reconstruction_nll(tokens, lengths, z[rows]) if has_rows else z.new_zeros(0)
     kl = gaussian_kl(mean, logvar)[rows]
     neg_elbo = rec + kl
     sums = {
@@ -260,6 +274,7 @@ def _batch_pass(
             chunk_size=iw_chunk,
             memory_budget=iw_memory_budget,
             generator=generator,
+            autocast=autocast,
         )
         sums["nll_iw"] = -float(log_p.sum())
         iw_gaps = neg_elbo.double().cpu() - (-log_p).double().cpu()
@@ -277,6 +292,7 @@ def _iw_log_likelihood(
     chunk_size: int,
     memory_budget: int,
     generator: torch.Generator | None,
+    autocast: Callable[[], AbstractContextManager],
 ) -> Tensor:
     """Importance-weighted ``log p(x_n)`` of ``rows``, with one process's samples.
 
@@ -294,6 +310,8 @@ def _iw_log_likelihood(
         num_samples, chunk_size, generator: as in
             :func:`advmask.seqvae.metrics.importance_weighted_log_likelihood`.
         memory_budget: as in :meth:`advmask.seqvae.vae.SequenceVAE.log_likelihood`.
+        autocast: the context the decoder runs in (bf16 autocast or a disabled one); the
+            log-weights and their log-sum-exp are computed outside it.
 
     Returns:
         (B_r,) ``log p_S(x_n)`` in nats.
@@ -305,7 +323,8 @@ def _iw_log_likelihood(
         # (S_chunk, N, D) -> (S_chunk, N): this rank's rows decoded, zeros for the others'.
         if rows.stop == rows.start:
             return z.new_zeros(z.shape[:2])
-        own = model.log_likelihood(tokens, lengths, z[:, rows], memory_budget=memory_budget)
+        with autocast():
+            own = model.log_likelihood(tokens, lengths, z[:, rows], memory_budget=memory_budget)
         return F.pad(own, (rows.start, others_after))
 
     log_p = importance_weighted_log_likelihood(

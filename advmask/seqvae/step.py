@@ -57,7 +57,11 @@ def train_step(
         adversary_optimizer: steps ``model.masker.parameters()``; None without an adversary.
         grad_clip: gradient-norm clipping of each player.
         free_bits: KL floor per latent dimension (0 = off).
-        bf16: run the forward pass under bf16 autocast.
+        bf16: run the forward pass under bf16 autocast (``--precision bf16``): the products,
+            the recurrences and the logits in bfloat16; the posterior, the adversary's scores
+            and the selection, the loss (accumulated in float32 from the bf16 logits) and,
+            through autocast's casts, the gradients of the float32 parameters and the
+            optimiser states in float32.
         update_encoder: False leaves the encoder as it is (its gradients are dropped before
             clipping): the decoder updates of ``lagging``'s aggressive phase.
 

@@ -31,6 +31,7 @@ from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths, trusted
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
+from advmask.seqvae.low_precision_loss import low_precision_cross_entropy
 from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import free_bits_kl
 
@@ -202,9 +203,11 @@ class SequenceVAE(nn.Module):
         The work that does not depend on ``z`` (the input embeddings and, for a decoder with
         ``project_inputs``, the input projections) is done once for the ``N`` sequences, not
         once per sample. The ``S * N`` (sample, sequence) pairs are decoded in chunks of rows
-        sized so that one chunk's float32 logits and its copy of those features take at most
-        ``memory_budget`` bytes; the loss needs one more buffer of the logits' size (their
-        log-softmax), so the peak stays below twice the budget.
+        sized so that one chunk's logits and its copy of those features take at most
+        ``memory_budget`` bytes; the float32 loss needs one more buffer of the logits' size
+        (their log-softmax), so the peak stays below twice the budget. Under bf16 autocast the
+        logits take 2 bytes each and the loss only a small float32 working buffer
+        (:mod:`advmask.seqvae.low_precision_loss`).
 
         Args:
             tokens: (N, T) int64 sequences.
@@ -224,9 +227,10 @@ class SequenceVAE(nn.Module):
         # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
         projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
         if max_rows is None:
-            # One row's float32 logits plus its copy of the features.
+            # One row's logits (float32; 2-byte under autocast) plus its copy of the features.
             features = projected[:, 0] if projected is not None else embedded[0]
-            bytes_per_row = 4 * (inputs.shape[1] * decoder.embedding.num_embeddings)
+            logit_bytes = 2 if torch.is_autocast_enabled(tokens.device.type) else 4
+            bytes_per_row = logit_bytes * (inputs.shape[1] * decoder.embedding.num_embeddings)
             bytes_per_row += features.numel() * features.element_size()
             max_rows = max(1, memory_budget // bytes_per_row)
         flat_z = rearrange(z, "s n d -> (s n) d")
@@ -330,14 +334,21 @@ def sequence_nll(
     ``twice_differentiable``: use :func:`torch.nn.functional.cross_entropy`, which autograd can
     differentiate twice (semi-amortised inference differentiates through gradient steps),
     instead of the fused :func:`token_cross_entropy`, whose backward is differentiable once.
+
+    bfloat16/float16 logits (``--precision bf16``) go to
+    :func:`~advmask.seqvae.low_precision_loss.low_precision_cross_entropy`, which accumulates
+    in float32 without a float32 copy of the logits; the result is float32 either way.
     """
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()  # bf16 autocast: the loss is computed in float32
     batch = targets.shape[0]
-    token_loss = partial(F.cross_entropy, reduction="none") if twice_differentiable else None
-    token_nll = (token_loss or token_cross_entropy)(
-        rearrange(logits, "b t v -> (b t) v"), rearrange(targets, "b t -> (b t)")
-    )
+    flat_logits = rearrange(logits, "b t v -> (b t) v")
+    flat_targets = rearrange(targets, "b t -> (b t)")
+    if logits.dtype in (torch.float32, torch.float64):
+        token_loss = partial(F.cross_entropy, reduction="none") if twice_differentiable else None
+        token_nll = (token_loss or token_cross_entropy)(flat_logits, flat_targets)
+    elif twice_differentiable:
+        token_nll = F.cross_entropy(flat_logits.float(), flat_targets, reduction="none")
+    else:
+        token_nll = low_precision_cross_entropy(flat_logits, flat_targets)
     token_nll = rearrange(token_nll, "(b t) -> b t", b=batch)
     steps = torch.arange(targets.shape[1], device=targets.device)
     valid = steps.unsqueeze(0) < (lengths - 1).unsqueeze(1)

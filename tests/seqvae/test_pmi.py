@@ -289,3 +289,19 @@ def test_summary_weights_pmi_by_drop_probability() -> None:
 def test_summary_rejects_nan_pmi() -> None:
     with pytest.raises(ValueError, match="pmi must be finite"):
         summarize_pmi(torch.tensor([0.0, math.nan]), None, torch.tensor([0, 0]))
+
+
+def test_pmi_under_bf16_autocast_is_float32_and_near_the_float32_pmi() -> None:
+    model = real_model("double-lstm", "zero").float().eval()
+    batch = collate(SENTENCES)
+    z = torch.randn(len(SENTENCES), 3, generator=torch.Generator().manual_seed(1))
+    expected = next_word_pmi(model, batch.tokens, batch.lengths, z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pmi = next_word_pmi(model, batch.tokens, batch.lengths, z)
+    assert pmi.dtype == torch.float32
+    finite = ~expected.isnan()
+    assert torch.equal(finite, ~pmi.isnan())
+    error = (pmi - expected)[finite].abs()
+    # Two log-probabilities from bf16 logits (8 significant bits, |logit| < 4 here), each off
+    # by a few roundoffs of their logits; the log-normalisers are float32.
+    assert 0 < error.max() < 0.1

@@ -48,12 +48,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from advmask.budget import eligible_positions
 from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, check_tokens_lengths
 from advmask.embedding import mask_embeddings
 from advmask.seqvae.analysis.plots import pyplot, save_figure
+from advmask.seqvae.low_precision_loss import LOW_PRECISION_DTYPES, low_precision_cross_entropy
 from advmask.seqvae.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
 
 
@@ -288,9 +290,16 @@ def _suffix_sums(log_probs: Tensor, valid: Tensor) -> Tensor:
 
 
 def _target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
-    """(B, S) ``log softmax(logits)[target]`` of (B, S, V) logits, float32 or float64."""
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()  # bf16/fp16: the log-softmax in float32
+    """(B, S) ``log softmax(logits)[target]`` of (B, S, V) logits, float32 or float64.
+
+    bfloat16/float16 logits (under autocast): float32 results, accumulated in float32 without
+    a float32 copy of the logits (:func:`low_precision_cross_entropy`).
+    """
+    if logits.dtype in LOW_PRECISION_DTYPES:
+        nll = low_precision_cross_entropy(
+            rearrange(logits, "b s v -> (b s) v"), rearrange(targets, "b s -> (b s)")
+        )
+        return -rearrange(nll, "(b s) -> b s", b=logits.shape[0])
     return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 

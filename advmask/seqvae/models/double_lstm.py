@@ -168,7 +168,12 @@ def _cell_update(activated: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _gate_gradients(
-    activated: Tensor, cell: Tensor, previous_cell: Tensor, grad_hidden: Tensor, grad_cell: Tensor
+    activated: Tensor,
+    cell: Tensor,
+    previous_cell: Tensor,
+    grad_hidden: Tensor,
+    grad_cell: Tensor,
+    one: Tensor,
 ) -> tuple[Tensor, Tensor]:
     """Backward of one LSTM update through ``_activate`` and ``_cell_update``.
 
@@ -178,6 +183,8 @@ def _gate_gradients(
         previous_cell: (B, H) the cell state the step read.
         grad_hidden: (B, H) gradient of the loss with respect to the produced hidden state.
         grad_cell: (B, H) gradient with respect to the produced cell state, from later steps.
+        one: () tensor 1 in the states' dtype. ``one - x`` is ``1 - x`` bit for bit, without
+            the scalar-to-tensor conversion (an ``aten::to``) that a Python ``1`` costs per call.
 
     Returns:
         ``(grad_gates (B, 4H), grad_previous_cell (B, H))``; ``grad_gates`` is with respect to
@@ -185,13 +192,13 @@ def _gate_gradients(
     """
     input_gate, forget_gate, candidate, output_gate = activated.chunk(4, dim=1)
     cell_tanh = torch.tanh(cell)
-    grad_cell = grad_cell + grad_hidden * output_gate * (1 - cell_tanh * cell_tanh)
+    grad_cell = grad_cell + grad_hidden * output_gate * (one - cell_tanh * cell_tanh)
     grad_gates = torch.cat(
         [
-            grad_cell * candidate * input_gate * (1 - input_gate),
-            grad_cell * previous_cell * forget_gate * (1 - forget_gate),
-            grad_cell * input_gate * (1 - candidate * candidate),
-            grad_hidden * cell_tanh * output_gate * (1 - output_gate),
+            grad_cell * candidate * input_gate * (one - input_gate),
+            grad_cell * previous_cell * forget_gate * (one - forget_gate),
+            grad_cell * input_gate * (one - candidate * candidate),
+            grad_hidden * cell_tanh * output_gate * (one - output_gate),
         ],
         dim=1,
     )
@@ -312,10 +319,16 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
             grad_word_gates = torch.empty_like(word_activated)
             grad_hidden = torch.zeros_like(initial_hidden)
             grad_cell = torch.zeros_like(initial_hidden)
+            one = initial_hidden.new_ones(())
             for step in range(steps - 1, -1, -1):
                 grad_hidden = grad_hidden + grad_hiddens[step]
                 gates, grad_cell = _gate_gradients(
-                    word_activated[step], cells[step], middle_cells[step], grad_hidden, grad_cell
+                    word_activated[step],
+                    cells[step],
+                    middle_cells[step],
+                    grad_hidden,
+                    grad_cell,
+                    one,
                 )
                 grad_word_gates[step] = gates
                 grad_hidden = gates @ word_weight
@@ -325,6 +338,7 @@ class _DoubleLSTMRecurrence(torch.autograd.Function):
                     previous_cells[step],
                     grad_hidden,
                     grad_cell,
+                    one,
                 )
                 grad_prior_gates[step] = gates
                 grad_hidden = gates @ prior_weight

@@ -7,6 +7,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from advmask.checks import check_tokens_lengths
+from advmask.precision import full_precision
 from advmask.seqvae.models._common import SequenceModule
 
 
@@ -52,7 +53,8 @@ class LSTMEncoder(SequenceModule):
                 each in ``[1, T]``. Only ``tokens[b, :lengths[b]]`` is read.
 
         Returns:
-            ``(mean, logvar)``, each (B, D) in the embedding's dtype.
+            ``(mean, logvar)``, each (B, D) in the embedding's dtype (float32 under bf16
+            autocast, see :func:`advmask.precision.full_precision`).
         """
         tokens, lengths = check_tokens_lengths(
             tokens, lengths, vocab_size=self.vocab_size, min_length=1
@@ -66,5 +68,6 @@ class LSTMEncoder(SequenceModule):
         states, _ = self.lstm(self.embedding(tokens.long()))  # (B, T, H)
         last = lengths.to(torch.int64) - 1
         last_hidden = states.gather(1, repeat(last, "b -> b 1 h", h=states.shape[2])).squeeze(1)
-        mean, logvar = self.to_posterior(last_hidden).chunk(2, dim=-1)
+        # In float32 under bf16 autocast: z and the KL are computed from these.
+        mean, logvar = full_precision(self.to_posterior, last_hidden).chunk(2, dim=-1)
         return mean, logvar
