@@ -550,9 +550,9 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
     """-ELBO, KL and MI against the rate, uniform vs adversarial (paper Figure 2)."""
     try:
         runs = load_runs(run_dirs)
+        points = rate_ablation(runs, split=split)
     except (OSError, ValueError) as error:
-        raise UserError(str(error)) from None
-    points = rate_ablation(runs, split=split)
+        raise UserError(f"rate-ablation: {error}") from None
     console.print(
         _table(
             f"rate ablation ({split}; mean (std) over seeds)",

@@ -53,12 +53,13 @@ from advmask.seqvae.data import (
     make_synthetic_corpus,
 )
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
-from advmask.seqvae.grid import Variant, grid
+from advmask.seqvae.grid import Variant, grid, run_folder
+from advmask.seqvae.identity import NOT_RESULT_SETTINGS, same_run
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results, run_line, validation_line
 from advmask.seqvae.step import SCORE_STATISTICS
 from advmask.seqvae.trainer import BaselineTrainer
-from advmask.training.checkpoint import save_json
+from advmask.training.checkpoint import read_json, save_json
 from advmask.training.cli import UserError, exit_codes, exit_with_error, flag, parse_with_presets
 from advmask.training.distributed import (
     DistributedContext,
@@ -276,12 +277,6 @@ def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) 
     return {**asdict(config), **asdict(variant), "model": asdict(spec), "data": data_identity}
 
 
-# Settings that may change when a run is continued: where and how it runs, not what it computes.
-MAY_CHANGE = frozenset(
-    {"resume", "out", "device", "threads", "jobs", "log_every", "checkpoint_every", "data_dir"}
-)
-
-
 # 4-5. Optimisation and the training loop -------------------------------------------------------
 def train_run(config: Config, variant: Variant, data: Corpus, console: Console | None = None,
               context: DistributedContext | None = None) -> dict:  # fmt: skip
@@ -296,21 +291,32 @@ def train_run(config: Config, variant: Variant, data: Corpus, console: Console |
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
     console, context = console or Console(quiet=True), context or init_distributed(config.device)
+    spec = model_spec(config, variant, len(data.vocab))
+    record = run_record(config, variant, spec, data)
     tag = baselines.baseline_tag(config.baseline, config)  # annealing: not named
-    name = variant.folder(config.rate, config.kl_weight, tag)
-    folder = RunFolder(Path(config.out) / config.preset / name, console)
+    # A grid of more or fewer rates or lambdas named the run otherwise: find it there.
+    path = run_folder(
+        Path(config.out) / config.preset, variant, config.rate, config.kl_weight, tag,
+        holds_this_run=lambda folder: _holds_run(folder, record),
+    )  # fmt: skip
+    folder = RunFolder(path, console)
     with folder.locked(context.is_rank_zero):
-        return _train_run(config, variant, data, console, context, folder)
+        return _train_run(config, variant, data, console, context, folder, spec, record)
+
+
+def _holds_run(folder: Path, record: dict[str, Any]) -> bool:
+    try:
+        return same_run(read_json(folder / "config.json"), record)
+    except (OSError, ValueError):
+        return False
 
 
 def _train_run(
     config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext,
-    folder: RunFolder,
+    folder: RunFolder, spec: ModelSpec, record: dict[str, Any],
 ) -> dict:  # fmt: skip
-    spec = model_spec(config, variant, len(data.vocab))
-    record = run_record(config, variant, spec, data)
     vocab = {"vocab.json": data.vocab.to_dict()}
-    finished = folder.start(record, config.resume, MAY_CHANGE, vocab, context.is_rank_zero)
+    finished = folder.start(record, config.resume, NOT_RESULT_SETTINGS, vocab, context.is_rank_zero)
     if finished is not None:
         return finished
     barrier()  # every rank has looked at the folder before rank 0 writes into it
