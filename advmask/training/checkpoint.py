@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -61,6 +62,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 
     Returns:
         The destination path.
+
+    Raises:
+        OSError: of the folder or the write (a full disk, a read-only folder), naming ``path``
+            when the error itself names no file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +76,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:  # a full disk fails a write()
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -157,7 +167,15 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     if CHECKSUM_KEY in state:
         raise ValueError(f"state must not hold the reserved key {CHECKSUM_KEY!r}")
     content = {**state, CHECKSUM_KEY: checksum(state)}
-    return atomic_write(path, lambda file: torch.save(content, file))
+
+    def write(file: IO[bytes]) -> None:
+        # Serialised in memory first: torch.save into a file that cannot be written raises
+        # "RuntimeError: [enforce fail at inline_container.cc]", which hides the OSError.
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        file.write(buffer.getbuffer())
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from rich.console import Console
@@ -42,6 +44,22 @@ RANGE_KEYS: tuple[tuple[str, str], ...] = (
 
 class UserError(Exception):
     """A mistake the user can fix (a flag, a file, a folder); printed as one line by a CLI."""
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written under ``folder`` (created if missing), or None.
+
+    Checks the nearest part of the path that exists: a file where a folder must be, or a
+    folder this process may not write in.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {str(existing)!r} (permission denied)"
+    return None
 
 
 def exit_with_error(message: object, status: int = 2) -> NoReturn:
@@ -315,6 +333,34 @@ def flag(default: Any, help: str, choices: Sequence[Any] | None = None, **limits
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def bounded(kind: type, **limits: float) -> Callable[[str], Any]:
+    """An argparse ``type=`` for an ``int`` or ``float`` flag with a range, checked when parsed.
+
+    Args:
+        kind: ``int`` or ``float`` (floats must be finite).
+        **limits: ``minimum=``, ``exclusive_minimum=``, ``maximum=``, ``exclusive_maximum=``.
+
+    Example:
+        >>> parser = Parser(prog="analyze.py")
+        >>> _ = parser.add_argument("--samples", type=bounded(int, minimum=1), default=10)
+        >>> parser.parse_args(["--samples", "3"]).samples
+        3
+    """
+    field = flag(None, "", **limits)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if (problem := check_value(field, value)) is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def parse_with_presets(

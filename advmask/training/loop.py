@@ -75,7 +75,7 @@ def fit(
     epoch_batches: Callable[[int], Sequence[Any]],
     step: Callable[[Any, int], tuple[Mapping[str, Tensor], dict[str, Any]]],
     validate: Callable[[Watch], dict[str, Any]],
-    on_best: Callable[[], None],
+    on_best: Callable[[Progression], None],
     budget: Budget,
     console: Console,
     progress: Progress,
@@ -101,7 +101,8 @@ def fit(
             takes one optimisation step.
         validate: ``validate(watch)`` -> validation metrics with ``loss_key``; run its
             evaluation inside ``watch(module, num_batches)``.
-        on_best: called (on every rank) after a validation with the best loss so far.
+        on_best: called (on every rank) after a validation with the best loss so far, with
+            the :class:`Progression` (its ``epoch`` and ``step`` say which weights are best).
         budget: epochs, patience and log/checkpoint intervals.
         console: where log lines go (a plain line per log row when not on a terminal).
         progress: the bar (see :func:`~advmask.training.logs.progress_bar`), already started.
@@ -233,7 +234,7 @@ def fit(
         if not math.isfinite(loss):
             raise DivergedError(f"validation {loss_key} is {loss} after epoch {epoch}")
         if progression.validated(loss, valid, budget.patience):
-            on_best()
+            on_best(progression)
         console.print(f"{label} epoch {epoch}: valid {describe(valid)}", highlight=False)
         progression.finished_training = (
             epoch >= budget.epochs

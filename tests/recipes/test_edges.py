@@ -8,15 +8,21 @@ a tiny corpus where it can be.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from advmask.maskers import drop_probabilities
 from advmask.seqvae import identity, report
 from advmask.seqvae.analysis import studies
+from advmask.training import checkpoint as checkpoints
 from tests.recipes.test_recipe import load_recipe
 from tests.recipes.test_trust import SMALL, run, write_corpus
 
@@ -158,3 +164,160 @@ def test_extending_a_grid_with_resume_reuses_its_finished_run(
     compare.main([str(p) for p in sorted((tmp_path / "synthetic").glob("adversarial-*"))])
     rows = [line for line in capsys.readouterr().out.splitlines() if "adversarial [" in line]
     assert len(rows) == 2 and all("│     1 │" in row for row in rows), rows
+
+
+# --------------------------------------------------------------------------------------------
+# Every value checked before anything is written; the run folder's OSErrors as one line
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--device", "foo"], ["argument --device", "'foo'"]),
+        (["--device", "cuda:abc"], ["argument --device", "'cuda:abc'"]),
+        pytest.param(["--device", "cuda"], ["argument --device", "CUDA is not available"],
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        (["--dropout", "adversarial", "--relaxation", "sst", "--relaxation-options",
+          "temperature=-1"], ["argument --relaxation-options", "-1"]),
+        (["--seed", "0", "0"], ["argument --seed", "0 is given twice"]),
+        (["--rate", "0.4", "0.4"], ["argument --rate", "0.4 is given twice"]),
+        (["--baseline", "cyclical", "--kl-cycles", "13"], ["argument --kl-cycles", "12", "13"]),
+    ],
+)  # fmt: skip
+def test_bad_values_are_one_line_naming_the_flag_and_nothing_is_written(
+    recipe, corpus, tmp_path, capsys, flags, fragments
+) -> None:
+    out = tmp_path / "out"
+    code, _, err = run(recipe, [*SMALL, "--data-dir", str(corpus), "--out", str(out), *flags],
+                       capsys)  # fmt: skip
+    one_line_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_cyclical_with_fewer_epochs_than_cycles_trains_when_there_are_steps_enough(
+    recipe, corpus, tmp_path, capsys
+) -> None:
+    # 2 epochs of 6 steps: 12 steps for 4 cycles (the parse-time check counted 2).
+    argv = [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path), "--dropout", "none",
+            "--baseline", "cyclical", "--kl-cycles", "4"]  # fmt: skip
+    assert run(recipe, argv, capsys)[0] == 0
+
+
+def test_out_that_is_a_file_or_not_writable_is_one_line(
+    recipe, corpus, tmp_path, monkeypatch, capsys
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, fragment in ((a_file, "is a file"), (a_file / "runs", "is a file")):
+        code, _, err = run(recipe, [*SMALL, "--data-dir", str(corpus), "--out", str(out)], capsys)
+        one_line_error(code, err, "argument --out", str(a_file), fragment)
+    # Read-only (faked: the tests may run as root, who may write anywhere).
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    code, _, err = run(recipe, [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path / "r")],
+                       capsys)  # fmt: skip
+    one_line_error(code, err, "argument --out", str(tmp_path), "permission denied")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
+    recipe, corpus, tmp_path, monkeypatch, capsys
+) -> None:
+    argv = [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path), "--dropout", "uniform"]
+    real_save, saves = torch.save, []
+
+    def full_after_two(content, file, *args, **kwargs):  # best.pt and last.pt of epoch 1 fit
+        saves.append(1)
+        if len(saves) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(content, file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "save", full_after_two)
+    code, _, err = run(recipe, argv, capsys)
+    folder = tmp_path / "synthetic" / "uniform-seed0"
+    one_line_error(code, err, "No space left on device", str(folder),
+                   f"the last checkpoint {folder / 'last.pt'} is kept")  # fmt: skip
+    assert checkpoints.load_checkpoint(folder / "last.pt")["progression"]["epoch"] == 1
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(checkpoints.torch, "save", real_save)  # room again: it continues
+    code, out, _ = run(recipe, [*argv, "--resume"], capsys)
+    assert code == 0 and "resuming at epoch 1" in out
+
+
+def test_lost_best_weights_are_one_line_and_the_advice_works(
+    recipe, corpus, tmp_path, capsys
+) -> None:
+    argv = [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path), "--dropout", "uniform"]
+    assert run(recipe, argv, capsys)[0] == 0
+    folder = tmp_path / "synthetic" / "uniform-seed0"
+    (folder / "metrics.json").unlink()  # stopped before its test
+    (folder / "best.pt").write_bytes(b"garbage")
+    code, _, err = run(recipe, [*argv, "--resume"], capsys)
+    one_line_error(code, err, str(folder / "best.pt"), f"delete {folder} to train it again")
+    (folder / "best.pt").unlink()  # what an earlier message advised: still one line
+    code, _, err = run(recipe, [*argv, "--resume"], capsys)
+    one_line_error(code, err, str(folder / "best.pt"), f"delete {folder} to train it again")
+    shutil.rmtree(folder)  # what it advises now
+    assert run(recipe, [*argv, "--resume"], capsys)[0] == 0
+
+
+def test_a_relative_data_dir_is_stored_absolute(
+    recipe, corpus, tmp_path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(corpus.parent)
+    argv = [*SMALL, "--data-dir", corpus.name, "--out", "runs", "--dropout", "none"]
+    assert run(recipe, argv, capsys)[0] == 0
+    config = json.loads((corpus.parent / "runs/synthetic/none-seed0/config.json").read_text())
+    assert config["data_dir"] == str(corpus.resolve())
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["dropped", "--samples", "0"], ["argument --samples", ">= 1", "0"]),
+        (["interpolate", "--steps", "1"], ["argument --steps", ">= 2", "1"]),
+        (["sample", "--num-samples", "0"], ["argument --num-samples", "0"]),
+        (["sample", "--max-length", "0"], ["argument --max-length", "0"]),
+        (["homotopy", "--scale", "nan"], ["argument --scale", "nan"]),
+        (["pmi", "--resamples", "0"], ["argument --resamples", "0"]),
+        (["dropped", "--num-sentences", "-3"], ["argument --num-sentences", "-3"]),
+        (["sample", "--split", "foo"], ["argument --split", "'foo'"]),
+        (["sample", "--device", "foo"], ["argument --device", "'foo'"]),
+        pytest.param(["sample", "--device", "cuda"], ["argument --device", "CUDA"],
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+    ],
+)  # fmt: skip
+def test_analyze_numbers_out_of_range_are_one_line_naming_the_flag(
+    analyze, tmp_path, capsys, argv, fragments
+) -> None:
+    run_dir = tmp_path / "run"  # refused before the run is read: nothing is there
+    code = exit_code(analyze.main, [str(run_dir), *argv])
+    one_line_error(code, capsys.readouterr().err, *fragments)
+    assert not run_dir.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Analyses of a run in training; drop probabilities of impossible inputs
+# --------------------------------------------------------------------------------------------
+def test_pmi_of_a_run_in_training_records_its_weights_and_writes_only_to_out(
+    recipe, analyze, corpus, tmp_path, capsys
+) -> None:
+    argv = [*SMALL, "--data-dir", str(corpus), "--out", str(tmp_path), "--dropout", "adversarial"]
+    assert run(recipe, argv, capsys)[0] == 0
+    folder = tmp_path / "synthetic" / "adversarial-seed0"
+    (folder / "metrics.json").unlink()  # as while it trains
+    elsewhere = tmp_path / "elsewhere"
+    analyze.main([str(folder), "pmi", "--out", str(elsewhere), "--num-sentences", "4",
+                  "--samples", "4", "--resamples", "10"])  # fmt: skip
+    assert "has not finished" in capsys.readouterr().out
+    assert not (folder / "pmi.json").exists()
+    weights = json.loads((elsewhere / "pmi.json").read_text())["weights"]
+    saved = checkpoints.load_checkpoint(folder / "best.pt")
+    assert weights == {"epoch": saved["epoch"], "step": saved["step"], "run_finished": False}
+    assert weights["epoch"] in (1, 2) and weights["step"] == 6 * weights["epoch"]  # 6 a epoch
+
+
+def test_drop_probabilities_refuse_k_above_the_eligible_positions_and_nan_std() -> None:
+    eligible = torch.ones(1, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match="row 0 has k 7 and 5 eligible"):
+        drop_probabilities(torch.zeros(1, 5), torch.ones(1, 5), torch.tensor([7]), eligible)
+    with pytest.raises(ValueError, match="std nan"):
+        drop_probabilities(torch.zeros(1, 5), torch.full((1, 5), math.nan), torch.tensor([2]),
+                           eligible)  # fmt: skip

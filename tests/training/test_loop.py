@@ -125,7 +125,8 @@ class Toy:
                 losses.append(((self.model(noisy).squeeze(-1) - y) ** 2).mean())
         return {"mse": float(torch.stack(losses).mean())}
 
-    def on_best(self) -> None:
+    def on_best(self, progression: Progression) -> None:
+        assert progression.best_valid_result is not None  # the validation just recorded
         self.best_calls.append(self.validations)
 
     def lr(self) -> float:
