@@ -30,6 +30,20 @@ The method, top to bottom:
 
 from __future__ import annotations
 
+import signal
+import sys
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    print("interrupted")
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+    # A Ctrl-C while torch and the library are imported (seconds): one line and status 130, as
+    # at any later moment, not a traceback; main() hands Ctrl-C back to Python.
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
@@ -486,9 +500,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     line ``error: ...`` and exit status 2; a diverged run exits with 1, an interrupted one with
     130, each after one line saying what was kept.
     """
-    config = parse_args(argv)
-    torch.set_num_threads(config.threads or torch.get_num_threads())
-    context = init_distributed(config.device)  # joins torchrun's process group, if under it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with exit_codes(Console()):  # a Ctrl-C before the runs start, too
+        config = parse_args(argv)
+        torch.set_num_threads(config.threads or torch.get_num_threads())
+        context = init_distributed(config.device)  # joins torchrun's process group, if under it
     console = Console(quiet=not context.is_rank_zero)  # one rank prints
     try:
         with exit_codes(console):

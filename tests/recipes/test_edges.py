@@ -13,6 +13,10 @@ import json
 import math
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +325,30 @@ def test_drop_probabilities_refuse_k_above_the_eligible_positions_and_nan_std() 
     with pytest.raises(ValueError, match="std nan"):
         drop_probabilities(torch.zeros(1, 5), torch.full((1, 5), math.nan), torch.tensor([2]),
                            eligible)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# --jobs: a Ctrl-C at any moment is one line and status 130
+# --------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0, 7.0])
+def test_ctrl_c_at_any_moment_of_a_jobs_run_is_one_line_and_130(corpus, tmp_path, delay) -> None:
+    # As a terminal sends it: SIGINT to the whole process group, while the parent imports,
+    # while its processes start (torch's import) or while they train.
+    command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *SMALL, "--jobs", "2",
+               "--data-dir", str(corpus), "--out", str(tmp_path), "--epochs", "100",
+               "--patience", "100"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)  # fmt: skip
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.fail(f"not interrupted after {delay} s: the runs ended first")
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err, err
+    last = out.strip().splitlines()[-1]
+    assert last == "interrupted" or last.startswith("stopped at step"), out[-500:]

@@ -482,3 +482,14 @@ def test_a_run_on_cuda_resumes(tmp_path: Path) -> None:
     resumed = run(tmp_path / "split", None, seed=123)  # other weights and RNG states
     assert torch.equal(resumed[0], expected[0])
     assert torch.equal(resumed[1], expected[1])
+
+
+def test_stop_request_a_sigterm_after_a_sigint_is_the_same_stop() -> None:
+    # torchrun's workers: the terminal's SIGINT, then the agent's SIGTERM; a Ctrl-C after that
+    # is a second request.
+    with StopRequest() as stop:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
