@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import math
 import os
+import signal
 import sys
 import types
 import typing
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import torch.distributed as dist
 from rich.console import Console
 
 from advmask.training.divergence import DivergedError
@@ -399,6 +401,10 @@ def exit_codes(console: Console) -> Iterator[None]:
     except DivergedError as error:
         exit_with_error(error, status=1)
     except InterruptedRunError as stop:
+        if dist.is_available() and dist.is_initialized():
+            # Ending as asked: torchrun, seeing one rank end, sends the others a SIGTERM,
+            # which must not turn their exit into a kill.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         console.print(f"[yellow]{stop}[/yellow]", highlight=False)
         raise SystemExit(130) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, nothing more saved
