@@ -59,6 +59,8 @@ def folder_problem(folder: Path) -> str | None:
         existing = existing.parent
     if not existing.is_dir():
         return f"{str(existing)!r} is a file, not a folder"
+    if hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{str(existing)!r} is on a read-only file system"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"cannot write in {str(existing)!r} (permission denied)"
     return None
