@@ -279,8 +279,8 @@ def drop_probabilities(
 
     Args:
         mean: (B, T) float score means (for example ``MaskerOutput.mean``).
-        std: (B, T) float score standard deviations, > 0.
-        k: (B,) int64 number dropped per row.
+        std: (B, T) float score standard deviations, finite and > 0 where eligible.
+        k: (B,) int64 number dropped per row, at most its eligible positions.
         eligible: (B, T) bool.
         num_samples: Monte-Carlo samples ``S`` (memory O(S * B * T)).
         generator: random generator of the noise.
@@ -288,6 +288,10 @@ def drop_probabilities(
     Returns:
         (B, T) float in [0, 1]; 0 off ``eligible``. Standard error per entry
         ``sqrt(p (1 - p) / num_samples)``.
+
+    Raises:
+        ValueError: a non-finite mean or std, or a std <= 0, at an eligible position; a ``k``
+            below 0 or above its row's eligible positions (each named by row).
 
     Example:
         >>> p = drop_probabilities(torch.zeros(1, 4), torch.ones(1, 4), torch.tensor([1]),
@@ -298,6 +302,14 @@ def drop_probabilities(
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
     mean = check_tensor("mean", mean, ndim=2, dtypes=(torch.float32, torch.float64))
+    _check_scores(mean, std, eligible)  # a NaN std would drop the lowest means every time
+    available = eligible.sum(1)
+    if bool(((k < 0) | (k > available)).any()):
+        row = int(torch.nonzero((k < 0) | (k > available))[0])
+        raise ValueError(
+            f"k must be in [0, eligible positions] per row; row {row} has k {int(k[row])} and "
+            f"{int(available[row])} eligible positions"
+        )
     batch, length = mean.shape
     noise = torch.randn(
         (num_samples, batch, length), generator=generator, device=mean.device, dtype=mean.dtype

@@ -14,7 +14,8 @@ Usage::
 
 ``RUN`` is a run directory of ``recipes/seqvae_awd.py`` (``runs/<preset>/<dropout>-seed<s>``).
 Results are printed and written under ``RUN/analysis/`` (the runs' common parent
-``analysis/`` for the multi-run studies), or ``--out``; ``pmi`` also writes ``RUN/pmi.json``.
+``analysis/`` for the multi-run studies), or ``--out``; ``pmi`` without ``--out`` also writes
+``RUN/pmi.json``, which records the epoch and step of the weights it read.
 Figures need matplotlib (``pip install -e ".[plot]"``).
 """
 
@@ -56,11 +57,13 @@ from advmask.seqvae.analysis import (
 )
 from advmask.seqvae.data import Vocabulary, collate, make_batches
 from advmask.seqvae.data.corpus import read_lines
-from advmask.seqvae.factory import load_sequence_vae
+from advmask.seqvae.factory import sequence_vae_from_state
 from advmask.seqvae.report import load_runs
-from advmask.training.checkpoint import atomic_write, read_json, save_json
-from advmask.training.cli import Parser, UserError, exit_with_error
+from advmask.training.checkpoint import atomic_write, load_checkpoint, read_json, save_json
+from advmask.training.cli import Parser, UserError, bounded, exit_with_error
+from advmask.training.distributed import check_device
 
+SPLITS = ("train", "valid", "test")
 RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample", "pmi")
 STUDIES = ("lambda-study", "rate-ablation")
 
@@ -82,7 +85,12 @@ class Run:
             )
         self.device = torch.device(device)
         try:
-            self.model, self.spec = load_sequence_vae(best, map_location=self.device)
+            # One read: a run still training may replace best.pt between two.
+            state = load_checkpoint(best, map_location=self.device)
+            self.model, self.spec = sequence_vae_from_state(state)
+            # Which weights these are (None: a checkpoint of a version that did not say).
+            self.weights = {"epoch": state.get("epoch"), "step": state.get("step")}
+            self.finished = (self.directory / "metrics.json").is_file()
             self.vocab = Vocabulary.load(self.directory / "vocab.json")
             self.config: dict[str, Any] = read_json(self.directory / "config.json")
         except (OSError, ValueError) as error:
@@ -392,6 +400,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     }[dropout]
     result = {
         "run": str(run.directory),
+        "weights": {**run.weights, "run_finished": run.finished},  # best.pt when analysed
         "split": args.split,
         "dropout": dropout,
         "rate": run.spec.rate,
@@ -421,7 +430,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         )
     _print_pmi(run, result, summary, whole_summary, console)
     paths = [save_json(result, out / "pmi.json")]
-    if (run.directory / "pmi.json").resolve() != paths[0].resolve():
+    if args.out is None:  # and beside the run's other results, where compare-style tools look
         paths.append(save_json(result, run.directory / "pmi.json"))
     from advmask.seqvae.analysis.pmi import plot_pmi
 
@@ -475,6 +484,14 @@ def _print_pmi(
         ("num_sequences", summary.num_sequences, "", f"{result['split']} sentences"),
     ]
     console.rule(escape(f"{run.directory}: PMI of the decoder inputs, z = {result['z']}"))
+    if not run.finished:
+        weights = result["weights"]
+        console.print(
+            escape(
+                f"note: the run has not finished: these are its best weights so far "
+                f"(epoch {weights['epoch']}, step {weights['step']})"
+            )
+        )
     console.print(escape(f"P(dropped): {result['drop_probability']}"))
     columns = ("key", "next word", 'rest of sentence ("sentence")', "")
     console.print(_table("PMI of the decoder inputs", columns, rows))
@@ -550,9 +567,9 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
     """-ELBO, KL and MI against the rate, uniform vs adversarial (paper Figure 2)."""
     try:
         runs = load_runs(run_dirs)
+        points = rate_ablation(runs, split=split)
     except (OSError, ValueError) as error:
-        raise UserError(str(error)) from None
-    points = rate_ablation(runs, split=split)
+        raise UserError(f"rate-ablation: {error}") from None
     console.print(
         _table(
             f"rate ablation ({split}; mean (std) over seeds)",
@@ -611,34 +628,52 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sentence", action="append", help="a sentence to analyse (repeatable)")
     parser.add_argument("--source", help="interpolate: first sentence")
     parser.add_argument("--target", help="interpolate: second sentence")
-    parser.add_argument("--split", default="test", help="corpus split to draw sentences from")
+    parser.add_argument("--split", default="test", choices=SPLITS, help="split to draw from")
     parser.add_argument(
         "--num-sentences",
         "--max-sequences",
-        type=int,
+        type=bounded(int, minimum=1),
         default=None,
         help="sentences to analyse (default 5; dropped 2000; pmi 500)",
     )
-    parser.add_argument("--max-words", type=int, default=25, help="longest sentence to draw")
+    positive = bounded(int, minimum=1)
+    parser.add_argument("--max-words", type=positive, default=25, help="longest sentence to draw")
     parser.add_argument(
-        "--samples", type=int, default=1000, help="Monte-Carlo score samples (saliency, pmi)"
+        "--samples", type=positive, default=1000, help="Monte-Carlo score samples (saliency, pmi)"
     )
-    parser.add_argument("--max-position", type=int, default=20, help="dropped: last position")
-    parser.add_argument("--steps", type=int, default=5, help="interpolate: points on the line")
-    parser.add_argument("--num-samples", type=int, default=8, help="homotopy/sample: codes")
-    parser.add_argument("--scale", type=float, default=1.0, help="homotopy: noise scale")
-    parser.add_argument("--max-length", type=int, default=40, help="most words per decoding")
+    parser.add_argument("--max-position", type=positive, default=20, help="dropped: last position")
+    parser.add_argument(
+        "--steps", type=bounded(int, minimum=2), default=5, help="interpolate: points on the line"
+    )
+    parser.add_argument("--num-samples", type=positive, default=8, help="homotopy/sample: codes")
+    parser.add_argument(
+        "--scale", type=bounded(float, exclusive_minimum=0.0), default=1.0,
+        help="homotopy: noise scale",
+    )  # fmt: skip
+    parser.add_argument("--max-length", type=positive, default=40, help="most words per decoding")
     parser.add_argument(
         "--z",
         choices=("mean", "sample"),
         default="mean",
         help="pmi: decode with the posterior mean (default) or one posterior sample",
     )
-    parser.add_argument("--resamples", type=int, default=1000, help="pmi: bootstrap resamples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resamples", type=positive, default=1000, help="pmi: bootstrap resamples")
+    parser.add_argument("--seed", type=bounded(int, minimum=0), default=0)
+    parser.add_argument(
+        "--device", type=_device, default="cpu", help="cpu, cuda, cuda:N, mps or auto"
+    )
+    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads")
     return parser
+
+
+def _device(text: str) -> str:
+    try:
+        check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return text
 
 
 def study_parser(name: str) -> argparse.ArgumentParser:
@@ -646,7 +681,9 @@ def study_parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
     parser.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
     parser.add_argument("--split", default="test", choices=("test", "valid"))
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=bounded(int, minimum=1), default=None, help="torch CPU threads"
+    )
     return parser
 
 

@@ -30,6 +30,20 @@ The method, top to bottom:
 
 from __future__ import annotations
 
+import signal
+import sys
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    print("interrupted")
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+    # A Ctrl-C while torch and the library are imported (seconds): one line and status 130, as
+    # at any later moment, not a traceback; main() hands Ctrl-C back to Python.
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
@@ -53,16 +67,25 @@ from advmask.seqvae.data import (
     make_synthetic_corpus,
 )
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
-from advmask.seqvae.grid import Variant, grid
+from advmask.seqvae.grid import Variant, grid, run_folder
+from advmask.seqvae.identity import NOT_RESULT_SETTINGS, same_run
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, print_results, run_line, validation_line
 from advmask.seqvae.step import SCORE_STATISTICS
 from advmask.seqvae.trainer import BaselineTrainer
-from advmask.training.checkpoint import save_json
-from advmask.training.cli import UserError, exit_codes, exit_with_error, flag, parse_with_presets
+from advmask.training.checkpoint import CheckpointError, read_json, save_json
+from advmask.training.cli import (
+    UserError,
+    exit_codes,
+    exit_with_error,
+    flag,
+    folder_problem,
+    parse_with_presets,
+)
 from advmask.training.distributed import (
     DistributedContext,
     barrier,
+    check_device,
     close_distributed,
     data_parallel,
     init_distributed,
@@ -205,14 +228,55 @@ def parse_args(argv: list[str] | None = None) -> Config:
             f"argument --transformer-heads: must divide --hidden-size {config.hidden_size}, "
             f"got {config.transformer_heads}"
         )
+    for name in ("dropout", "seed", "rate", "kl_weight"):  # a run twice would count twice
+        values = getattr(config, name)
+        if repeated := sorted({v for v in values if values.count(v) > 1}):
+            exit_with_error(f"argument {_flag(name)}: {repeated[0]} is given twice")
+    try:
+        check_device(config.device)
+    except ValueError as error:
+        exit_with_error(f"argument --device: {error}")
     try:
         parse_relaxation_options(config.relaxation, config.relaxation_options)
-        baselines.make_baseline(config.baseline, config, config.epochs, steps_per_epoch=1)
-    except baselines.BaselineSettingError as error:
-        exit_with_error(f"argument --{error.setting.replace('_', '-')}: {error}")
     except ValueError as error:
         exit_with_error(f"argument --relaxation-options: {error}")
+    try:  # its span in steps is checked once the data is read (check_schedule)
+        baselines.check_baseline(config.baseline, config)
+    except baselines.BaselineSettingError as error:
+        exit_with_error(f"argument {_flag(error.setting)}: {error}")
+    if problem := folder_problem(Path(config.out)):
+        exit_with_error(f"argument --out: {problem}")
+    if config.data_dir is not None:  # a run analysed from another folder reads its own corpus
+        config = replace(config, data_dir=str(Path(config.data_dir).resolve()))
     return config
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_schedule(config: Config, data: Corpus, world_size: int) -> None:
+    """Refuse a baseline whose schedule does not fit the run's steps, before any run starts.
+
+    Raises:
+        UserError: naming the flag (``--kl-cycles`` for more cycles than steps).
+    """
+    global_size = config.batch_size * world_size
+    for seed in config.seed:
+        steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
+        total_steps = config.epochs * steps_per_epoch
+        try:
+            baselines.make_baseline(config.baseline, config, total_steps, steps_per_epoch)
+        except baselines.BaselineSettingError as error:
+            raise UserError(f"argument {_flag(error.setting)}: {error}") from None
+        except ValueError as error:
+            steps = f"--epochs {config.epochs} x {steps_per_epoch} steps per epoch"
+            if config.baseline == "cyclical":
+                raise UserError(
+                    f"argument --kl-cycles: each cycle needs a step at least, and the run has "
+                    f"{total_steps} ({steps}), got {config.kl_cycles}"
+                ) from None
+            raise UserError(f"argument --baseline {config.baseline}: {error} ({steps})") from None
 
 
 # 2. Data ---------------------------------------------------------------------------------------
@@ -283,12 +347,6 @@ def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) 
     return {**asdict(config), **asdict(variant), "model": asdict(spec), "data": data_identity}
 
 
-# Settings that may change when a run is continued: where and how it runs, not what it computes.
-MAY_CHANGE = frozenset(
-    {"resume", "out", "device", "threads", "jobs", "log_every", "checkpoint_every", "data_dir"}
-)
-
-
 # 4-5. Optimisation and the training loop -------------------------------------------------------
 def train_run(config: Config, variant: Variant, data: Corpus, console: Console | None = None,
               context: DistributedContext | None = None) -> dict:  # fmt: skip
@@ -303,21 +361,32 @@ def train_run(config: Config, variant: Variant, data: Corpus, console: Console |
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
     console, context = console or Console(quiet=True), context or init_distributed(config.device)
+    spec = model_spec(config, variant, len(data.vocab))
+    record = run_record(config, variant, spec, data)
     tag = baselines.baseline_tag(config.baseline, config)  # annealing: not named
-    name = variant.folder(config.rate, config.kl_weight, tag)
-    folder = RunFolder(Path(config.out) / config.preset / name, console)
+    # A grid of more or fewer rates or lambdas named the run otherwise: find it there.
+    path = run_folder(
+        Path(config.out) / config.preset, variant, config.rate, config.kl_weight, tag,
+        holds_this_run=lambda folder: _holds_run(folder, record),
+    )  # fmt: skip
+    folder = RunFolder(path, console)
     with folder.locked(context.is_rank_zero):
-        return _train_run(config, variant, data, console, context, folder)
+        return _train_run(config, variant, data, console, context, folder, spec, record)
+
+
+def _holds_run(folder: Path, record: dict[str, Any]) -> bool:
+    try:
+        return same_run(read_json(folder / "config.json"), record)
+    except (OSError, ValueError):
+        return False
 
 
 def _train_run(
     config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext,
-    folder: RunFolder,
+    folder: RunFolder, spec: ModelSpec, record: dict[str, Any],
 ) -> dict:  # fmt: skip
-    spec = model_spec(config, variant, len(data.vocab))
-    record = run_record(config, variant, spec, data)
     vocab = {"vocab.json": data.vocab.to_dict()}
-    finished = folder.start(record, config.resume, MAY_CHANGE, vocab, context.is_rank_zero)
+    finished = folder.start(record, config.resume, NOT_RESULT_SETTINGS, vocab, context.is_rank_zero)
     if finished is not None:
         return finished
     barrier()  # every rank has looked at the folder before rank 0 writes into it
@@ -389,13 +458,21 @@ def _train_run(
         progression = fit(
             folder, players, epoch, step,
             validate=partial(evaluate_split, ema.module, "valid", config.valid_iw_samples),
-            on_best=partial(save_best, ema.module, spec, folder.best, vocab=data.vocab.to_dict()),
+            on_best=lambda progression: save_best(
+                ema.module, spec, folder.best, vocab=data.vocab.to_dict(),
+                epoch=progression.epoch, step=progression.step,  # which weights, for analyses
+            ),
             budget=budget, console=console, progress=progress, stop=stop, label=label,
             device=device, describe=validation_line,
             log_columns=lambda: {"lr": vae_optimizer.param_groups[0]["lr"]},
         )  # fmt: skip
         # 6. Test, once, with the best averaged weights (selected on validation only).
-        best, _ = load_sequence_vae(folder.best, map_location=device)
+        try:
+            best, _ = load_sequence_vae(folder.best, map_location=device)
+        except (CheckpointError, FileNotFoundError) as error:  # deleted, or damaged on disk
+            raise UserError(
+                f"{error}: the run's best weights are lost; delete {folder.path} to train it again"
+            ) from None
         try:
             test = evaluate_split(
                 best, "test", config.test_iw_samples, watch_test(progress, stop, label)
@@ -431,9 +508,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     line ``error: ...`` and exit status 2; a diverged run exits with 1, an interrupted one with
     130, each after one line saying what was kept.
     """
-    config = parse_args(argv)
-    torch.set_num_threads(config.threads or torch.get_num_threads())
-    context = init_distributed(config.device)  # joins torchrun's process group, if under it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with exit_codes(Console()):  # a Ctrl-C before the runs start, too
+        config = parse_args(argv)
+        torch.set_num_threads(config.threads or torch.get_num_threads())
+        context = init_distributed(config.device)  # joins torchrun's process group, if under it
     console = Console(quiet=not context.is_rank_zero)  # one rank prints
     try:
         with exit_codes(console):
@@ -452,6 +531,7 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     started = time.perf_counter()
     with rank_zero_first():  # rank 0 writes the generated corpus or tokenizer, then the rest
         data = load_data(config, context.world_size)
+    check_schedule(config, data, context.world_size)
     sizes = ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
     console.print(f"vocabulary {len(data.vocab)}; {sizes}")
     # Every sequence passed its checks when it was loaded (ids from the vocabulary, lengths

@@ -82,9 +82,12 @@ def parse_relaxation_options(name: str, items: Sequence[str]) -> dict[str, Any]:
     Returns:
         ``{"temperature": 0.5}``.
 
+    The options are tried once on a tiny problem, so that a value out of its range
+    (``temperature=-1``) fails here, where the options are given, not when a model is built.
+
     Raises:
-        ValueError: naming the item that is not ``name=literal``, or the options the relaxation
-            does not take (and those it does).
+        ValueError: naming the item that is not ``name=literal``, the options the relaxation
+            does not take (and those it does), or a value it refuses (its own message).
 
     Example:
         >>> parse_relaxation_options("euclidean", ["temperature=0.5"])
@@ -103,9 +106,18 @@ def parse_relaxation_options(name: str, items: Sequence[str]) -> dict[str, Any]:
                 f"each option must be name=value with a literal value, got {item!r}"
             ) from None
     parameters = inspect.signature(relax).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        return options
-    accepted = [p for p in parameters if p not in ("scores", "k", "eligible", "generator")]
-    if unknown := sorted(set(options) - set(accepted)):
-        raise ValueError(f"relaxation {name!r} takes {accepted}, got {unknown}")
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        accepted = [p for p in parameters if p not in ("scores", "k", "eligible", "generator")]
+        if unknown := sorted(set(options) - set(accepted)):
+            raise ValueError(f"relaxation {name!r} takes {accepted}, got {unknown}")
+    try:
+        relax(
+            torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+            torch.tensor([1]),
+            torch.ones(1, 2, dtype=torch.bool),
+            generator=torch.Generator(),  # private: the global random stream is not advanced
+            **options,
+        )
+    except TypeError as error:  # a value of the wrong type
+        raise ValueError(str(error)) from None
     return options

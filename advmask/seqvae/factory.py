@@ -167,7 +167,13 @@ def load_sequence_vae(
     decoder's :class:`~advmask.MaskedEmbedding` are renamed by
     :meth:`SequenceVAE.load_state_dict <torch.nn.Module.load_state_dict>`.
     """
-    state = load_checkpoint(path, map_location=map_location)
+    return sequence_vae_from_state(load_checkpoint(path, map_location=map_location))
+
+
+def sequence_vae_from_state(state: dict[str, Any]) -> tuple[SequenceVAE, ModelSpec]:
+    """The model of a checkpoint already loaded (:func:`load_sequence_vae` without the file),
+    so that its other entries (``epoch``, ``step``) are read from the same file as the
+    weights."""
     spec = ModelSpec(**state["spec"])
     model = build_sequence_vae(spec)
     model.load_state_dict(state["state_dict"])

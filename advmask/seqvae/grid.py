@@ -10,10 +10,11 @@ when it has several values, so a one-point grid keeps the short names
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Variant", "grid"]
+__all__ = ["Variant", "grid", "run_folder"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class Variant:
         if self.dropout == "adversarial" and len(kl_weights) > 1:
             parts.append(f"lambda{self.kl_weight:g}")
         return "-".join([*parts, f"seed{self.seed}"])
+
+    def folder_names(self, baseline: str = "annealing") -> list[str]:
+        """Every name a grid may have given this run's folder (with or without its rate and
+        lambda), the shortest first."""
+        one, two = (self.rate,), (self.rate, self.rate + 1)
+        lambdas_one, lambdas_two = (self.kl_weight,), (self.kl_weight, self.kl_weight + 1)
+        names = [
+            self.folder(rates, kl_weights, baseline)
+            for rates in (one, two)
+            for kl_weights in (lambdas_one, lambdas_two)
+        ]
+        return list(dict.fromkeys(names))
 
     def label(self, prefix: str, kl_weights: Sequence[float], baseline: str = "annealing") -> str:
         """The table row of the runs that differ only by seed: ``"ptb uniform [0.4]"``,
@@ -84,3 +97,36 @@ def grid(
         for rate, kl_weight in points[dropout]
         for seed in seeds
     ]
+
+
+def run_folder(
+    parent: Path,
+    variant: Variant,
+    rates: Sequence[float],
+    kl_weights: Sequence[float],
+    baseline: str = "annealing",
+    holds_this_run: Callable[[Path], bool] = lambda folder: False,
+) -> Path:
+    """The folder of ``variant``'s run under ``parent``: the name this grid gives it, unless
+    it does not exist and a name another grid (of more or fewer rates or lambdas) gives it
+    holds this run (``holds_this_run(folder)``, e.g. its ``config.json`` has the same
+    settings).
+
+    Example:
+        >>> import tempfile
+        >>> parent = Path(tempfile.mkdtemp())
+        >>> run = Variant("adversarial", 0.4, 1.0, 0)
+        >>> run_folder(parent, run, (0.4, 0.5), (1.0,)).name
+        'adversarial-rate0.4-seed0'
+        >>> (parent / "adversarial-seed0").mkdir()
+        >>> holds = lambda folder: folder.name == "adversarial-seed0"
+        >>> run_folder(parent, run, (0.4, 0.5), (1.0,), holds_this_run=holds).name
+        'adversarial-seed0'
+    """
+    preferred = parent / variant.folder(rates, kl_weights, baseline)
+    if preferred.exists():
+        return preferred
+    for name in variant.folder_names(baseline):
+        if (parent / name).is_dir() and holds_this_run(parent / name):
+            return parent / name
+    return preferred

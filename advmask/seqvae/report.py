@@ -26,6 +26,11 @@ from rich.table import Table
 from rich.text import Text
 from torch import Tensor
 
+from advmask.seqvae.identity import (
+    check_distinct_runs,
+    run_identity,
+    run_settings,
+)
 from advmask.seqvae.metrics import perplexity
 from advmask.training.checkpoint import read_json
 
@@ -40,42 +45,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("active_units", "AU"),
     ("pieces_per_word", "pieces/word"),
 )
-
-IGNORED_SETTINGS: frozenset[str] = frozenset(
-    {
-        # What a run is averaged over, or which variants one invocation trained.
-        "seed",
-        "dropout",
-        # Where and how it ran, not what it computed; the data is identified by its
-        # fingerprint, not by the folder it was read from.
-        "out",
-        "resume",
-        "device",
-        "threads",
-        "jobs",
-        "compile",
-        "log_every",
-        "score_log_every",
-        "checkpoint_every",
-        "data_dir",
-        # These only choose the model's rate, compared as the model setting ``rate``.
-        "uniform_rate",
-        "adversarial_rate",
-    }
-)
-"""Entries of a run's ``config.json`` that do not separate runs in a table."""
-
-ADVERSARY_SETTINGS: frozenset[str] = frozenset(
-    {
-        "kl_weight",
-        "adversary_lr",
-        "adversary_embedding_dim",
-        "adversary_hidden_size",
-        "relaxation",
-        "std",
-    }
-)
-"""The settings that only the adversary reads; a run without one has none (``"-"`` in a table)."""
 
 # Already in the model label, so never a column of their own.
 _LABEL_SETTINGS = ("preset", "rate", "model_dropout")
@@ -137,15 +106,17 @@ def is_run_directory(path: str | Path) -> bool:
 def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Read ``metrics.json`` of each finished run directory, in order.
 
-    A directory named twice (overlapping shell globs) is read once, so that no seed counts
-    twice in a mean. The run's ``config.json``, where present, is added under ``"config"``
-    (it decides which runs are averaged, see :func:`run_settings`).
+    A directory named twice (overlapping shell globs) is read once. The run's ``config.json``,
+    where present, is added under ``"config"`` (it decides which runs are averaged, see
+    :func:`~advmask.seqvae.identity.run_identity`).
 
     Raises:
         FileNotFoundError: naming the missing ``metrics.json`` of an unfinished run.
         ValueError: naming a file that is not valid JSON.
+        DuplicateRunError: naming two folders that hold the same run (the same settings and
+            seed: a copy, or a grid point trained again), which would count one seed twice.
     """
-    runs, seen = [], set()
+    runs, seen, names = [], set(), []
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
@@ -158,92 +129,30 @@ def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
             if config_path.is_file() and "config" not in run:
                 run["config"] = read_json(config_path)
             runs.append(run)
+            names.append(str(run_dir))
+    check_distinct_runs(runs, names)
     return runs
-
-
-LEGACY_DEFAULTS: Mapping[str, Any] = {
-    "baseline": "annealing",
-    "beta": 1.0,
-    "kl_cycles": 4,
-    "kl_cycle_ratio": 0.5,
-    "pretrain_epochs": 1,
-    "svi_steps": 10,
-    "svi_lr": 1.0,
-    "relaxation_options": (),
-    "unk_id": 3,
-    "optimizer": "sgd",
-    "decoder_init": "authors",
-}
-"""Settings that ``recipes/seqvae_awd.py`` records since a later version, with the value that
-behaves as the runs recorded before them did (their results are bit-identical), so that a run
-of an older version and one of today's average over seeds as one row."""
-
-LEGACY_SCHEDULES: Mapping[str, str] = {"linear": "annealing", "cyclical": "cyclical"}
-"""The ``--kl-schedule`` values of older runs, as the ``baseline`` that replaced the flag."""
-
-
-def run_settings(run: Mapping[str, Any]) -> dict[str, Any]:
-    """Every setting of a run that could change its results, from its ``"config"`` entry.
-
-    The recipe's flags except :data:`IGNORED_SETTINGS`, the model specification (the
-    model's ``dropout`` as ``model_dropout``, its resolved ``rate``...) and the data
-    fingerprint (``data``); a setting the run's version did not record yet reads as in
-    :data:`LEGACY_DEFAULTS` (``kl_schedule`` as the ``baseline`` it became). A run without an
-    adversary has none of :data:`ADVERSARY_SETTINGS`. Empty for a run without a config (then
-    its model label decides).
-    """
-    config = run.get("config")
-    if not isinstance(config, Mapping):
-        return {}
-    settings = {
-        name: value
-        for name, value in config.items()
-        if name not in IGNORED_SETTINGS and name not in ("run", "model", "data")
-    }
-    for name, value in (config.get("model") or {}).items():
-        settings["model_dropout" if name == "dropout" else name] = value
-    # lambda or the score network's size cannot change a run without an adversary; kept, they
-    # would split its seeds into groups and print a meaningless value in the table.
-    if settings.get("model_dropout", config.get("dropout")) != "adversarial":
-        settings = {k: v for k, v in settings.items() if k not in ADVERSARY_SETTINGS}
-    # A run recorded before a setting existed ran as its default does now.
-    if settings.get("kl_schedule") in LEGACY_SCHEDULES:
-        settings["baseline"] = LEGACY_SCHEDULES[settings.pop("kl_schedule")]
-    for name, value in LEGACY_DEFAULTS.items():
-        settings.setdefault(name, value)
-    data = config.get("data")
-    if isinstance(data, Mapping) and "fingerprint" in data:
-        settings["data"] = str(data["fingerprint"])[:12]
-    # A Python None and an unset value read alike; json keeps tuples as lists.
-    return {name: _hashable(value) for name, value in settings.items()}
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value
-
-
-def _group_key(run: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    settings = run_settings(run)
-    return str(run["model"]), tuple(sorted((k, repr(v)) for k, v in settings.items()))
 
 
 def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Group runs that differ only by their seed, in first-seen order.
 
-    Runs are grouped by their ``model`` label and every setting of :func:`run_settings`; runs
-    without a config by the label alone. The keys are the labels, with ``" #2"``, ``" #3"``
-    ... for further groups under the same label (their settings differ:
-    :func:`differing_settings` names them).
+    Runs are grouped by their identity (:func:`~advmask.seqvae.identity.run_identity`: every
+    setting that can change a result; runs without a config by their ``model`` label). The
+    keys are the labels of each group's first run, with ``" #2"``, ``" #3"`` ... for further
+    groups under the same label (their settings differ: :func:`differing_settings` names them).
+
+    Raises:
+        DuplicateRunError: two runs of one identity and seed (one run counted twice).
     """
-    by_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[Mapping[str, Any]]] = {}
+    runs = list(runs)
+    check_distinct_runs(runs)
+    by_key: dict[tuple[tuple[str, str], ...], list[Mapping[str, Any]]] = {}
     for run in runs:
-        by_key.setdefault(_group_key(run), []).append(run)
+        by_key.setdefault(run_identity(run), []).append(run)
     groups: dict[str, list[Mapping[str, Any]]] = {}
-    for (label, _), group in by_key.items():
+    for group in by_key.values():
+        label = str(group[0]["model"])
         name, number = label, 1
         while name in groups:
             number += 1
@@ -774,34 +683,52 @@ def comparison_lines(
 ) -> list[str]:
     """One :func:`comparison_line` per pair of dropout kinds trained at the same settings.
 
-    Runs are grouped by their ``model`` label (the dropout kind and its rate); adversarial is
-    compared with uniform at the same rate, and each with no dropout, paired by seed.
+    Runs are grouped by :func:`group_runs` (their identity); adversarial is compared with
+    uniform at the same rate, and each with no dropout, paired by seed, when the two groups
+    agree on every other setting they both have (a run without an adversary has none of its
+    settings).
 
     Args:
-        runs: metrics of finished runs (``model``, ``dropout``, ``rate``, ``seed``, ``test``).
+        runs: metrics of finished runs (``model``, ``dropout``, ``rate``, ``seed``, ``test``,
+            and ``config``).
         metrics: the differences to print.
     """
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(str(run["model"]), []).append(run)
-
-    def name(group: list[Mapping[str, Any]]) -> str:
-        run = group[0]
-        return run["dropout"] if run["dropout"] == "none" else f"{run['dropout']} [{run['rate']}]"
-
+    groups = group_runs(runs)
+    names = {label: _short_name(group[0]) for label, group in groups.items()}
+    several = {name for name in names.values() if list(names.values()).count(name) > 1}
+    names = {label: label if name in several else name for label, name in names.items()}
     lines = []
     for kind_a, kind_b in (
         ("adversarial", "uniform"),
         ("adversarial", "none"),
         ("uniform", "none"),
     ):
-        for a in (g for g in groups.values() if g[0]["dropout"] == kind_a):
-            for b in (g for g in groups.values() if g[0]["dropout"] == kind_b):
+        for label_a, a in groups.items():
+            for label_b, b in groups.items():
+                if (a[0]["dropout"], b[0]["dropout"]) != (kind_a, kind_b):
+                    continue
                 if kind_b != "none" and a[0]["rate"] != b[0]["rate"]:
                     continue
+                if not _comparable(a[0], b[0]):
+                    continue
                 differences = paired_differences(a, b, metrics)
-                lines.append(comparison_line(name(a), name(b), differences))
+                lines.append(comparison_line(names[label_a], names[label_b], differences))
     return lines
+
+
+def _short_name(run: Mapping[str, Any]) -> str:
+    return run["dropout"] if run["dropout"] == "none" else f"{run['dropout']} [{run['rate']}]"
+
+
+# What tells the dropout kinds apart, so not compared between them.
+_DROPOUT_SETTINGS = frozenset({"model_dropout", "rate", "relaxation_options"})
+
+
+def _comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two runs of other dropout kinds share every other setting they both have."""
+    settings_a, settings_b = run_settings(a), run_settings(b)
+    shared = (settings_a.keys() & settings_b.keys()) - _DROPOUT_SETTINGS
+    return all(settings_a[name] == settings_b[name] for name in shared)
 
 
 def per_word_metrics(metrics: Mapping[str, Any], num_words: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ import pickle
 import re
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -61,6 +63,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 
     Returns:
         The destination path.
+
+    Raises:
+        OSError: of the folder or the write (a full disk, a read-only folder), naming ``path``
+            when the error itself names no file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +77,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.filename is None and error.errno is not None:  # a full disk fails a write()
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -157,7 +168,15 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     if CHECKSUM_KEY in state:
         raise ValueError(f"state must not hold the reserved key {CHECKSUM_KEY!r}")
     content = {**state, CHECKSUM_KEY: checksum(state)}
-    return atomic_write(path, lambda file: torch.save(content, file))
+
+    def write(file: IO[bytes]) -> None:
+        # Serialised in memory first: torch.save into a file that cannot be written raises
+        # "RuntimeError: [enforce fail at inline_container.cc]", which hides the OSError.
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        file.write(buffer.getbuffer())
+
+    return atomic_write(path, write)
 
 
 def load_checkpoint(
@@ -258,6 +277,13 @@ class RunLock:
     process no longer runs on this machine (killed, crashed) is taken over; one held by a live
     process, or written on another machine, makes entering fail.
 
+    Racing processes cannot both win: the lock file is written whole under a temporary name
+    and linked to ``.lock`` (which fails if it exists), so no one reads it half-written; the
+    check of a lock found there and the takeover of a dead one happen under an exclusive
+    ``flock`` of the folder (where the system has ``fcntl``), so no process deletes a lock
+    that another one has just taken. Leaving deletes the lock file only if it is still this
+    one's (the same file).
+
     Args:
         folder: the folder to lock (created if needed).
 
@@ -277,39 +303,62 @@ class RunLock:
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         self.path = self.folder / ".lock"
-        self._held = False
+        self._inode: tuple[int, int] | None = None  # (device, inode) of our lock file
 
     def _holder(self) -> str:
         return f"{socket.gethostname()} {os.getpid()}"
 
     def _try_create(self) -> bool:
+        """Link a complete lock file to ``.lock``; False if one is there."""
+        # Not a name remove_stale_temporaries deletes: a holder cleaning its folder must not
+        # take a contender's file from under it.
+        temporary = self.folder / f".lock.{secrets.token_hex(6)}.new"
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(handle, "w") as file:
-            file.write(self._holder() + "\n")
-        return True
+            with os.fdopen(handle, "w") as file:
+                file.write(self._holder() + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(temporary, self.path)
+            except FileExistsError:
+                return False
+            status = os.stat(temporary)
+            self._inode = (status.st_dev, status.st_ino)
+            return True
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def _read_holder(self) -> tuple[str, int] | None:
+        """(host, pid) of the lock file; None if it is gone; pid -1 if it is unreadable."""
+        try:
+            host, pid_text = self.path.read_text().split()
+            return host, int(pid_text)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # Written whole before it is linked: unreadable only if left by an older version
+            # killed while writing it, which no live process is doing under the folder lock.
+            return socket.gethostname(), -1
 
     def __enter__(self) -> RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not self._try_create():
-            try:
-                host, pid_text = self.path.read_text().split()
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                host, pid = socket.gethostname(), -1  # unreadable: left by a killed writer
-            if host != socket.gethostname() or (pid > 0 and _process_alive(pid)):
-                raise RunLockedError(
-                    f"{self.folder} is in use by process {pid} on {host} (lock file "
-                    f"{self.path}); wait for it to finish, or delete the lock file if that "
-                    "process is gone"
-                )
-            logger.warning("taking over the lock of dead process %d in %s", pid, self.folder)
-            self.path.unlink(missing_ok=True)
-            if not self._try_create():  # another process took it over first
-                raise RunLockedError(f"{self.folder} was locked by another process just now")
-        self._held = True
+        with _folder_lock(self.folder):
+            while not self._try_create():
+                holder = self._read_holder()
+                if holder is None:  # released between our link and our read: try again
+                    continue
+                host, pid = holder
+                if host != socket.gethostname() or (pid > 0 and _process_alive(pid)):
+                    raise RunLockedError(
+                        f"{self.folder} is in use by process {pid} on {host} (lock file "
+                        f"{self.path}); wait for it to finish, or delete the lock file if that "
+                        "process is gone"
+                    )
+                # Proved stale (its process is dead) under the folder lock: no contender can
+                # have replaced it since it was read.
+                logger.warning("taking over the lock of dead process %d in %s", pid, self.folder)
+                self.path.unlink(missing_ok=True)
         return self
 
     def __exit__(
@@ -318,9 +367,32 @@ class RunLock:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._held:
-            self.path.unlink(missing_ok=True)
-            self._held = False
+        if self._inode is None:
+            return
+        with _folder_lock(self.folder):
+            try:
+                status = os.stat(self.path)
+            except FileNotFoundError:
+                status = None
+            if status is not None and (status.st_dev, status.st_ino) == self._inode:
+                self.path.unlink(missing_ok=True)
+        self._inode = None
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` of ``folder`` for a moment (nothing where there is no fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the link alone keeps two creators apart
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the flock
 
 
 def save_json(data: Any, path: str | os.PathLike[str]) -> Path:

@@ -16,13 +16,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import signal
 import sys
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import torch.distributed as dist
 from rich.console import Console
 
 from advmask.training.divergence import DivergedError
@@ -42,6 +46,24 @@ RANGE_KEYS: tuple[tuple[str, str], ...] = (
 
 class UserError(Exception):
     """A mistake the user can fix (a flag, a file, a folder); printed as one line by a CLI."""
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written under ``folder`` (created if missing), or None.
+
+    Checks the nearest part of the path that exists: a file where a folder must be, or a
+    folder this process may not write in.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, not a folder"
+    if hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{str(existing)!r} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {str(existing)!r} (permission denied)"
+    return None
 
 
 def exit_with_error(message: object, status: int = 2) -> NoReturn:
@@ -317,6 +339,34 @@ def flag(default: Any, help: str, choices: Sequence[Any] | None = None, **limits
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def bounded(kind: type, **limits: float) -> Callable[[str], Any]:
+    """An argparse ``type=`` for an ``int`` or ``float`` flag with a range, checked when parsed.
+
+    Args:
+        kind: ``int`` or ``float`` (floats must be finite).
+        **limits: ``minimum=``, ``exclusive_minimum=``, ``maximum=``, ``exclusive_maximum=``.
+
+    Example:
+        >>> parser = Parser(prog="analyze.py")
+        >>> _ = parser.add_argument("--samples", type=bounded(int, minimum=1), default=10)
+        >>> parser.parse_args(["--samples", "3"]).samples
+        3
+    """
+    field = flag(None, "", **limits)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if (problem := check_value(field, value)) is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def parse_with_presets(
     config_type: type[ConfigT],
     presets: Mapping[str, Mapping[str, Any]],
@@ -353,6 +403,10 @@ def exit_codes(console: Console) -> Iterator[None]:
     except DivergedError as error:
         exit_with_error(error, status=1)
     except InterruptedRunError as stop:
+        if dist.is_available() and dist.is_initialized():
+            # Ending as asked: torchrun, seeing one rank end, sends the others a SIGTERM,
+            # which must not turn their exit into a kill.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         console.print(f"[yellow]{stop}[/yellow]", highlight=False)
         raise SystemExit(130) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, nothing more saved

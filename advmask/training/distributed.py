@@ -48,6 +48,7 @@ __all__ = [
     "any_rank",
     "barrier",
     "block_range",
+    "check_device",
     "close_distributed",
     "init_distributed",
     "rank_and_world_size",
@@ -90,6 +91,41 @@ class DistributedContext:
 
 def _launched_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything runs on it.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+
+    Raises:
+        ValueError: naming ``device`` when it is not a device name, or names a device that is
+            not available here (no CUDA, fewer CUDA devices, no MPS).
+
+    Example:
+        >>> check_device("cpu")
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'
+    """
+    if device == "auto":
+        return
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"CUDA is not available on this machine, got {device!r}")
+        if chosen.index is not None and chosen.index >= count:
+            raise ValueError(f"this machine has {count} CUDA device(s), got {device!r}")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"MPS is not available on this machine, got {device!r}")
 
 
 def init_distributed(device: str = "auto") -> DistributedContext:

@@ -24,7 +24,7 @@ from rich.progress import (
 from torch import Tensor, nn
 
 from advmask.training.checkpoint import atomic_write
-from advmask.training.distributed import reduce_ratios
+from advmask.training.distributed import all_gather_rows, rank_and_world_size, reduce_ratios
 from advmask.training.signals import InterruptedRunError, StopRequest
 
 __all__ = [
@@ -70,8 +70,38 @@ class MeanWindow:
         return means
 
     def state_dict(self) -> dict[str, Tensor]:
-        """The open window, for a checkpoint."""
+        """The open window of this rank."""
         return dict(self.sums)
+
+    def rank_states(self) -> list[dict[str, Tensor]]:
+        """Every rank's open window, in rank order (one all-gather under torchrun; call it on
+        every rank at the same step): what a checkpoint keeps, so that a resumed run's next
+        log row sums each rank's own steps, bit for bit as an uninterrupted run does."""
+        names = list(self.sums)
+        if not names:  # the same steps on every rank, so the same (no) names
+            return [{} for _ in range(rank_and_world_size()[1])]
+        local = torch.stack([self.sums[name].reshape(2) for name in names])
+        rows = all_gather_rows(local).to(local.device)
+        return [dict(zip(names, block, strict=True)) for block in rows.split(len(names))]
+
+    @classmethod
+    def restored(
+        cls, states: Sequence[Mapping[str, Tensor]], rank: int, world_size: int
+    ) -> MeanWindow:
+        """This rank's window from :meth:`rank_states` of a checkpoint.
+
+        Saved by another number of processes, the window's sums go to rank 0 and the other
+        ranks start with zeros, so the next log row still counts every step once.
+        """
+        if len(states) == world_size:
+            return cls(states[rank])
+        total: dict[str, Tensor] = {}
+        for state in states:
+            for name, pair in state.items():
+                total[name] = total[name] + pair if name in total else pair.clone()
+        if rank != 0:
+            total = {name: torch.zeros_like(pair) for name, pair in total.items()}
+        return cls(total)
 
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor, nn
 
-from advmask.training.distributed import any_rank, barrier, reduce_ratios
+from advmask.training.distributed import any_rank, barrier, rank_and_world_size, reduce_ratios
 from advmask.training.divergence import DivergedError, FiniteGuard
 from advmask.training.logs import MeanWindow, count_batches, progress_line, write_csv
 from advmask.training.signals import InterruptedRunError, StopRequest
@@ -75,7 +75,7 @@ def fit(
     epoch_batches: Callable[[int], Sequence[Any]],
     step: Callable[[Any, int], tuple[Mapping[str, Tensor], dict[str, Any]]],
     validate: Callable[[Watch], dict[str, Any]],
-    on_best: Callable[[], None],
+    on_best: Callable[[Progression], None],
     budget: Budget,
     console: Console,
     progress: Progress,
@@ -101,7 +101,8 @@ def fit(
             takes one optimisation step.
         validate: ``validate(watch)`` -> validation metrics with ``loss_key``; run its
             evaluation inside ``watch(module, num_batches)``.
-        on_best: called (on every rank) after a validation with the best loss so far.
+        on_best: called (on every rank) after a validation with the best loss so far, with
+            the :class:`Progression` (its ``epoch`` and ``step`` say which weights are best).
         budget: epochs, patience and log/checkpoint intervals.
         console: where log lines go (a plain line per log row when not on a terminal).
         progress: the bar (see :func:`~advmask.training.logs.progress_bar`), already started.
@@ -123,27 +124,37 @@ def fit(
         InterruptedRunError: a SIGINT/SIGTERM was honoured and checkpointed.
     """
     progression, window = Progression(), MeanWindow()
+    rank, world_size = rank_and_world_size()
     if (state := folder.load(map_location=device)) is not None:
         for name, player in players.items():
             if player is not None:
                 player.load_state_dict(state[name])
         progression = Progression(**state["progression"])
-        window = MeanWindow(state.get("log_window"))
+        # Every rank's window (checkpoints before them kept rank 0's, read by every rank).
+        windows = state.get("log_windows") or [state.get("log_window") or {}] * world_size
+        window = MeanWindow.restored(windows, rank, world_size)
         _set_rng_state(state, device)
         console.print(
             f"[bold]{folder.path}[/bold]: resuming at epoch {progression.epoch}, "
             f"step {progression.step}"
         )
 
+    def checkpoint(
+        rng: dict[str, Tensor] | None = None, windows: list[dict[str, Tensor]] | None = None
+    ) -> None:
+        """Every rank calls it at the same step (``windows`` gathered earlier: none then)."""
+        save(rng or _rng_state(device), window.rank_states() if windows is None else windows)
+
     @rank_zero_only
-    def checkpoint(rng: dict[str, Tensor] | None = None) -> None:
+    def save(rng: dict[str, Tensor], windows: list[dict[str, Tensor]]) -> None:
         states = {name: None if p is None else p.state_dict() for name, p in players.items()}
         folder.save(
             {
                 **states,
                 "progression": asdict(progression),
-                "log_window": window.state_dict(),
-                **(rng or _rng_state(device)),
+                "log_window": windows[0],  # what older versions read
+                "log_windows": windows,
+                **rng,
             }
         )
         write_csv(folder.path / "log.csv", progression.history)
@@ -216,6 +227,9 @@ def fit(
         # A validation cut short has drawn some random numbers: --resume must start its
         # validation again from the state before it, as an uninterrupted run did.
         rng_before_validation = _rng_state(device)
+        # Gathered while every rank is here: a validation that fails on one rank must not
+        # wait on the others to checkpoint.
+        windows = window.rank_states()
         try:
             description = f"{label} | validating epoch {epoch}"
             valid = validate(
@@ -223,7 +237,7 @@ def fit(
             )
         except BaseException as error:
             # The epoch's training is kept: --resume validates it again.
-            checkpoint(rng_before_validation)
+            checkpoint(rng_before_validation, windows)
             if isinstance(error, InterruptedRunError):
                 raise InterruptedRunError(
                     f"{error}; checkpoint in {folder.last}; continue with --resume"
@@ -233,14 +247,14 @@ def fit(
         if not math.isfinite(loss):
             raise DivergedError(f"validation {loss_key} is {loss} after epoch {epoch}")
         if progression.validated(loss, valid, budget.patience):
-            on_best()
+            on_best(progression)
         console.print(f"{label} epoch {epoch}: valid {describe(valid)}", highlight=False)
         progression.finished_training = (
             epoch >= budget.epochs
             or progression.epochs_without_improvement >= budget.patience
             or capped()
         )
-        checkpoint()
+        checkpoint(windows=windows)
     barrier()  # rank 0 has written its files
     return progression
 

@@ -7,13 +7,24 @@ as in one process with torch's two threads, which were only 1.14x as fast as one
 process is started fresh (``spawn``): nothing of the parent's torch state, threads or locks is
 copied into it, except the value-check switch (:func:`advmask.set_value_checks`), which each
 process starts with as the parent has it.
+
+The processes end with this one: each watches its parent and, once the parent is gone (killed
+outright), stops itself with a SIGTERM, which a run honours as a stop that keeps its work
+(:class:`~advmask.training.signals.StopRequest`). A Ctrl-C reaches every process of the
+terminal: a process in the middle of a run stops that run in its own way; one still starting
+(importing torch) ignores it, and takes no item after it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable, Iterable
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -81,21 +92,27 @@ def map_in_processes(
     done: dict[int, Any] = {}
     error: BaseException | None = None
     context = multiprocessing.get_context("spawn")
+    stopping = context.Event()  # set on a stop: a process takes no item after it
     with StopRequest() as stop, ProcessPoolExecutor(
         min(jobs, len(items)), mp_context=context, initializer=_start_process,
-        initargs=(threads, value_checks_enabled()),
+        initargs=(threads, value_checks_enabled(), os.getpid(), stopping),
     ) as pool:  # fmt: skip
         while running or waiting:
             while waiting and len(running) < jobs and error is None and not stop.requested:
                 index, item = waiting.pop()
-                running[pool.submit(function, item)] = index
+                with _interrupts_held_back():  # submit starts the processes
+                    running[pool.submit(_unless_stopping, function, item)] = index
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            # Not blocked for long: a stop must reach the processes that start items.
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            if stop.requested:
+                stopping.set()
             for future in finished:
                 index = running.pop(future)
                 if (raised := future.exception()) is not None:
-                    error = error or raised
+                    if not isinstance(raised, _NotStartedError):
+                        error = error or raised
                     continue
                 done[index] = future.result()
                 if on_result is not None:
@@ -107,7 +124,58 @@ def map_in_processes(
     return [done[index] for index in range(len(items))]
 
 
-def _start_process(threads: int, value_checks: bool) -> None:
-    """What a fresh process takes over from the one that started it."""
+class _NotStartedError(Exception):
+    """An item a process did not start because a stop came first."""
+
+
+# In a process of the pool (set by _start_process): the parent's stop event and pid.
+_stopping: Any = None
+_parent: int | None = None
+
+
+def _unless_stopping(function: Callable[[Any], Any], item: Any) -> Any:
+    if _stopping is not None and _stopping.is_set():
+        raise _NotStartedError
+    try:
+        return function(item)
+    finally:
+        if _parent is not None and os.getppid() != _parent:
+            # The run ended after its parent (it stopped on _end_with's SIGTERM and kept its
+            # work); no one reads the result, and the pool's queues would keep us waiting.
+            os._exit(1)
+
+
+@contextmanager
+def _interrupts_held_back() -> Iterator[None]:
+    """SIGINT blocked while processes are started: they start with it blocked (the mask is
+    inherited), so that a Ctrl-C during their start-up is no traceback of theirs; this
+    process gets its own Ctrl-C once it is unblocked."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _start_process(threads: int, value_checks: bool, parent: int, stopping: Any) -> None:
+    """What a fresh process takes over from the one that started it, and how it ends."""
+    global _stopping, _parent
+    _stopping, _parent = stopping, parent
     torch.set_num_threads(threads)
     set_value_checks(value_checks)
+    # Between runs a Ctrl-C is the parent's to act on (a run's StopRequest takes it over while
+    # the run lasts); a Ctrl-C pending since the start-up is dropped here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """Stop this process (SIGTERM: a run checkpoints and ends) once ``parent`` is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)

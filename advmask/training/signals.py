@@ -16,8 +16,10 @@ class InterruptedRunError(Exception):
 class StopRequest:
     """Turns the first SIGINT/SIGTERM into ``requested = True``, honoured at a step boundary.
 
-    A second signal raises :class:`KeyboardInterrupt` at once. The previous handlers are
-    restored on leaving the ``with`` block.
+    A second signal raises :class:`KeyboardInterrupt` at once, except a SIGTERM after a
+    SIGINT: that is a launcher passing the same Ctrl-C on (``torchrun`` workers get the
+    terminal's SIGINT and then the agent's SIGTERM a millisecond later), so it is the same
+    request. The previous handlers are restored on leaving the ``with`` block.
 
     Example:
         >>> import os, signal
@@ -29,6 +31,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self._received: list[int] = []
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -41,6 +44,8 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
+        passed_on = self._received == [signal.SIGINT] and signum == signal.SIGTERM
+        self._received.append(signum)
+        if self.requested and not passed_on:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.requested = True

@@ -226,8 +226,9 @@ class RunFolder:
         turn what can go wrong in it into errors that say what was kept.
 
         Raises:
-            UserError: the folder is locked by another process, or a checkpoint in it cannot
-                be trusted.
+            UserError: the folder is locked by another process, a checkpoint in it cannot
+                be trusted, or a file of it cannot be written (an ``OSError``: not a folder,
+                read-only, full), naming the path and the cause and what was kept.
             DivergedError: re-raised naming the folder and the last good checkpoint.
         """
         try:
@@ -242,6 +243,12 @@ class RunFolder:
             ) from None
         except CheckpointError as error:
             raise UserError(f"{error}; delete it to start the run again") from None
+        except OSError as error:  # not a folder, read-only, full: what was written is kept
+            kept = f"the last checkpoint {self.last} is kept" if self.last.exists() else None
+            where = error.filename or self.path
+            raise UserError(
+                f"{where}: {error.strerror or error}; {kept or 'no checkpoint kept'}"
+            ) from None
 
     def save(self, state: Mapping[str, Any]) -> None:
         """``last.pt``, atomically (see :func:`advmask.training.checkpoint.save_checkpoint`)."""

@@ -304,3 +304,68 @@ def test_only_rank_zero_prints(single_and_two_ranks) -> None:
     _, _, stdout = single_and_two_ranks
     assert stdout.count("2 processes, 8 sequences each per step (16 in all)") == 1
     assert stdout.count("test results") == 1
+
+
+# --------------------------------------------------------------------------------------------
+# torchrun: one Ctrl-C checkpoints on every rank, and the resumed run logs as the uninterrupted
+# --------------------------------------------------------------------------------------------
+# Each rank gets a SIGINT and then a SIGTERM a moment later at its 4th step (a Ctrl-C as
+# torchrun passes it on); log rows every 3 steps, so the stop falls inside a log window.
+INTERRUPTING = """
+import os, runpy, signal, sys
+import advmask.seqvae.trainer as trainer
+real_step, steps = trainer.train_step, []
+def step(*args, **kwargs):
+    steps.append(1)
+    if len(steps) == 4:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_step(*args, **kwargs)
+trainer.train_step = step
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+RESUMED_FLAGS = [*TINY_MODEL, "--max-train-sequences", "45", "--test-iw-samples", "4",
+                 "--log-every", "3", "--threads", "1", "--dropout", "uniform", "--batch-size",
+                 "8", "--epochs", "3"]  # fmt: skip
+
+
+def _torchrun(script: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+               "2", str(script), *args]  # fmt: skip
+    # A long timeout: under `nice` on a busy machine the two ranks get little CPU.
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)  # fmt: skip
+
+
+def test_one_ctrl_c_under_torchrun_checkpoints_and_the_resume_logs_as_if_uninterrupted(
+    tmp_path: Path,
+) -> None:
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    recipe = ROOT / "recipes" / "seqvae_awd.py"
+    whole = _torchrun(recipe, *RESUMED_FLAGS, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    interrupting = tmp_path / "interrupting.py"
+    interrupting.write_text(INTERRUPTING)
+    out = ["--out", str(tmp_path / "stopped")]
+    stopped = _torchrun(interrupting, str(recipe), *RESUMED_FLAGS, *out)
+    # Every rank stopped as asked (130), none as on a second signal (KeyboardInterrupt).
+    assert stopped.stderr.count("exitcode  : 130") == 2, stopped.stderr[-3000:]
+    assert "KeyboardInterrupt" not in stopped.stderr
+    assert "stopped at step 4; checkpoint in" in stopped.stdout
+    folder = tmp_path / "stopped" / "synthetic" / "uniform-seed0"
+    saved = torch.load(folder / "last.pt", weights_only=False)
+    assert saved["progression"]["step"] == 4 and len(saved["log_windows"]) == 2
+    resumed = _torchrun(recipe, *RESUMED_FLAGS, *out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = tmp_path / "whole" / "synthetic" / "uniform-seed0"
+    # Every row, the one spanning the resume included, bit for bit.
+    assert (folder / "log.csv").read_text() == (reference / "log.csv").read_text()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert metrics["test"] == expected["test"] and metrics["valid"] == expected["valid"]

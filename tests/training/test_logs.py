@@ -242,3 +242,20 @@ def test_count_batches_removes_its_hook_when_the_evaluation_raises() -> None:
         stop.requested = True
         model(torch.zeros(1, 2))  # would raise InterruptedRunError if the hook had stayed
         assert progress.tasks == []
+
+
+def test_a_window_saved_by_other_ranks_counts_every_step_once() -> None:
+    from advmask.training.logs import MeanWindow
+
+    states = [{"loss": torch.tensor([6.0, 2.0])}, {"loss": torch.tensor([3.0, 1.0])}]
+    # The same number of processes: each rank its own window.
+    assert torch.equal(MeanWindow.restored(states, 1, 2).sums["loss"], torch.tensor([3.0, 1.0]))
+    # Another number: rank 0 gets the sums, the others zeros (the names every rank reduces).
+    assert MeanWindow.restored(states, 0, 1).means() == {"loss": 3.0}
+    others = MeanWindow.restored(states, 2, 3).sums
+    assert torch.equal(others["loss"], torch.zeros(2))
+    assert MeanWindow().rank_states() == [{}]
+    window = MeanWindow({"loss": torch.tensor([6.0, 2.0])})
+    assert [torch.equal(v, torch.tensor([6.0, 2.0])) for v in window.rank_states()[0].values()] == [
+        True
+    ]

@@ -125,7 +125,8 @@ class Toy:
                 losses.append(((self.model(noisy).squeeze(-1) - y) ** 2).mean())
         return {"mse": float(torch.stack(losses).mean())}
 
-    def on_best(self) -> None:
+    def on_best(self, progression: Progression) -> None:
+        assert progression.best_valid_result is not None  # the validation just recorded
         self.best_calls.append(self.validations)
 
     def lr(self) -> float:
@@ -481,3 +482,14 @@ def test_a_run_on_cuda_resumes(tmp_path: Path) -> None:
     resumed = run(tmp_path / "split", None, seed=123)  # other weights and RNG states
     assert torch.equal(resumed[0], expected[0])
     assert torch.equal(resumed[1], expected[1])
+
+
+def test_stop_request_a_sigterm_after_a_sigint_is_the_same_stop() -> None:
+    # torchrun's workers: the terminal's SIGINT, then the agent's SIGTERM; a Ctrl-C after that
+    # is a second request.
+    with StopRequest() as stop:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)

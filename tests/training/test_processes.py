@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,9 @@ import torch
 
 from advmask import set_value_checks, value_checks_enabled
 from advmask.training.processes import map_in_processes
+from advmask.training.signals import StopRequest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def where_and_how(item: int) -> tuple[int, int, int]:
@@ -98,3 +103,52 @@ def test_a_stop_starts_nothing_more_and_raises_after_the_runs_in_progress(tmp_pa
     assert finished == [1, 4]  # the run in progress ended; 2 and 3 never started
     assert sorted(path.name for path in tmp_path.iterdir()) == ["1", "4"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are restored
+
+
+def wait_for_a_stop(task: tuple[str, int]) -> int:
+    """Leaves ``<pid>.started``, runs until a SIGINT/SIGTERM, then leaves ``<pid>.stopped``."""
+    folder, item = task
+    with StopRequest() as stop:
+        (Path(folder) / f"{os.getpid()}.started").touch()
+        deadline = time.monotonic() + 120
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (Path(folder) / f"{os.getpid()}.stopped").touch()
+    return item
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_processes_stop_their_runs_when_their_parent_is_killed(tmp_path: Path) -> None:
+    script = (
+        "from advmask.training.processes import map_in_processes\n"
+        "from tests.training.test_processes import wait_for_a_stop\n"
+        f"map_in_processes(wait_for_a_stop, [({str(tmp_path)!r}, 0), ({str(tmp_path)!r}, 1)],"
+        " jobs=2)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
+    try:
+        assert _wait_for(lambda: len(list(tmp_path.glob("*.started"))) == 2, 120)
+    finally:
+        parent.kill()  # SIGKILL: nothing of the parent runs after it
+        parent.wait()
+    workers = [int(p.name.split(".")[0]) for p in tmp_path.glob("*.started")]
+    # Each worker stopped its run as a SIGTERM stops it (a run checkpoints there) and ended.
+    assert _wait_for(lambda: len(list(tmp_path.glob("*.stopped"))) == 2, 30)
+    assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose: its parent (init, a subreaper) has not reaped it yet.
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(")")[-1].split()[0] == "Z")

@@ -4,7 +4,8 @@
   ``--score-log-every`` steps, the mean l1 norm of the score means, their std and the
   adversary's gradient norm (before clipping); :func:`read_score_log` reads it.
 * rate ablation (paper Figure 2): :func:`rate_ablation` groups finished runs by dropout kind
-  and rate and summarises ``-ELBO``, KL and MI over seeds.
+  and rate and summarises ``-ELBO``, KL and MI over seeds; the runs must agree on every other
+  setting (:mod:`advmask.seqvae.identity`), or the points would average other settings.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advmask.seqvae.report import Summary, summarise
+from advmask.seqvae.identity import check_distinct_runs, run_settings
+from advmask.seqvae.report import Summary, format_setting, summarise
 
 SCORE_LOG = "scores.csv"
 """Name of the score-statistics log in a run directory."""
@@ -86,7 +88,10 @@ def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> lis
         One :class:`AblationPoint` per (dropout, rate), sorted by dropout kind, then rate.
 
     Raises:
-        ValueError: naming the run (its ``model`` label) that lacks a needed entry.
+        ValueError: naming the run (its ``model`` label) that lacks a needed entry, or the
+            setting other than the dropout kind, rate and seed in which the runs differ (its
+            values), or two runs of one setting and seed
+            (:class:`~advmask.seqvae.identity.DuplicateRunError`).
 
     Example:
         >>> runs = [{"dropout": "uniform", "rate": 0.2, "seed": s, "test": {"kl": kl}}
@@ -97,6 +102,9 @@ def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> lis
     """
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    runs = list(runs)
+    check_distinct_runs(runs)
+    _check_one_setting(runs)
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for run in runs:
         missing = [key for key in ("dropout", "rate", "seed", split) if key not in run]
@@ -113,3 +121,21 @@ def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> lis
         seeds = tuple(int(member["seed"]) for member in members)
         points.append(AblationPoint(dropout=dropout, rate=rate, metrics=metrics, seeds=seeds))
     return points
+
+
+# The axes of the ablation: what its points may differ in, besides the seed.
+_ABLATION_AXES = frozenset({"model_dropout", "rate", "relaxation_options"})
+
+
+def _check_one_setting(runs: list[Mapping[str, Any]]) -> None:
+    """Refuse runs that differ in a setting other than the ablation's axes (one they share)."""
+    settings = [run_settings(run) for run in runs]
+    names = sorted({name for s in settings for name in s} - _ABLATION_AXES)
+    for name in names:
+        values = {repr(s[name]): s[name] for s in settings if name in s}
+        if len(values) > 1:
+            shown = ", ".join(sorted(format_setting(v) for v in values.values()))
+            raise ValueError(
+                f"the runs differ in {name} ({shown}), not only in dropout kind, rate and seed: "
+                "pass the runs of one setting"
+            )
