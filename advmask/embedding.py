@@ -403,9 +403,8 @@ class MaskedEmbedding(nn.Embedding):
         self._pass_ended = True
 
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, fill={self.fill!r}"
-            + (f", fill_id={self.fill_id}" if self.fill == "token" else "")
+        return f"{super().extra_repr()}, fill={self.fill!r}" + (
+            f", fill_id={self.fill_id}" if self.fill == "token" else ""
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -442,7 +441,8 @@ def _deprecated_fill_names(
         fill_id = unk_id
     if fill == "unk":
         warnings.warn(
-            'fill="unk" is deprecated; use fill="token" with fill_id', DeprecationWarning,
+            'fill="unk" is deprecated; use fill="token" with fill_id',
+            DeprecationWarning,
             stacklevel=3,
         )
         fill = "token"

@@ -375,7 +375,7 @@ def test_adversary_gets_the_reversed_gradient_and_the_vae_the_plain_one(fill, sc
     masked, decoder = setup(masker, fill=fill)
     tokens, lengths = batch([7, 5, 6, 3])
     phi = list(masker.parameters())
-    theta = [masked.weight] + list(decoder.parameters())
+    theta = [masked.weight, *decoder.parameters()]
 
     torch.manual_seed(4)
     loss = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths)
@@ -425,7 +425,7 @@ class SharedEmbeddingScores(nn.Module):
 def vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths):
     torch.manual_seed(2)
     total = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths) + masked.regularizer
-    theta = [masked.weight] + list(decoder.parameters())
+    theta = [masked.weight, *decoder.parameters()]
     with_masker = torch.autograd.grad(total, theta)
     # L_VAE alone: the same drop mask as a constant.
     fixed = masked.last_output.mask.detach()
