@@ -403,7 +403,11 @@ class MaskedEmbedding(nn.Embedding):
         self._pass_ended = True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, fill={self.fill!r}" + (
+        # nn.Embedding's extra_repr formats self.__dict__, where num_embeddings is not
+        embedding = f"{self.num_embeddings}, {self.embedding_dim}" + (
+            f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        )
+        return f"{embedding}, fill={self.fill!r}" + (
             f", fill_id={self.fill_id}" if self.fill == "token" else ""
         )
 
