@@ -204,7 +204,7 @@ class MaskedEmbedding(nn.Embedding):
 
     @property
     def unk_id(self) -> int | None:
-        """Deprecated name of :attr:`fill_id`."""
+        """Deprecated name of ``fill_id``."""
         warnings.warn(
             "MaskedEmbedding.unk_id is deprecated; use fill_id", DeprecationWarning, stacklevel=2
         )
@@ -217,9 +217,11 @@ class MaskedEmbedding(nn.Embedding):
 
     @property
     def regularizer(self) -> Tensor:
-        """The masker's regulariser of the current forward pass: the sum over its
-        training-mode calls (one per call of the wrapper; two in an encoder-decoder model
-        whose encoder and decoder both read it); a zero scalar in eval mode or before a call."""
+        """The masker's regulariser of the current forward pass, to add to the loss.
+
+        The sum over the pass's training-mode calls (one per call of the wrapper; two in an
+        encoder-decoder model whose encoder and decoder both read it); a zero scalar in eval
+        mode or before a call."""
         if self.training and self._pass_outputs:
             return sum(  # type: ignore[return-value]
                 (output.regularizer for output in self._pass_outputs[1:]),
