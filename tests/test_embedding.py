@@ -3,10 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from advmask.budget import num_to_drop
 from advmask.embedding import MaskedEmbedding, mask_embeddings
 from advmask.maskers import AdversarialMasker, UniformMasker
 from advmask.regularizer import score_kl
@@ -449,3 +450,28 @@ def test_leak_detector() -> None:
     ).double()
     got, expected = vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths)
     assert not torch.allclose(got[0], expected[0], rtol=1e-6, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 7)), min_size=1, max_size=4),
+    st.sampled_from([0.0, 0.15, 0.5, 0.7, 1.0]),
+    st.booleans(),
+)
+def test_valid_inputs_drop_exactly_k_of_the_attended_positions(rows, rate, adversarial) -> None:
+    # Left padding, then words, then right padding, per row: exactly round_half_up(rate * n)
+    # of the n attended positions are dropped, never a padded one.
+    width = 12
+    steps = torch.arange(width)
+    left = torch.tensor([pad for pad, _ in rows])
+    words = torch.tensor([count for _, count in rows])
+    attention_mask = ((steps >= left[:, None]) & (steps < (left + words)[:, None])).long()
+    ids = torch.randint(2, VOCAB, attention_mask.shape, generator=torch.Generator().manual_seed(0))
+    tokens = torch.where(attention_mask.bool(), ids, 0)
+    masker = adversary(rate=rate) if adversarial else UniformMasker(rate)
+    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), masker)
+    with masked.valid_inputs(attention_mask=attention_mask):
+        masked(tokens)
+    mask = masked.last_output.mask.detach()
+    assert torch.equal(mask.sum(1).long(), num_to_drop(rate, words))
+    assert torch.all(mask[attention_mask == 0] == 0)
