@@ -475,3 +475,19 @@ def test_valid_inputs_drop_exactly_k_of_the_attended_positions(rows, rate, adver
     mask = masked.last_output.mask.detach()
     assert torch.equal(mask.sum(1).long(), num_to_drop(rate, words))
     assert torch.all(mask[attention_mask == 0] == 0)
+
+
+def test_an_embedding_with_a_forward_of_its_own_is_refused() -> None:
+    # The wrapper computes what nn.Embedding computes: it would silently drop a scaling.
+    class ScaledEmbedding(nn.Embedding):
+        def forward(self, tokens):
+            return super().forward(tokens) * 2.0
+
+    with pytest.raises(TypeError, match="ScaledEmbedding has its own forward"):
+        MaskedEmbedding(ScaledEmbedding(VOCAB, DIM), None)
+
+    class Renamed(nn.Embedding):  # a subclass that keeps nn.Embedding's forward is fine
+        pass
+
+    masked = MaskedEmbedding(Renamed(VOCAB, DIM), None)
+    assert masked.weight.shape == (VOCAB, DIM)
