@@ -2,13 +2,20 @@
 
 Every autoregressive decoder reads its inputs through an ``nn.Embedding``. Masking needs
 nothing else: :func:`mask_input_embeddings` finds that embedding, replaces it in the model by a
-:class:`~advmask.embedding.MaskedEmbedding` that shares its weights, and returns the wrapper,
-whose :attr:`~advmask.embedding.MaskedEmbedding.regularizer` the caller adds to the loss. The
-same call serves
+:class:`~advmask.embedding.MaskedEmbedding` (itself an ``nn.Embedding``, holding the same
+weight ``Parameter``), and returns the wrapper, whose
+:attr:`~advmask.embedding.MaskedEmbedding.regularizer` the caller adds to the loss. The model's
+state-dict keys stay as they were (the masker's are added under ``<embedding>.masker.*``), so
+a checkpoint of the masked model loads into the plain one and the reverse. The same call serves
 
 * Hugging Face ``transformers`` models (found through ``get_input_embeddings()`` and replaced
   through ``set_input_embeddings()``; weight tying with the output layer survives, because the
-  wrapped ``nn.Embedding`` and its weight are the same objects);
+  weight is the same ``Parameter``). In an encoder-decoder model (``config.is_encoder_decoder``,
+  a T5) the *decoder's* inputs are masked, even when the encoder shares the embedding: the
+  wrapper is installed through ``model.get_decoder().set_input_embeddings()``. Pass
+  ``attribute="shared"`` (T5) to mask both sides, or ``attribute="encoder.embed_tokens"``
+  for the encoder's alone. An encoder-only masked LM (a BERT) is wrapped like a decoder; give
+  ``fill="token", fill_id=tokenizer.mask_token_id`` to drop inputs to ``[MASK]``;
 * the decoders of :mod:`advmask.seqvae.models` (their ``embedding`` attribute);
 * any other ``torch.nn`` model (``attribute="dotted.path"`` to the embedding).
 
@@ -50,35 +57,42 @@ def mask_input_embeddings(
     model: nn.Module,
     masker: nn.Module | None,
     fill: str = "zero",
-    unk_id: int | None = None,
+    fill_id: int | None = None,
     *,
     attribute: str | None = None,
     pad_id: int | None = None,
+    unk_id: int | None = None,
 ) -> MaskedEmbedding:
     """Replace ``model``'s input embedding by a :class:`~advmask.embedding.MaskedEmbedding`.
 
-    The embedding is found, in order: at ``attribute`` if given; through the Hugging Face
-    methods ``get_input_embeddings()`` / ``set_input_embeddings()`` if the model has them;
-    at the attribute ``embedding`` (:mod:`advmask.seqvae.models`). The wrapper becomes a
-    submodule of ``model``, so ``model.train()`` / ``model.eval()`` switch it and
-    ``model.parameters()`` include the masker's: with an :class:`advmask.AdversarialMasker` one
-    optimiser and one backward pass train both players. The wrapped embedding's state-dict keys
-    gain the prefix ``embedding.`` (``wte.weight`` becomes ``wte.embedding.weight``); use
-    :func:`unmask_input_embeddings` before saving a model for use without advmask.
+    The embedding is found, in order: at ``attribute`` if given; in an encoder-decoder
+    Hugging Face model, through its decoder's ``get_input_embeddings()`` /
+    ``set_input_embeddings()``; through the model's own if it has them; at the attribute
+    ``embedding`` (:mod:`advmask.seqvae.models`). The wrapper becomes a submodule of ``model``,
+    so ``model.train()`` / ``model.eval()`` switch it and ``model.parameters()`` include the
+    masker's: with an :class:`advmask.AdversarialMasker` one optimiser and one backward pass
+    train both players. The embedding's state-dict keys are unchanged (``wte.weight``); the
+    masker's are added (``wte.masker.*``, and ``wte.drop_vector`` for ``fill="learned"``),
+    which a plain model ignores when it loads the checkpoint. A forward hook on ``model``
+    ends each forward pass, so that :attr:`~advmask.embedding.MaskedEmbedding.regularizer`
+    sums the calls of one pass (an encoder and a decoder sharing the wrapper).
 
     Args:
         model: the decoder (any ``nn.Module``).
         masker: an :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None.
-        fill: what a dropped input becomes: ``"zero"``, ``"unk"`` or ``"learned"`` (see
+        fill: what a dropped input becomes: ``"zero"``, ``"token"`` or ``"learned"`` (see
             :class:`~advmask.embedding.MaskedEmbedding`).
-        unk_id: the unknown-token id, required for ``fill="unk"``.
+        fill_id: the id a dropped input becomes, required for ``fill="token"`` (an ``<unk>``
+            id, or the ``[MASK]`` id of a masked LM).
         attribute: dotted path of the embedding inside ``model`` (``"embedding"``,
-            ``"transformer.wte"``, ``"0"`` for the first layer of an ``nn.Sequential``).
+            ``"transformer.wte"``, ``"0"`` for the first layer of an ``nn.Sequential``,
+            ``"shared"`` for both sides of a T5).
         pad_id: the padding token id used when the wrapper is called without lengths and
             outside :meth:`~advmask.embedding.MaskedEmbedding.valid_inputs`. Default: the
             embedding's ``padding_idx``, else ``model.config.pad_token_id`` (Hugging Face),
             else none: then such a call may drop padding, and the first one warns (a stock
             GPT-2 config has no pad token; use ``valid_inputs(attention_mask=...)``).
+        unk_id: deprecated name of ``fill_id``.
 
     Returns:
         The installed wrapper (also reachable in ``model``).
@@ -94,7 +108,9 @@ def mask_input_embeddings(
     embedding, install = _locate(model, attribute)
     if pad_id is None and embedding.padding_idx is None:
         pad_id = _config_pad_id(model)
-    wrapper = MaskedEmbedding(embedding, masker, fill=fill, unk_id=unk_id, pad_id=pad_id)
+    wrapper = MaskedEmbedding(
+        embedding, masker, fill=fill, fill_id=fill_id, pad_id=pad_id, unk_id=unk_id
+    )
     if wrapper.pad_id is None:
         # named in the warning of the first call that gives no positions (a stock GPT-2)
         wrapper._pad_id_source = (
@@ -103,6 +119,8 @@ def mask_input_embeddings(
             + " and no pad_id was given"
         )
     install(wrapper)
+    # always_call: a forward that raised still ends its pass
+    wrapper._pass_hook = model.register_forward_hook(wrapper._end_pass, always_call=True)
     return wrapper
 
 
@@ -114,7 +132,8 @@ def unmask_input_embeddings(model: nn.Module, *, attribute: str | None = None) -
         attribute: where it is, as for :func:`mask_input_embeddings`.
 
     Returns:
-        The original embedding, now in ``model`` again (its weights are the trained ones).
+        The original embedding, now in ``model`` again, holding the wrapper's weight
+        ``Parameter`` (the trained one) and vocabulary size.
 
     Raises:
         ValueError: if the input embedding of ``model`` is not masked.
@@ -127,8 +146,12 @@ def unmask_input_embeddings(model: nn.Module, *, attribute: str | None = None) -
             f"the input embedding of {type(model).__name__} ({where}) is not masked: it is a "
             f"{type(found).__name__}"
         )
-    install(found.embedding)
-    return found.embedding
+    if found._pass_hook is not None:
+        found._pass_hook.remove()
+        found._pass_hook = None
+    original = found.unwrapped()
+    install(original)
+    return original
 
 
 def _locate(model: nn.Module, attribute: str | None) -> tuple[nn.Embedding, _Installer]:
@@ -151,6 +174,17 @@ def _find(model: nn.Module, attribute: str | None) -> tuple[object, _Installer, 
     """``(module found, installer, description of where)`` without type checks."""
     if attribute is not None:
         return _at_attribute(model, attribute)
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True:
+        # The decoder's inputs are the ones a decoder learns to predict from: mask those,
+        # not the encoder's, even where both read one shared embedding (T5).
+        get_decoder = getattr(model, "get_decoder", None)
+        decoder = get_decoder() if callable(get_decoder) else None
+        if decoder is not None and callable(getattr(decoder, "set_input_embeddings", None)):
+            return (
+                decoder.get_input_embeddings(),
+                decoder.set_input_embeddings,
+                "get_decoder().get_input_embeddings()",
+            )
     getter = getattr(model, "get_input_embeddings", None)
     setter = getattr(model, "set_input_embeddings", None)
     if callable(getter) and callable(setter):

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, checking_values
 from advmask.outputs import MaskerOutput
 
-FILL_MODES = ("zero", "unk", "learned")
+FILL_MODES = ("zero", "token", "learned")
 
 
 def mask_embeddings(embedded: Tensor, drop_mask: Tensor, fill: Tensor | None = None) -> Tensor:
@@ -62,13 +63,24 @@ def mask_embeddings(embedded: Tensor, drop_mask: Tensor, fill: Tensor | None = N
     return mask * fill.to(embedded.dtype) + (1 - mask) * embedded
 
 
-class MaskedEmbedding(nn.Module):
-    """Drop-in wrapper of a decoder's ``nn.Embedding`` that masks its output in training mode.
+class MaskedEmbedding(nn.Embedding):
+    """An ``nn.Embedding`` that masks its output in training mode; a drop-in for a decoder's.
+
+    It *is* an ``nn.Embedding`` (the one it replaces, taken over: the same weight
+    ``Parameter``, so weight tying survives), so other libraries treat it as one (Hugging
+    Face's ``resize_token_embeddings``) and the state-dict keys stay those of the plain model
+    (``weight``); the masker's state is under ``masker.*`` and a learned fill under
+    ``drop_vector``, keys a plain model ignores. A state dict of the plain model loads with
+    ``strict=False`` (only the masker's keys are missing), and one of the earlier layout
+    (``embedding.weight``) loads too.
 
     Training mode: the masker chooses positions to drop and the wrapper returns
     :func:`mask_embeddings` of the embedding; the masker's output is kept in
-    :attr:`last_output` and its regulariser in :attr:`regularizer`, to be added to the loss.
-    Eval mode: the embedding's output, untouched (bitwise), and the masker is not called.
+    :attr:`last_output` and the regulariser in :attr:`regularizer`, to be added to the loss.
+    Eval mode: the embedding's output, untouched (bitwise), and the masker is not called (as
+    ``nn.Dropout``). Training mode with gradients off (``model.generate()``, ``torch.no_grad()``)
+    is an error: masking there would silently drop the inputs of an inference, a prompt for
+    example; call ``model.eval()`` first, or ``torch.enable_grad()`` to mask on purpose.
 
     Which positions may be dropped, in order of precedence: the ``lengths`` and ``protected``
     of the call; else those set by :meth:`valid_inputs` around a model call that invokes the
@@ -80,21 +92,25 @@ class MaskedEmbedding(nn.Module):
     (the gradient reversal is inside the masker).
 
     Args:
-        embedding: the decoder's input embedding; its parameters are not copied.
+        embedding: the decoder's input embedding, an ``nn.Embedding`` (or a subclass that keeps
+            its ``forward``); its weight is shared, not copied.
         masker: an :class:`advmask.AdversarialMasker`, :class:`advmask.UniformMasker` or None
             (no masking).
-        fill: what a dropped input becomes: ``"zero"`` (the zero vector), ``"unk"`` (the row
-            ``unk_id`` of the embedding, learned with it; forward equals replacing the id by
-            ``unk_id``) or ``"learned"`` (a dedicated trainable vector, initialised at zero).
-        unk_id: the unknown-token id, required for ``fill="unk"``.
+        fill: what a dropped input becomes: ``"zero"`` (the zero vector), ``"token"`` (the row
+            ``fill_id`` of the embedding, learned with it; forward equals replacing the id by
+            ``fill_id``: an ``<unk>`` id, or a masked LM's ``[MASK]`` id) or ``"learned"`` (a
+            dedicated trainable vector, initialised at zero). ``"unk"`` is the deprecated name
+            of ``"token"``.
+        fill_id: the token id a dropped input becomes, required for ``fill="token"``.
         pad_id: the token id treated as padding when neither the call nor
             :meth:`valid_inputs` gives lengths; defaults to the embedding's ``padding_idx``
             (None: no padding id, every position is valid).
+        unk_id: deprecated name of ``fill_id``.
 
     Attributes:
         last_output (MaskerOutput | None): the masker's output of the last training-mode call
-            (``mask`` (B, T) float, 1.0 = dropped); None before the first one or without a
-            masker.
+            (``mask`` (B, T) float, 1.0 = dropped); None before the first one, after an
+            eval-mode call, or without a masker.
 
     Example:
         >>> from advmask.maskers import UniformMasker
@@ -109,40 +125,62 @@ class MaskedEmbedding(nn.Module):
         embedding: nn.Embedding,
         masker: nn.Module | None,
         fill: str = "zero",
-        unk_id: int | None = None,
+        fill_id: int | None = None,
         pad_id: int | None = None,
+        *,
+        unk_id: int | None = None,
     ) -> None:
-        super().__init__()
+        # nn.Embedding.__init__ would allocate a new weight: this one takes the embedding's.
+        nn.Module.__init__(self)
+        if isinstance(embedding, MaskedEmbedding):
+            raise ValueError("embedding is already a MaskedEmbedding; unwrap it first")
         if not isinstance(embedding, nn.Embedding):
             raise TypeError(f"embedding must be an nn.Embedding, got {type(embedding).__name__}")
+        if type(embedding).forward is not nn.Embedding.forward:
+            raise TypeError(
+                f"embedding must compute what nn.Embedding computes, but "
+                f"{type(embedding).__name__} has its own forward (a scaled embedding?), which "
+                f"the wrapper would bypass"
+            )
         if masker is not None and not isinstance(masker, nn.Module):
             raise TypeError(f"masker must be an nn.Module or None, got {type(masker).__name__}")
+        fill, fill_id = _deprecated_fill_names(fill, fill_id, unk_id)
         if fill not in FILL_MODES:
             raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
-        if fill == "unk" and not (
-            isinstance(unk_id, int)
-            and not isinstance(unk_id, bool)
-            and 0 <= unk_id < embedding.num_embeddings
+        if fill == "token" and not (
+            isinstance(fill_id, int)
+            and not isinstance(fill_id, bool)
+            and 0 <= fill_id < embedding.num_embeddings
         ):
             raise ValueError(
-                f'unk_id must be an id in [0, {embedding.num_embeddings}) when fill="unk", '
-                f"got {unk_id!r}"
+                f'fill_id must be an id in [0, {embedding.num_embeddings}) when fill="token", '
+                f"got {fill_id!r}"
             )
         if pad_id is None:
             pad_id = embedding.padding_idx
         elif isinstance(pad_id, bool) or not isinstance(pad_id, int):
             raise TypeError(f"pad_id must be an int or None, got {pad_id!r}")
-        self.embedding = embedding
+        for name in nn.Embedding.__constants__:  # num_embeddings, padding_idx, max_norm, ...
+            object.__setattr__(self, name, getattr(embedding, name))
+        self.weight = embedding.weight
+        # Kept out of the module tree (no state-dict keys of its own), to be put back.
+        self.__dict__["_original"] = embedding
         self.masker = masker
         self.pad_id = pad_id
         self.fill = fill
-        self.unk_id = unk_id
+        self.fill_id = fill_id
         self.drop_vector = (
             nn.Parameter(torch.zeros_like(embedding.weight[0].detach()))
             if fill == "learned"
             else None
         )
         self.last_output: MaskerOutput | None = None
+        # The outputs of the current forward pass of the model that owns the wrapper (a T5
+        # calls it twice, encoder and decoder): their regularisers add up. The model's forward
+        # hook (installed by mask_input_embeddings) ends a pass; without one, each call does.
+        self._pass_outputs: list[MaskerOutput] = []
+        self._pass_ended = True
+        self._pass_hook: RemovableHandle | None = None
         self._valid_inputs: _ValidInputs | None = None
         # Where the missing pad id was looked for (set by mask_input_embeddings), for the
         # warning; the warning is given once per wrapper.
@@ -150,36 +188,46 @@ class MaskedEmbedding(nn.Module):
         self._warned_unprotected = False
 
     @property
-    def weight(self) -> Tensor:
-        """The wrapped embedding's weight (V, E) (shared, for weight tying)."""
-        return self.embedding.weight
-
-    @property
     def num_embeddings(self) -> int:
-        """The wrapped embedding's vocabulary size."""
-        return self.embedding.num_embeddings
+        """Vocabulary size ``V``. Setting it, as ``transformers``' ``resize_token_embeddings``
+        does after resizing the weight in place, resizes the masker's vocabulary too (its
+        ``resize_vocabulary``), so that the adversary scores the new ids."""
+        return self._num_embeddings
+
+    @num_embeddings.setter
+    def num_embeddings(self, size: int) -> None:
+        previous = self.__dict__.get("_num_embeddings")
+        self.__dict__["_num_embeddings"] = size
+        resize = getattr(self.__dict__.get("_modules", {}).get("masker"), "resize_vocabulary", None)
+        if previous is not None and size != previous and resize is not None:
+            resize(size)
 
     @property
-    def embedding_dim(self) -> int:
-        """The wrapped embedding's size ``E``."""
-        return self.embedding.embedding_dim
-
-    @property
-    def padding_idx(self) -> int | None:
-        """The wrapped embedding's padding id."""
-        return self.embedding.padding_idx
+    def unk_id(self) -> int | None:
+        """Deprecated name of ``fill_id``."""
+        warnings.warn(
+            "MaskedEmbedding.unk_id is deprecated; use fill_id", DeprecationWarning, stacklevel=2
+        )
+        return self.fill_id
 
     def reset_parameters(self) -> None:
-        """Re-initialise the wrapped embedding by its own ``reset_parameters``; the masker and
-        the fill vector keep theirs."""
-        self.embedding.reset_parameters()
+        """Re-initialise the embedding as ``nn.Embedding`` does; the masker and the fill
+        vector keep theirs."""
+        super().reset_parameters()
 
     @property
     def regularizer(self) -> Tensor:
-        """The masker's regulariser of the last training call; a zero scalar otherwise."""
-        if self.training and self.last_output is not None:
-            return self.last_output.regularizer
-        return self.embedding.weight.new_zeros(())
+        """The masker's regulariser of the current forward pass, to add to the loss.
+
+        The sum over the pass's training-mode calls (one per call of the wrapper; two in an
+        encoder-decoder model whose encoder and decoder both read it); a zero scalar in eval
+        mode or before a call."""
+        if self.training and self._pass_outputs:
+            return sum(  # type: ignore[return-value]
+                (output.regularizer for output in self._pass_outputs[1:]),
+                self._pass_outputs[0].regularizer,
+            )
+        return self.weight.new_zeros(())
 
     @contextmanager
     def valid_inputs(
@@ -196,6 +244,11 @@ class MaskedEmbedding(nn.Module):
         use the positions given here instead of guessing them from ``pad_id``. Calls that pass
         ``lengths`` or ``protected`` themselves are unaffected.
 
+        What is given here describes ids of one shape (B, T). A call on ids of another length
+        (the other side of an encoder-decoder model whose encoder and decoder share the
+        wrapper) cannot use it and finds its padding by ``pad_id`` instead; a call with another
+        batch size is an error.
+
         Args:
             lengths: optional (B,) integer number of valid positions per row; positions
                 ``t >= lengths[b]`` are never dropped. None: all ``T`` positions.
@@ -203,6 +256,8 @@ class MaskedEmbedding(nn.Module):
                 dropped (for example BOS).
             attention_mask: optional (B, T) Hugging Face attention mask, 1 = a real token,
                 0 = padding; its 0 positions are never dropped (left or right padding alike).
+                For an encoder-decoder model whose decoder is masked, give the decoder's
+                (``decoder_attention_mask``).
 
         Yields:
             The wrapper itself.
@@ -236,9 +291,13 @@ class MaskedEmbedding(nn.Module):
 
     def fill_vector(self) -> Tensor | None:
         """(E,) vector a dropped input becomes; None is the zero vector."""
-        if self.fill == "unk":
-            return self.embedding.weight[self.unk_id]
+        if self.fill == "token":
+            return self.weight[self.fill_id]
         return self.drop_vector
+
+    def embed(self, tokens: Tensor) -> Tensor:
+        """(B, T, E) embedding of (B, T) ids, unmasked in either mode (``nn.Embedding``'s)."""
+        return super().forward(tokens)
 
     def drop(self, embedded: Tensor, drop_mask: Tensor) -> Tensor:
         """Replace the dropped positions of ``embedded`` by this wrapper's fill.
@@ -248,13 +307,23 @@ class MaskedEmbedding(nn.Module):
         test, or one input dropped at a time in an analysis.
 
         Args:
-            embedded: (B, T, E) float embeddings, typically ``wrapper.embedding(tokens)``.
+            embedded: (B, T, E) float embeddings, typically ``wrapper.embed(tokens)``.
             drop_mask: (B, T) float mask, 1.0 = drop.
 
         Returns:
             (B, T, E) :func:`mask_embeddings` of ``embedded`` with :meth:`fill_vector`.
         """
         return mask_embeddings(embedded, drop_mask, self.fill_vector())
+
+    def unwrapped(self) -> nn.Embedding:
+        """The ``nn.Embedding`` this wrapper was built from, brought up to date: it holds the
+        wrapper's weight ``Parameter`` (the trained one) and vocabulary size, so that it can go
+        back into the model (what :func:`advmask.unmask_input_embeddings` does)."""
+        original = self._original
+        original.weight = self.weight
+        original.num_embeddings = self.num_embeddings
+        original.padding_idx = self.padding_idx
+        return original
 
     def forward(
         self,
@@ -289,13 +358,22 @@ class MaskedEmbedding(nn.Module):
                 and its position. A value check (one host sync): skipped under
                 ``torch.compile``, when value checks are switched off and with
                 ``ids_checked``.
+            RuntimeError: in training mode with gradients disabled (see the class docstring).
         """
         if not ids_checked and isinstance(tokens, Tensor) and checking_values():
-            _check_ids(tokens, self.embedding.num_embeddings)
-        embedded = self.embedding(tokens)
+            _check_ids(tokens, self.num_embeddings)
+        embedded = self.embed(tokens)
         if not self.training or self.masker is None:
             self.last_output = None
+            self._pass_outputs = []
             return embedded
+        if not torch.is_grad_enabled():
+            raise RuntimeError(
+                "MaskedEmbedding is in training mode but gradients are disabled (as inside "
+                "model.generate() or torch.no_grad()): it would drop inputs of an inference, "
+                "a prompt for example. Call model.eval() first, or wrap the call in "
+                "torch.enable_grad() to mask on purpose"
+            )
         if lengths is None and protected is None and self._valid_inputs is not None:
             lengths, protected = self._valid_inputs.resolve(tokens)
         if lengths is None:
@@ -315,10 +393,25 @@ class MaskedEmbedding(nn.Module):
             lengths, protected = _lengths_from_padding(tokens, self.pad_id, protected)
         output = self.masker(tokens, lengths, protected=protected)
         self.last_output = output
+        if self._pass_ended or self._pass_hook is None:
+            self._pass_outputs = []
+        self._pass_outputs.append(output)
+        self._pass_ended = False
         return self.drop(embedded, output.mask)
 
+    def _end_pass(self, *_: Any) -> None:
+        # A forward hook of the owning model (installed by mask_input_embeddings; ``*_`` are
+        # the hook's arguments): the next training-mode call starts a new regularizer sum.
+        self._pass_ended = True
+
     def extra_repr(self) -> str:
-        return f"fill={self.fill!r}" + (f", unk_id={self.unk_id}" if self.fill == "unk" else "")
+        # nn.Embedding's extra_repr formats self.__dict__, where num_embeddings is not
+        embedding = f"{self.num_embeddings}, {self.embedding_dim}" + (
+            f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        )
+        return f"{embedding}, fill={self.fill!r}" + (
+            f", fill_id={self.fill_id}" if self.fill == "token" else ""
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # The last call's output is not part of the module: it holds tensors of that call's
@@ -326,17 +419,40 @@ class MaskedEmbedding(nn.Module):
         # as an AveragedModel does) and pickling would drag along.
         state = self.__dict__.copy()
         state["last_output"] = None
+        state["_pass_outputs"] = []
         return state
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # A state dict saved before the embedding was wrapped has ``<prefix>weight`` where the
-        # wrapper keeps ``<prefix>embedding.weight``: rename it, so that such a checkpoint
-        # (a decoder's, a Hugging Face model's) loads into the masked model.
-        names = set(self.embedding.state_dict(keep_vars=True))
+        # The earlier layout kept the wrapped embedding as a child, ``<prefix>embedding.weight``,
+        # where the weight is now ``<prefix>weight``: rename it, so such checkpoints still load.
         rename_state_dict_keys(
-            state_dict, prefix, lambda name: f"embedding.{name}" if name in names else None
+            state_dict, prefix, lambda name: "weight" if name == "embedding.weight" else None
         )
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _deprecated_fill_names(
+    fill: str, fill_id: int | None, unk_id: int | None
+) -> tuple[str, int | None]:
+    """``(fill, fill_id)`` with the deprecated ``fill="unk"`` and ``unk_id`` translated."""
+    if unk_id is not None:
+        warnings.warn(
+            "unk_id is deprecated; use fill_id (the id a dropped input becomes, an <unk> or "
+            "[MASK] id)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if fill_id is not None and fill_id != unk_id:
+            raise ValueError(f"give fill_id or unk_id, not both: got {fill_id} and {unk_id}")
+        fill_id = unk_id
+    if fill == "unk":
+        warnings.warn(
+            'fill="unk" is deprecated; use fill="token" with fill_id',
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        fill = "token"
+    return fill, fill_id
 
 
 def rename_state_dict_keys(
@@ -377,18 +493,31 @@ class _ValidInputs:
     protected: Tensor | None
     attention_mask: Tensor | None
 
-    def resolve(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``(lengths (B,), protected (T,) | (B, T) bool | None)`` for a call on ``tokens``."""
+    @property
+    def width(self) -> int | None:
+        """The length ``T`` of the ids these positions describe, if they fix one."""
+        if self.attention_mask is not None:
+            return self.attention_mask.shape[1]
+        if self.protected is not None:
+            return self.protected.shape[-1]
+        return None
+
+    def resolve(self, tokens: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """``(lengths (B,), protected (T,) | (B, T) bool | None)`` for a call on ``tokens``;
+        ``(None, None)`` for ids of another length, which these positions do not describe."""
         batch, length = tokens.shape
+        if self.width is not None and self.width != length:
+            return None, None
+        for name, given in (("lengths", self.lengths), ("attention_mask", self.attention_mask)):
+            if given is not None and given.shape[0] != batch:
+                raise ValueError(
+                    f"{name} must have one row per row of the token ids ({batch}), got shape "
+                    f"{tuple(given.shape)}"
+                )
         lengths, protected = self.lengths, self.protected
         if lengths is None:
             lengths = torch.full((batch,), length, dtype=torch.int64, device=tokens.device)
         if self.attention_mask is not None:
-            if tuple(self.attention_mask.shape) != (batch, length):
-                raise ValueError(
-                    f"attention_mask must have the shape of the token ids {(batch, length)}, "
-                    f"got {tuple(self.attention_mask.shape)}"
-                )
             padding = (self.attention_mask == 0).to(tokens.device)
             protected = padding if protected is None else protected.to(tokens.device) | padding
         return lengths, protected

@@ -47,9 +47,9 @@ class AdversarialMasker(nn.Module):
 
     Training mode: ``scores = mean + std * eps`` with ``eps ~ N(0, I)``; the mask is the hard
     bottom-K of the scores, straight-through the relaxation ``relaxation``, behind a gradient
-    reversal of scale ``grl_scale``. Eval mode: no noise, the bottom-K of ``mean``
-    (deterministic, no gradient). Consumers such as :class:`advmask.embedding.MaskedEmbedding`
-    and :class:`advmask.seqvae.vae.SequenceVAE` do not call the masker in eval mode at all.
+    reversal of scale ``grl_scale``. Eval mode: the identity, as ``nn.Dropout``'s: nothing is
+    dropped (``mask`` all zero, ``k`` zero, ``regularizer`` zero; ``mean`` and ``std`` are the
+    scores). :meth:`mean_mask` is what the scores' mean alone would drop, in either mode.
 
     Args:
         vocab_size: number of token ids (for the score network's own embedding).
@@ -149,21 +149,9 @@ class AdversarialMasker(nn.Module):
             ValueError: on wrong shapes, ``lengths`` out of range, or non-finite scores at
                 eligible positions.
         """
-        # Value checks run here, once; the score network and bottom_k trust what passed them.
-        vocab_size = getattr(self.score_network, "vocab_size", None)
-        tokens, lengths = check_tokens_lengths(
-            tokens, lengths, vocab_size=vocab_size if embeddings is None else None
-        )
-        eligible = _eligible(tokens, lengths, protected)
-        k = num_to_drop(self.rate, eligible.sum(1))
-        with trusted():
-            mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
-        if checking_values():
-            _check_scores(mean, std, eligible)
-        regularizer = score_kl(mean, std, eligible, self.kl_weight)
+        eligible, k, mean, std, regularizer = self._scores(tokens, lengths, protected, embeddings)
         if not self.training:
-            mask = hard_bottom_k(mean.detach(), k, eligible)
-            return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+            return _nothing_dropped(mean, std, eligible)
         if noise is None:
             noise = torch.randn(
                 mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
@@ -185,6 +173,77 @@ class AdversarialMasker(nn.Module):
         mask = self.reversal(mask)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
 
+    def mean_mask(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        *,
+        protected: Tensor | None = None,
+        embeddings: Tensor | None = None,
+    ) -> MaskerOutput:
+        """What the mean scores alone drop: the bottom-K of ``mean``, without noise.
+
+        In either mode, with the training-mode ``K`` (for analyses: which words the adversary
+        targets, and ``mean``, ``std``, ``k`` and ``eligible`` for drop probabilities). Draws
+        no noise, does not advance the reversal's schedule; the mask carries no gradient.
+
+        Args:
+            tokens: (B, T) integer ids.
+            lengths: (B,) integer valid positions per row, in ``[0, T]``.
+            protected: optional (T,) or (B, T) bool, True where a position must never be
+                dropped.
+            embeddings: optional (B, T, E) inputs of the score network.
+
+        Returns:
+            A :class:`advmask.MaskerOutput`; ``mask`` (B, T) float has exactly ``k[b]`` ones
+            in row ``b`` (1.0 = dropped), ``regularizer`` is the KL of the scores.
+        """
+        eligible, k, mean, std, regularizer = self._scores(tokens, lengths, protected, embeddings)
+        mask = hard_bottom_k(mean.detach(), k, eligible)
+        return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+
+    def resize_vocabulary(self, vocab_size: int) -> None:
+        """Follow a resized vocabulary: the score network's embedding gets ``vocab_size``
+        rows (new rows initialised as ``nn.Embedding`` does; existing ones kept).
+
+        Called by :class:`advmask.MaskedEmbedding` when the model's embedding is resized
+        (``resize_token_embeddings``). A custom score network without ``resize_vocabulary``
+        and without a ``vocab_size`` (one fed ``embeddings=``) needs nothing.
+
+        Raises:
+            TypeError: if the score network has a ``vocab_size`` but no ``resize_vocabulary``.
+        """
+        resize = getattr(self.score_network, "resize_vocabulary", None)
+        if resize is not None:
+            resize(vocab_size)
+        elif getattr(self.score_network, "vocab_size", None) is not None:
+            raise TypeError(
+                f"the score network ({type(self.score_network).__name__}) has a vocab_size but "
+                f"no resize_vocabulary(vocab_size): it cannot follow a vocabulary resized to "
+                f"{vocab_size}"
+            )
+
+    def _scores(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        protected: Tensor | None,
+        embeddings: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(eligible, k, mean, std, regularizer)`` of a call (checked input)."""
+        # Value checks run here, once; the score network and bottom_k trust what passed them.
+        vocab_size = getattr(self.score_network, "vocab_size", None)
+        tokens, lengths = check_tokens_lengths(
+            tokens, lengths, vocab_size=vocab_size if embeddings is None else None
+        )
+        eligible = _eligible(tokens, lengths, protected)
+        k = num_to_drop(self.rate, eligible.sum(1))
+        with trusted():
+            mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
+        if checking_values():
+            _check_scores(mean, std, eligible)
+        return eligible, k, mean, std, score_kl(mean, std, eligible, self.kl_weight)
+
     def extra_repr(self) -> str:
         return (
             f"rate={self.rate}, kl_weight={self.kl_weight}, relaxation={self.relaxation!r}, "
@@ -202,10 +261,8 @@ class UniformMasker(nn.Module):
       (Bowman et al. 2016), per token, not one coin per time step shared by the
       batch as in the AWD authors' code. ``k`` reports the number actually dropped.
 
-    In eval mode both modes are deterministic: the first ``K`` eligible positions of each row
-    (the bottom-K of all-zero scores). Consumers such as
-    :class:`advmask.embedding.MaskedEmbedding` and :class:`advmask.seqvae.vae.SequenceVAE` do not
-    call the masker in eval mode at all: no word dropout at evaluation.
+    Eval mode: the identity, as ``nn.Dropout``'s (nothing dropped, ``k`` zero).
+    :meth:`mean_mask` gives the deterministic choice of the training-mode ``K``.
 
     The mask never carries a gradient, ``mean`` is 0, ``std`` is 1 and ``regularizer`` is 0.
 
@@ -240,16 +297,11 @@ class UniformMasker(nn.Module):
 
         ``embeddings`` is accepted for interchangeability and ignored.
         """
-        tokens, lengths = check_tokens_lengths(tokens, lengths)
-        eligible = _eligible(tokens, lengths, protected)
-        k = num_to_drop(self.rate, eligible.sum(1))
-        dtype = torch.get_default_dtype()
-        mean = torch.zeros(tokens.shape, dtype=dtype, device=tokens.device)
-        std = torch.ones_like(mean)
-        regularizer = mean.new_zeros(())
+        eligible, k, mean, std, regularizer = self._scores(tokens, lengths, protected)
+        dtype = mean.dtype
         if not self.training:
-            mask = hard_bottom_k(mean, k, eligible)
-        elif self.mode == "exact":
+            return _nothing_dropped(mean, std, eligible)
+        if self.mode == "exact":
             # Exchangeable, a.s. distinct scores: the K smallest are a uniform K-subset.
             mask = hard_bottom_k(_standard_normal(mean, generator), k, eligible)
         else:
@@ -258,6 +310,31 @@ class UniformMasker(nn.Module):
             mask = drop.to(dtype)
             k = drop.sum(1)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
+
+    def mean_mask(
+        self,
+        tokens: Tensor,
+        lengths: Tensor,
+        *,
+        protected: Tensor | None = None,
+        embeddings: Tensor | None = None,
+    ) -> MaskerOutput:
+        """The deterministic choice, in either mode: the first ``K`` eligible positions of each
+        row (the bottom-K of the all-zero mean scores), ``K`` as in training (``round(rate *
+        n)``, in Bernoulli mode too). Arguments and output as
+        :meth:`AdversarialMasker.mean_mask`."""
+        eligible, k, mean, std, regularizer = self._scores(tokens, lengths, protected)
+        return MaskerOutput(hard_bottom_k(mean, k, eligible), k, regularizer, mean, std, eligible)
+
+    def _scores(
+        self, tokens: Tensor, lengths: Tensor, protected: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(eligible, k, mean 0, std 1, regularizer 0)`` of a call (checked input)."""
+        tokens, lengths = check_tokens_lengths(tokens, lengths)
+        eligible = _eligible(tokens, lengths, protected)
+        k = num_to_drop(self.rate, eligible.sum(1))
+        mean = torch.zeros(tokens.shape, dtype=torch.get_default_dtype(), device=tokens.device)
+        return eligible, k, mean, torch.ones_like(mean), mean.new_zeros(())
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}, mode={self.mode!r}"
@@ -317,6 +394,13 @@ def drop_probabilities(
     scores = (mean + std * noise).reshape(num_samples * batch, length)
     masks = hard_bottom_k(scores, k.repeat(num_samples), eligible.repeat(num_samples, 1))
     return masks.reshape(num_samples, batch, length).mean(0)
+
+
+def _nothing_dropped(mean: Tensor, std: Tensor, eligible: Tensor) -> MaskerOutput:
+    """The eval-mode output: the identity (no mask, ``k`` 0, no regulariser)."""
+    nothing = torch.zeros_like(mean.detach())
+    k = torch.zeros(mean.shape[0], dtype=torch.int64, device=mean.device)
+    return MaskerOutput(nothing, k, nothing.new_zeros(()), mean, std, eligible)
 
 
 def _eligible(tokens: Tensor, lengths: Tensor, protected: Tensor | None) -> Tensor:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, autograd, nn
 
 from advmask.checks import check_non_negative
@@ -52,7 +54,29 @@ def grad_reverse(x: Tensor, scale: float = 1.0) -> Tensor:
     return _GradReverse.apply(x, check_non_negative(scale, "scale"))
 
 
-def dann_schedule(total_steps: int, gamma: float = 10.0) -> Callable[[int], float]:
+@dataclass(frozen=True)
+class DannSchedule:
+    """The DANN ramp ``2 / (1 + exp(-gamma * p)) - 1`` with ``p = min(step / total_steps, 1)``.
+
+    A small frozen object rather than a closure, so that a masker holding it can be pickled
+    and deep-copied (a checkpoint of a whole model, ``copy.deepcopy`` for weight averaging).
+    Build it with :func:`dann_schedule`, which validates the arguments.
+
+    Attributes:
+        total_steps: number of steps over which the ramp rises (> 0).
+        gamma: steepness.
+    """
+
+    total_steps: int
+    gamma: float = 10.0
+
+    def __call__(self, step: int) -> float:
+        """The reversal scale at the (0-based) ``step``."""
+        progress = min(step / self.total_steps, 1.0)
+        return 2.0 / (1.0 + math.exp(-self.gamma * progress)) - 1.0
+
+
+def dann_schedule(total_steps: int, gamma: float = 10.0) -> DannSchedule:
     """The DANN ramp ``2 / (1 + exp(-gamma * p)) - 1`` with ``p = step / total_steps``.
 
     Rises from 0 at step 0 towards 1 at ``total_steps`` (0.9866 for ``gamma = 10``), and stays
@@ -63,21 +87,17 @@ def dann_schedule(total_steps: int, gamma: float = 10.0) -> Callable[[int], floa
         gamma: steepness.
 
     Returns:
-        A function of the (0-based) step returning the reversal scale.
+        A :class:`DannSchedule`: a picklable function of the (0-based) step returning the
+        reversal scale.
 
     Example:
         >>> ramp = dann_schedule(100)
         >>> ramp(0), round(ramp(100), 4)
         (0.0, 0.9999)
     """
-    if total_steps <= 0:
-        raise ValueError(f"total_steps must be > 0, got {total_steps}")
-
-    def scale_at(step: int) -> float:
-        progress = min(step / total_steps, 1.0)
-        return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
-
-    return scale_at
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+        raise ValueError(f"total_steps must be an int > 0, got {total_steps!r}")
+    return DannSchedule(total_steps, float(gamma))
 
 
 class GradientReversal(nn.Module):
@@ -114,11 +134,13 @@ class GradientReversal(nn.Module):
             self.step += 1
         return out
 
-    def get_extra_state(self) -> dict[str, int]:
-        return {"step": self.step}
+    def get_extra_state(self) -> Tensor:
+        # A tensor, not a dict: safetensors (and so ``save_pretrained``) holds tensors only.
+        return torch.tensor(self.step, dtype=torch.int64)
 
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.step = int(state["step"])
+    def set_extra_state(self, state: Tensor | dict[str, int]) -> None:
+        # A dict ``{"step": n}`` is what checkpoints written before the tensor form hold.
+        self.step = int(state["step"] if isinstance(state, dict) else state)
 
     def extra_repr(self) -> str:
         return f"scale={self.scale!r}"

@@ -84,6 +84,33 @@ class ScoreNetwork(nn.Module):
         """Hidden states (B, T, H) of embedded inputs (B, T, E); see the class docstring."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def resize_vocabulary(self, vocab_size: int) -> None:
+        """Give the network's own embedding ``vocab_size`` rows, in place.
+
+        The first ``min(old, new)`` rows are kept; new rows are drawn as ``nn.Embedding``
+        draws them (N(0, 1)), the padding row stays zero, and a ``padding_idx`` beyond the new
+        size is dropped. The weight stays the same ``Parameter`` object, as in
+        ``transformers``' resize, so an optimiser built before still holds it.
+
+        Args:
+            vocab_size: the new number of token ids (> 0).
+        """
+        vocab_size = check_int(vocab_size, "vocab_size")
+        weight = self.embedding.weight
+        kept = min(vocab_size, weight.shape[0])
+        resized = weight.new_empty(vocab_size, weight.shape[1]).normal_()
+        resized[:kept] = weight[:kept]
+        padding_idx = self.embedding.padding_idx
+        if padding_idx is not None and padding_idx >= vocab_size:
+            padding_idx = None
+        if padding_idx is not None:
+            resized[padding_idx] = 0.0
+        weight.data = resized
+        self.embedding.num_embeddings = vocab_size
+        self.embedding.padding_idx = padding_idx
+        self.vocab_size = vocab_size
+
     def forward(
         self, tokens: Tensor | None, lengths: Tensor, *, embeddings: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:

@@ -234,11 +234,11 @@ def test_hf_model_keeps_its_weight_tying_and_finds_the_embedding_itself() -> Non
     original = model.get_input_embeddings()
     wrapper = mask_input_embeddings(model, adversary())
     assert model.get_input_embeddings() is wrapper and model.transformer.wte is wrapper
-    assert wrapper.embedding is original
+    assert wrapper.weight is original.weight
     assert model.lm_head.weight is wrapper.weight  # tied: one parameter, as before
     assert wrapper.pad_id == PAD  # from model.config.pad_token_id (GPT-2 has no padding_idx)
     names = {name for name, _ in model.named_parameters()}
-    assert "transformer.wte.embedding.weight" in names
+    assert "transformer.wte.weight" in names  # the plain model's key
     assert any(name.startswith("transformer.wte.masker.") for name in names)
 
 
@@ -353,9 +353,9 @@ def test_padding_ids_are_never_dropped_when_the_model_gives_no_lengths(lengths, 
 def test_advmask_decoders_are_found_by_their_embedding_attribute() -> None:
     decoder = LSTMDecoder(VOCAB, EMB, HID, LAT)
     original = decoder.embedding
-    wrapper = mask_input_embeddings(decoder, None, fill="unk", unk_id=3)
-    assert decoder.embedding is wrapper and wrapper.embedding is original
-    assert wrapper.pad_id == PAD and wrapper.fill == "unk"
+    wrapper = mask_input_embeddings(decoder, None, fill="token", fill_id=3)
+    assert decoder.embedding is wrapper and wrapper.weight is original.weight
+    assert wrapper.pad_id == PAD and wrapper.fill == "token" and wrapper.fill_id == 3
 
 
 class NoEmbedding(nn.Module):
@@ -386,9 +386,9 @@ class HFNotImplemented(NoEmbedding):
         (lambda: LSTMDecoder(VOCAB, EMB, HID, LAT), {"pad_id": 1.5}, TypeError, "pad_id.*1.5"),
         (
             lambda: LSTMDecoder(VOCAB, EMB, HID, LAT),
-            {"fill": "unk"},
+            {"fill": "token"},
             ValueError,
-            "unk_id must be an id",
+            "fill_id must be an id",
         ),
     ],
 )
@@ -420,9 +420,11 @@ def test_valid_inputs_checks_its_arguments_and_restores_the_outer_context() -> N
     ):
         pass
     with (
-        wrapper.valid_inputs(attention_mask=torch.ones(1, 3, dtype=torch.long)),
+        wrapper.valid_inputs(attention_mask=torch.ones(2, 4, dtype=torch.long)),
         pytest.raises(
-            ValueError, match=r"attention_mask must have the shape of the token ids \(1, 4\)"
+            ValueError,
+            match=r"attention_mask must have one row per row of the token ids \(1\), got shape "
+            r"\(2, 4\)",
         ),
     ):
         wrapper(tokens)

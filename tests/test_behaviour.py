@@ -66,6 +66,16 @@ def train(relaxation: str, kl_weight: float, steps: int = 200, **kwargs) -> Adve
     return masker
 
 
+class MeanMask:
+    """A masker's noise-free choice (its ``mean_mask``) with the call of ``forward``."""
+
+    def __init__(self, masker: AdversarialMasker) -> None:
+        self.masker = masker
+
+    def __call__(self, tokens, lengths, generator=None):
+        return self.masker.mean_mask(tokens, lengths)
+
+
 def precision_and_chance(masker: AdversarialMasker, rows: int = 4096, seed: int = 99):
     """Fraction of dropped positions among the row's K costliest, and its law under uniform.
 
@@ -95,7 +105,7 @@ def precision_and_chance(masker: AdversarialMasker, rows: int = 4096, seed: int 
 @pytest.mark.parametrize("relaxation", RELAXATIONS)
 def test_adversary_learns_to_drop_the_costliest_tokens(relaxation) -> None:
     masker = train(relaxation, kl_weight=0.01)
-    precision, chance, _ = precision_and_chance(masker.eval())
+    precision, chance, _ = precision_and_chance(MeanMask(masker))
     assert chance < 0.4
     assert precision >= 0.8, f"{relaxation}: precision {precision:.3f}, chance {chance:.3f}"
 
@@ -124,7 +134,7 @@ def test_huge_kl_weight_keeps_dropping_uniform(relaxation) -> None:
 @pytest.mark.parametrize("std", ["fixed", "logvar"])
 def test_other_score_networks_learn_too(score_network, std) -> None:
     masker = train("euclidean", kl_weight=0.01, steps=400, score_network=score_network, std=std)
-    precision, _, _ = precision_and_chance(masker.eval())
+    precision, _, _ = precision_and_chance(MeanMask(masker))
     assert precision >= 0.8
 
 
@@ -133,7 +143,7 @@ def test_bidirectional_lstm_learns_too() -> None:
     torch.manual_seed(0)
     network = LSTMScoreNetwork(VOCAB, 16, 32, padding_idx=None, bidirectional=True)
     masker = train("euclidean", kl_weight=0.01, steps=400, score_network=network)
-    precision, _, _ = precision_and_chance(masker.eval())
+    precision, _, _ = precision_and_chance(MeanMask(masker))
     assert precision >= 0.8
 
 

@@ -55,6 +55,7 @@ def test_html_builds_without_warnings(tmp_path: Path) -> None:
     for page in (
         "index",
         "getting_started",
+        "huggingface",
         "method",
         "relaxations",
         "evaluation",

@@ -3,10 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from advmask.budget import num_to_drop
 from advmask.embedding import MaskedEmbedding, mask_embeddings
 from advmask.maskers import AdversarialMasker, UniformMasker
 from advmask.regularizer import score_kl
@@ -30,7 +31,7 @@ class Decoder(nn.Module):
 def setup(masker=None, fill="zero", seed=0):
     torch.manual_seed(seed)
     embedding = nn.Embedding(VOCAB, DIM, padding_idx=0)
-    masked = MaskedEmbedding(embedding, masker, fill=fill, unk_id=UNK if fill == "unk" else None)
+    masked = MaskedEmbedding(embedding, masker, fill=fill, fill_id=UNK if fill == "token" else None)
     return masked.double(), Decoder().double()
 
 
@@ -121,26 +122,26 @@ def test_mask_embeddings_bad_input(args, error, words) -> None:
 # --- the wrapper --------------------------------------------------------------------------------
 
 
-def test_unk_fill_equals_replacing_the_token_id() -> None:
+def test_token_fill_equals_replacing_the_token_id() -> None:
     # SPEC P6.1, with the adversary's hard mask in training mode.
-    masked, _ = setup(adversary(), fill="unk")
+    masked, _ = setup(adversary(), fill="token")
     tokens, lengths = batch([6, 3, 5])
     out = masked(tokens, lengths)
     drop = masked.last_output.mask.detach().bool()
     assert drop.any()
-    assert torch.equal(out, masked.embedding(torch.where(drop, UNK, tokens)))
+    assert torch.equal(out, masked.embed(torch.where(drop, UNK, tokens)))
 
 
-@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+@pytest.mark.parametrize("fill", ["zero", "token", "learned"])
 def test_rate_zero_reproduces_the_unmasked_model(fill) -> None:
     # SPEC P6.4
     for masker in (adversary(rate=0.0), UniformMasker(0.0)):
         masked, _ = setup(masker.double(), fill=fill)
         tokens, lengths = batch([6, 3, 5])
-        assert torch.equal(masked(tokens, lengths), masked.embedding(tokens))
+        assert torch.equal(masked(tokens, lengths), masked.embed(tokens))
 
 
-@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+@pytest.mark.parametrize("fill", ["zero", "token", "learned"])
 def test_outputs_do_not_depend_on_the_dropped_token(fill) -> None:
     # SPEC P6.5: with the mask held fixed, the identity of a dropped token changes nothing
     # downstream (bitwise). The uniform masker's choice does not read the tokens.
@@ -168,7 +169,7 @@ def test_eval_returns_the_embedding_untouched_and_does_not_call_the_masker() -> 
     masked(tokens, lengths)
     assert masked.last_output is not None and calls == [1]
     masked.eval()
-    assert torch.equal(masked(tokens, lengths), masked.embedding(tokens))
+    assert torch.equal(masked(tokens, lengths), masked.embed(tokens))
     assert calls == [1] and masked.last_output is None
     assert float(masked.regularizer) == 0.0
 
@@ -198,11 +199,11 @@ def test_lengths_inferred_from_padding() -> None:
 
 def test_passthroughs_and_weight_tying() -> None:
     masked, _ = setup(UniformMasker(0.5))
-    assert masked.weight is masked.embedding.weight
+    assert masked.weight is masked.weight
     assert (masked.num_embeddings, masked.embedding_dim, masked.padding_idx) == (VOCAB, DIM, 0)
     head = nn.Linear(DIM, VOCAB, bias=False).double()
     head.weight = masked.weight  # tying through the wrapper
-    assert head.weight is masked.embedding.weight
+    assert head.weight is masked.weight
 
 
 def test_learned_fill_gets_the_sum_of_dropped_gradients() -> None:
@@ -226,14 +227,14 @@ def test_learned_fill_gets_the_sum_of_dropped_gradients() -> None:
             ["fill", "'mask'"],
         ),
         (
-            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="unk"),
+            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="token"),
             ValueError,
-            ["unk_id", "None"],
+            ["fill_id", "None"],
         ),
         (
-            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="unk", unk_id=4),
+            lambda: MaskedEmbedding(nn.Embedding(4, 2), None, fill="token", fill_id=4),
             ValueError,
-            ["unk_id", "4"],
+            ["fill_id", "4"],
         ),
     ],
 )
@@ -289,7 +290,7 @@ def test_ids_checked_skips_only_the_id_check(monkeypatch) -> None:
         masked(tokens, torch.tensor([6, 2]), ids_checked=True)
 
 
-@pytest.mark.parametrize("fill", ["zero", "unk", "learned"])
+@pytest.mark.parametrize("fill", ["zero", "token", "learned"])
 def test_drop_is_what_a_training_call_does_with_the_maskers_mask(fill) -> None:
     masked, _ = setup(UniformMasker(rate=0.5), fill=fill)
     if fill == "learned":
@@ -298,10 +299,10 @@ def test_drop_is_what_a_training_call_does_with_the_maskers_mask(fill) -> None:
     tokens, lengths = batch([5, 3, 4])
     trained = masked.train()(tokens, lengths)
     mask = masked.last_output.mask
-    assert torch.equal(masked.drop(masked.embedding(tokens), mask), trained)
+    assert torch.equal(masked.drop(masked.embed(tokens), mask), trained)
     # In eval mode too, and without calling the masker.
     masked.eval()
-    assert torch.equal(masked.drop(masked.embedding(tokens), mask), trained)
+    assert torch.equal(masked.drop(masked.embed(tokens), mask), trained)
     assert masked.last_output is not None  # drop() leaves the last training output alone
 
 
@@ -320,8 +321,9 @@ def test_a_wrapper_copies_after_a_training_call_without_its_last_output() -> Non
 
 
 def test_a_state_dict_of_the_bare_embedding_loads_into_the_wrapper() -> None:
-    # A checkpoint saved before the embedding was wrapped ("wte.weight", a decoder's
-    # "embedding.weight") loads into the masked model.
+    # The wrapper keeps the plain model's keys ("wte.weight", a decoder's "embedding.weight"):
+    # a checkpoint saved before the embedding was wrapped loads into the masked model, and
+    # the masked model's loads into the plain one (only the masker's keys are extra).
     torch.manual_seed(0)
     source = nn.Sequential(nn.Embedding(VOCAB, DIM, padding_idx=0), nn.Linear(DIM, VOCAB))
     old = source.state_dict()
@@ -332,22 +334,40 @@ def test_a_state_dict_of_the_bare_embedding_loads_into_the_wrapper() -> None:
     wrapper = mask_input_embeddings(target, UniformMasker(rate=0.5), fill="learned", attribute="0")
     missing, unexpected = target.load_state_dict(old, strict=False)
     assert unexpected == [] and missing == ["0.drop_vector"]
-    assert torch.equal(wrapper.embedding.weight, source[0].weight)
-    # The wrapper's own keys load as they are; a bare key given with them is not renamed
-    # over them (strict loading reports it as unexpected).
+    assert torch.equal(wrapper.weight, source[0].weight)
     new = target.state_dict()
-    assert "0.embedding.weight" in new
-    both = {**new, "0.weight": torch.zeros(VOCAB, DIM)}
-    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "0.weight"'):
+    assert list(new) == ["0.weight", "0.drop_vector", "1.weight", "1.bias"]
+    plain = nn.Sequential(nn.Embedding(VOCAB, DIM, padding_idx=0), nn.Linear(DIM, VOCAB))
+    missing, unexpected = plain.load_state_dict(new, strict=False)
+    assert missing == [] and unexpected == ["0.drop_vector"]
+    assert torch.equal(plain[0].weight, wrapper.weight)
+
+
+def test_a_state_dict_of_the_earlier_wrapper_layout_loads() -> None:
+    # Until the wrapper became an nn.Embedding it kept the embedding as a child:
+    # "0.embedding.weight". Such checkpoints load; a current key given with them is not
+    # overwritten by the renamed one (strict loading reports the old key as unexpected).
+    from advmask.adapters import mask_input_embeddings
+
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Embedding(VOCAB, DIM, padding_idx=0), nn.Linear(DIM, VOCAB))
+    wrapper = mask_input_embeddings(target, UniformMasker(rate=0.5), attribute="0")
+    earlier = {
+        ("0.embedding.weight" if k == "0.weight" else k): v.clone() * 2
+        for k, v in target.state_dict().items()
+    }
+    target.load_state_dict(earlier)
+    assert torch.equal(wrapper.weight, earlier["0.embedding.weight"])
+    both = {**target.state_dict(), "0.embedding.weight": torch.zeros(VOCAB, DIM)}
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "0.embedding'):
         target.load_state_dict(both)
-    target.load_state_dict(both, strict=False)
-    assert torch.equal(wrapper.embedding.weight, source[0].weight)
+    assert torch.equal(wrapper.weight, earlier["0.embedding.weight"])
 
 
 # --- gradient routing of the full objective -----------------------------------------------------
 
 
-@pytest.mark.parametrize("fill", ["zero", "unk"])
+@pytest.mark.parametrize("fill", ["zero", "token"])
 @pytest.mark.parametrize("scale", [1.0, 0.7])
 def test_adversary_gets_the_reversed_gradient_and_the_vae_the_plain_one(fill, scale) -> None:
     # SPEC P6.3: grad_phi L_total = -alpha grad_phi L + grad_phi Omega (separate autograd.grad
@@ -356,7 +376,7 @@ def test_adversary_gets_the_reversed_gradient_and_the_vae_the_plain_one(fill, sc
     masked, decoder = setup(masker, fill=fill)
     tokens, lengths = batch([7, 5, 6, 3])
     phi = list(masker.parameters())
-    theta = list(masked.embedding.parameters()) + list(decoder.parameters())
+    theta = [masked.weight, *decoder.parameters()]
 
     torch.manual_seed(4)
     loss = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths)
@@ -370,7 +390,7 @@ def test_adversary_gets_the_reversed_gradient_and_the_vae_the_plain_one(fill, sc
     mean, std = masker.score_network(tokens, lengths)
     plain_mask = bottom_k(mean + std * noise, out.k, out.eligible, "euclidean")
     assert torch.equal(plain_mask, out.mask)
-    embedded = mask_embeddings(masked.embedding(tokens), plain_mask, masked.fill_vector())
+    embedded = mask_embeddings(masked.embed(tokens), plain_mask, masked.fill_vector())
     plain_loss = decoder_loss(decoder, embedded, tokens, lengths)
     grads_plain = torch.autograd.grad(plain_loss, phi + theta, allow_unused=True, retain_graph=True)
     grads_omega = torch.autograd.grad(
@@ -406,11 +426,11 @@ class SharedEmbeddingScores(nn.Module):
 def vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths):
     torch.manual_seed(2)
     total = decoder_loss(decoder, masked(tokens, lengths), tokens, lengths) + masked.regularizer
-    theta = list(masked.embedding.parameters()) + list(decoder.parameters())
+    theta = [masked.weight, *decoder.parameters()]
     with_masker = torch.autograd.grad(total, theta)
     # L_VAE alone: the same drop mask as a constant.
     fixed = masked.last_output.mask.detach()
-    embedded = mask_embeddings(masked.embedding(tokens), fixed, masked.fill_vector())
+    embedded = mask_embeddings(masked.embed(tokens), fixed, masked.fill_vector())
     alone = torch.autograd.grad(decoder_loss(decoder, embedded, tokens, lengths), theta)
     return with_masker, alone
 
@@ -426,7 +446,48 @@ def test_leak_detector() -> None:
     # ... and the detector catches an adversary that shares the VAE's embedding.
     masked, decoder = setup()
     masked.masker = AdversarialMasker(
-        VOCAB, 0.5, kl_weight=1.0, score_network=SharedEmbeddingScores(masked.embedding)
+        VOCAB, 0.5, kl_weight=1.0, score_network=SharedEmbeddingScores(masked.embed)
     ).double()
     got, expected = vae_gradients_with_and_without_masker(masked, decoder, tokens, lengths)
     assert not torch.allclose(got[0], expected[0], rtol=1e-6, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 7)), min_size=1, max_size=4),
+    st.sampled_from([0.0, 0.15, 0.5, 0.7, 1.0]),
+    st.booleans(),
+)
+def test_valid_inputs_drop_exactly_k_of_the_attended_positions(rows, rate, adversarial) -> None:
+    # Left padding, then words, then right padding, per row: exactly round_half_up(rate * n)
+    # of the n attended positions are dropped, never a padded one.
+    width = 12
+    steps = torch.arange(width)
+    left = torch.tensor([pad for pad, _ in rows])
+    words = torch.tensor([count for _, count in rows])
+    attention_mask = ((steps >= left[:, None]) & (steps < (left + words)[:, None])).long()
+    ids = torch.randint(2, VOCAB, attention_mask.shape, generator=torch.Generator().manual_seed(0))
+    tokens = torch.where(attention_mask.bool(), ids, 0)
+    masker = adversary(rate=rate) if adversarial else UniformMasker(rate)
+    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), masker)
+    with masked.valid_inputs(attention_mask=attention_mask):
+        masked(tokens)
+    mask = masked.last_output.mask.detach()
+    assert torch.equal(mask.sum(1).long(), num_to_drop(rate, words))
+    assert torch.all(mask[attention_mask == 0] == 0)
+
+
+def test_an_embedding_with_a_forward_of_its_own_is_refused() -> None:
+    # The wrapper computes what nn.Embedding computes: it would silently drop a scaling.
+    class ScaledEmbedding(nn.Embedding):
+        def forward(self, tokens):
+            return super().forward(tokens) * 2.0
+
+    with pytest.raises(TypeError, match="ScaledEmbedding has its own forward"):
+        MaskedEmbedding(ScaledEmbedding(VOCAB, DIM), None)
+
+    class Renamed(nn.Embedding):  # a subclass that keeps nn.Embedding's forward is fine
+        pass
+
+    masked = MaskedEmbedding(Renamed(VOCAB, DIM), None)
+    assert masked.weight.shape == (VOCAB, DIM)

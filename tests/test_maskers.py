@@ -2,6 +2,7 @@
 
 import itertools
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -46,13 +47,21 @@ class ConstantScores(nn.Module):
         return mean, torch.full(tokens.shape, self.std)
 
 
-def maskers_for(rate: float) -> dict[str, nn.Module]:
+def deterministic(masker: nn.Module):
+    """The masker's noise-free choice (``mean_mask``) with the call of ``forward``."""
+    return lambda tokens, lengths, protected=None, generator=None: masker.mean_mask(
+        tokens, lengths, protected=protected
+    )
+
+
+def maskers_for(rate: float) -> dict[str, Callable]:
     return {
         "adversarial": adversarial(rate),
-        "adversarial-eval": adversarial(rate).eval(),
+        "adversarial-mean": deterministic(adversarial(rate)),
+        "adversarial-mean-eval": deterministic(adversarial(rate).eval()),
         "exact": UniformMasker(rate),
-        "exact-eval": UniformMasker(rate).eval(),
-        "bernoulli-eval": UniformMasker(rate, mode="bernoulli").eval(),
+        "exact-mean": deterministic(UniformMasker(rate)),
+        "bernoulli-mean-eval": deterministic(UniformMasker(rate, mode="bernoulli").eval()),
     }
 
 
@@ -107,7 +116,7 @@ def test_empty_rows_and_empty_batches() -> None:
             assert float(out.regularizer.detach()) == 0.0
 
 
-# --- forward is the hard mask; eval is deterministic and draws no noise -----------------------
+# --- forward is the hard mask; mean_mask is deterministic; eval is the identity -------------
 
 
 def test_training_forward_is_hard_bottom_k_of_sampled_scores() -> None:
@@ -144,25 +153,50 @@ def test_regularizer_is_score_kl_of_the_outputs() -> None:
         lambda: UniformMasker(0.4, mode="bernoulli"),
     ],
 )
-def test_eval_is_deterministic_and_draws_no_noise(make) -> None:
+@pytest.mark.parametrize("training", [True, False])
+def test_mean_mask_is_deterministic_and_draws_no_noise(make, training) -> None:
+    masker = make().train(training)
+    lengths = torch.tensor([7, 3, 5, 0])
+    tokens = random_tokens(lengths, 7)
+    state = torch.random.get_rng_state()
+    first = masker.mean_mask(tokens, lengths)
+    second = masker.mean_mask(tokens, lengths)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(first.mask, second.mask)
+    assert not first.mask.requires_grad
+    assert torch.equal(first.mask, hard_bottom_k(first.mean.detach(), first.k, first.eligible))
+    assert torch.equal(first.k, num_to_drop(0.4, first.eligible.sum(1)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: adversarial(0.4),
+        lambda: UniformMasker(0.4),
+        lambda: UniformMasker(0.4, mode="bernoulli"),
+        lambda: UniformMasker(1.0),
+    ],
+)
+def test_eval_is_the_identity_and_draws_no_noise(make) -> None:
+    # As nn.Dropout: a masker in eval mode drops nothing, whoever calls it.
     masker = make().eval()
     lengths = torch.tensor([7, 3, 5, 0])
     tokens = random_tokens(lengths, 7)
     state = torch.random.get_rng_state()
     generator = torch.Generator().manual_seed(3)
     generator_state = generator.get_state()
-    first = masker(tokens, lengths, generator=generator)
-    second = masker(tokens, lengths)
+    out = masker(tokens, lengths, generator=generator)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert torch.equal(generator.get_state(), generator_state)
-    assert torch.equal(first.mask, second.mask)
-    assert not first.mask.requires_grad
-    assert torch.equal(first.mask, hard_bottom_k(first.mean.detach(), first.k, first.eligible))
+    assert torch.equal(out.mask, torch.zeros(4, 7)) and not out.mask.requires_grad
+    assert out.k.tolist() == [0, 0, 0, 0] and float(out.regularizer) == 0.0
+    assert torch.equal(out.eligible, eligible_positions(lengths, 7))
+    assert out.mean.shape == out.std.shape == (4, 7)
 
 
-def test_uniform_eval_drops_the_first_k_eligible_positions() -> None:
+def test_uniform_mean_mask_drops_the_first_k_eligible_positions() -> None:
     for mode in ("exact", "bernoulli"):
-        out = UniformMasker(0.5, mode=mode).eval()(
+        out = UniformMasker(0.5, mode=mode).mean_mask(
             torch.ones(2, 6, dtype=torch.int64),
             torch.tensor([5, 2]),
             protected=torch.arange(6) == 0,

@@ -9,8 +9,8 @@ always sees the unmasked sentence.
 The masking itself is :class:`advmask.MaskedEmbedding`'s, the wrapper that
 :func:`advmask.mask_input_embeddings` puts into any decoder: the model installs it as the
 decoder's ``embedding``, and the fill (zero, ``<unk>`` or a learned vector) and the masker live
-there. Checkpoints of the earlier layout (the masker and the drop vector on the model,
-``decoder.embedding.weight``) load through a key remap.
+there. Checkpoints of the two earlier layouts (the masker and the drop vector on the model;
+the embedding's weight under ``decoder.embedding.embedding.weight``) load through key remaps.
 """
 
 from __future__ import annotations
@@ -50,11 +50,16 @@ def _current_key(name: str) -> str | None:
 
     The masker and the learned drop vector were the model's own (``masker.*``,
     ``drop_vector``); they now belong to the decoder's :class:`~advmask.MaskedEmbedding`.
-    (``decoder.embedding.weight`` is renamed by the wrapper itself.)
+    (``decoder.embedding.embedding.weight``, the layout in between, is renamed by the wrapper
+    itself.)
     """
     if name == "drop_vector" or name.startswith("masker."):
         return f"decoder.embedding.{name}"
     return None
+
+
+def _is_id(value: object, vocab_size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
 
 
 PosteriorRefinement = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -87,10 +92,10 @@ class SequenceVAE(nn.Module):
     The decoder's ``embedding`` is replaced by a :class:`~advmask.MaskedEmbedding` (with
     :func:`~advmask.mask_input_embeddings`) that shares its weight and holds ``masker`` and
     the fill; :attr:`masker`, :attr:`fill`, :attr:`drop_vector` and :meth:`fill_vector` read
-    them from there. State-dict keys are those of that layout
-    (``decoder.embedding.embedding.weight``, ``decoder.embedding.masker.*``,
-    ``decoder.embedding.drop_vector``); a state dict with the earlier keys (``masker.*``,
-    ``drop_vector``, ``decoder.embedding.weight``) loads too.
+    them from there. State-dict keys are those of that layout (``decoder.embedding.weight``,
+    as for the plain decoder, ``decoder.embedding.masker.*``, ``decoder.embedding.drop_vector``);
+    a state dict with the earlier keys (``masker.*`` and ``drop_vector`` on the model, or
+    ``decoder.embedding.embedding.weight``) loads too.
 
     Args:
         encoder: module mapping ``(tokens, lengths)`` to posterior ``(mean, logvar)``, each
@@ -125,7 +130,19 @@ class SequenceVAE(nn.Module):
         self.decoder = decoder
         # The one masking path: the wrapper the README promotes for any decoder. It becomes
         # decoder.embedding, so the masker and the drop vector are submodules of the decoder.
-        mask_input_embeddings(decoder, masker, fill=fill, unk_id=unk_id, attribute="embedding")
+        vocab_size = getattr(getattr(decoder, "embedding", None), "num_embeddings", None)
+        if fill == "unk" and vocab_size is not None and not _is_id(unk_id, vocab_size):
+            raise ValueError(
+                f'unk_id must be an id in [0, {vocab_size}) when fill="unk", got {unk_id!r}'
+            )
+        # "unk" is this model's name for the token fill with its vocabulary's <unk> id.
+        mask_input_embeddings(
+            decoder,
+            masker,
+            fill="token" if fill == "unk" else fill,
+            fill_id=unk_id,
+            attribute="embedding",
+        )
 
     @property
     def input_embedding(self) -> MaskedEmbedding:
@@ -140,7 +157,8 @@ class SequenceVAE(nn.Module):
     @property
     def fill(self) -> str:
         """The fill mode, ``"zero"``, ``"unk"`` or ``"learned"`` (what a dropped input becomes)."""
-        return self.input_embedding.fill
+        fill = self.input_embedding.fill
+        return "unk" if fill == "token" else fill
 
     @property
     def drop_vector(self) -> nn.Parameter | None:
@@ -184,7 +202,7 @@ class SequenceVAE(nn.Module):
             (B,) nats, summed over the ``L_b + 1`` predictions of each row.
         """
         input_embedding = self.input_embedding
-        embedded = input_embedding.embedding(tokens[:, :-1])  # the unmasked lookup
+        embedded = input_embedding.embed(tokens[:, :-1])  # the unmasked lookup
         if drop_mask is not None:
             embedded = input_embedding.drop(embedded, drop_mask)
         return sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
@@ -223,7 +241,7 @@ class SequenceVAE(nn.Module):
         num_samples, num_sequences = z.shape[0], tokens.shape[0]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         decoder = self.decoder
-        embedded = self.input_embedding.embedding(inputs)  # unmasked, in training mode too
+        embedded = self.input_embedding.embed(inputs)  # unmasked, in training mode too
         # z-independent features, once per sequence: (T, N, 4H) projections or (N, T, E).
         projected = decoder.project_inputs(embedded) if hasattr(decoder, "project_inputs") else None
         if max_rows is None:

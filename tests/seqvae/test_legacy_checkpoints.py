@@ -5,7 +5,8 @@ The fixtures in ``tests/fixtures/legacy/`` were written by advmask at commit 7f8
 ``tests/fixtures/make_legacy_checkpoint.py`` (see there how to remake them), together with the
 outputs that code computed on a fixed batch (``expected.json``). Their state dicts hold the old
 keys: ``masker.*`` and ``drop_vector`` on the model, ``decoder.embedding.weight`` for the
-decoder's unwrapped embedding.
+decoder's unwrapped embedding. A layout in between (``decoder.embedding.embedding.weight``, the
+wrapper holding the embedding as a child) is made from a current model here.
 
 Weights are compared exactly (a key remap moves tensors, it computes nothing). Outputs are
 compared at float32 tolerance (``assert_close``'s float32 defaults, rtol 1.3e-6 and atol 1e-5),
@@ -42,22 +43,28 @@ STEMS = sorted(MANIFEST["fixtures"])
 
 def current_key(old: str) -> str:
     """Where a key of the 7f8f6e9 layout is now (written out here, independently of the
-    library's remap)."""
-    if old == "decoder.embedding.weight":
-        return "decoder.embedding.embedding.weight"
+    library's remap). ``decoder.embedding.weight`` is where it was: the wrapper is the
+    embedding."""
     if old == "drop_vector" or old.startswith("masker."):
         return f"decoder.embedding.{old}"
     return old
+
+
+def intermediate_state_dict(model: torch.nn.Module) -> dict[str, object]:
+    """A current model's state dict under the keys of the layout in between, whose wrapper
+    held the embedding as a child."""
+    return {
+        ("decoder.embedding.embedding.weight" if key == "decoder.embedding.weight" else key): value
+        for key, value in model.state_dict().items()
+    }
 
 
 def legacy_state_dict(model: torch.nn.Module) -> dict[str, object]:
     """A current model's state dict under the 7f8f6e9 keys (the inverse of ``current_key``)."""
 
     def old_key(key: str) -> str:
-        if key == "decoder.embedding.embedding.weight":
-            return "decoder.embedding.weight"
-        if key.startswith("decoder.embedding."):  # drop_vector, masker.*
-            return key[len("decoder.embedding.") :]
+        if key.startswith("decoder.embedding.") and key != "decoder.embedding.weight":
+            return key[len("decoder.embedding.") :]  # drop_vector, masker.*
         return key
 
     state = {old_key(key): value for key, value in model.state_dict().items()}
@@ -87,8 +94,8 @@ def test_every_old_weight_lands_under_its_new_key(stem) -> None:
     for key, value in old.items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(new[current_key(key)], value), key
-        else:  # the gradient reversal's extra state
-            assert new[current_key(key)] == value, key
+        else:  # the gradient reversal's extra state: a dict then, a tensor now
+            assert value == {"step": int(new[current_key(key)])}, key
     if spec.fill == "learned":
         assert torch.equal(model.drop_vector, old["drop_vector"])
         assert model.drop_vector.abs().sum() > 0  # the fixture's vector is not the initial zero
@@ -139,11 +146,13 @@ def test_new_checkpoints_round_trip_with_the_new_keys(tmp_path, fill, dropout) -
     torch.manual_seed(0)
     model = build_sequence_vae(spec)
     state = model.state_dict()
-    assert "decoder.embedding.embedding.weight" in state
+    assert "decoder.embedding.weight" in state
     assert not any(key.startswith("masker.") or key == "drop_vector" for key in state)
+    assert all(isinstance(value, torch.Tensor) for value in state.values())  # safetensors
     save_sequence_vae(model, spec, tmp_path / "model.pt")
     loaded, loaded_spec = load_sequence_vae(tmp_path / "model.pt")
-    assert loaded_spec == spec and loaded.input_embedding.unk_id == 5
+    assert loaded_spec == spec and loaded.input_embedding.fill_id == 5
+    assert loaded.fill == fill
     loaded_state = loaded.state_dict()
     assert list(loaded_state) == list(state)
     for key, value in state.items():
@@ -184,6 +193,24 @@ def test_old_keys_load_under_a_prefix_and_into_a_bare_decoder() -> None:
     missing, unexpected = target.decoder.load_state_dict(decoder_state, strict=False)
     assert unexpected == [] and all(key.startswith("embedding.") for key in missing)
     assert torch.equal(target.decoder.embedding.weight, source.decoder.embedding.weight)
+
+
+def test_state_of_the_layout_in_between_loads_strictly() -> None:
+    spec = ModelSpec(
+        vocab_size=20, embedding_dim=8, hidden_size=8, latent_dim=4, fill="learned",
+        dropout="adversarial", rate=0.4, adversary_embedding_dim=4, adversary_hidden_size=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    source = build_sequence_vae(spec)
+    state = intermediate_state_dict(source)
+    assert "decoder.embedding.embedding.weight" in state
+    assert "decoder.embedding.weight" not in state
+    torch.manual_seed(1)
+    target = build_sequence_vae(spec)
+    assert not torch.equal(target.decoder.embedding.weight, source.decoder.embedding.weight)
+    target.load_state_dict(state)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
 
 
 def test_resume_state_of_the_old_layout_loads_strictly(tmp_path) -> None:

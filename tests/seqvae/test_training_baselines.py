@@ -242,7 +242,7 @@ def test_refinement_raises_the_elbo_of_a_fixed_model(decoder) -> None:
         for weight in vae.decoder.parameters():
             weight.mul_(30.0)
     tokens, lengths = batch([6, 4, 7, 5], seed=2)
-    embedded = vae.input_embedding.embedding(tokens[:, :-1])
+    embedded = vae.input_embedding.embed(tokens[:, :-1])
     mean, logvar = vae.posterior(tokens, lengths)
     mean = mean + torch.linspace(-1.0, 1.0, mean.shape[1], dtype=mean.dtype)  # off the optimum
 

@@ -217,10 +217,10 @@ def test_the_decoder_embedding_is_the_masked_embedding_holding_masker_and_fill()
     assert vae.masker is masker and wrapper.masker is masker
     assert vae.fill == wrapper.fill == "learned"
     assert vae.drop_vector is wrapper.drop_vector
-    assert isinstance(wrapper.embedding, torch.nn.Embedding)
+    assert isinstance(wrapper, torch.nn.Embedding)  # the embedding itself, taken over
     # Nothing is registered twice: the masker and the drop vector live in the wrapper only.
     keys = set(vae.state_dict())
-    assert "decoder.embedding.drop_vector" in keys and "decoder.embedding.embedding.weight" in keys
+    assert "decoder.embedding.drop_vector" in keys and "decoder.embedding.weight" in keys
     assert not any(key.startswith("masker.") or key == "drop_vector" for key in keys)
 
 
@@ -271,7 +271,7 @@ def test_the_unk_id_is_passed_in_not_hard_coded() -> None:
     )
     assert torch.equal(vae.fill_vector(), vae.decoder.embedding.weight[7])
     spec = ModelSpec(vocab_size=VOCAB, embedding_dim=8, hidden_size=8, latent_dim=3, fill="unk")
-    assert build_sequence_vae(spec).input_embedding.unk_id == UNK_ID
+    assert build_sequence_vae(spec).input_embedding.fill_id == UNK_ID
     built = build_sequence_vae(ModelSpec(**{**spec.__dict__, "unk_id": 9}))
     assert torch.equal(built.fill_vector(), built.decoder.embedding.weight[9])
     with pytest.raises(ValueError, match=r"unk_id must be an id in \[0, 30\)"):
@@ -305,7 +305,7 @@ def test_vae_parameters_keep_the_order_of_the_earlier_layout() -> None:
         *(f"decoder.{name}" for name in decoder),
         "decoder.embedding.drop_vector",
     ]
-    assert order[len(encoder)] == "decoder.embedding.embedding.weight"
+    assert order[len(encoder)] == "decoder.embedding.weight"
 
 
 def test_a_model_copies_after_a_training_step() -> None:

@@ -101,12 +101,8 @@ def token_saliency(
         )
     inputs = tokens[:, :-1]
     is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
-    was_training = masker.training
-    try:
-        # Eval mode gives K and the scores' mean and std without drawing noise.
-        out = masker.eval()(inputs, lengths - 1, protected=is_bos)
-    finally:
-        masker.train(was_training)
+    # K and the scores' mean and std, without drawing noise (in either mode).
+    out = masker.mean_mask(inputs, lengths - 1, protected=is_bos)
     mean, std = out.mean.float(), out.std.float()
     if isinstance(masker, AdversarialMasker):
         probability = drop_probabilities(mean, std, out.k, out.eligible, num_samples, generator)
