@@ -117,6 +117,7 @@ mathjax3_config = {
 html_theme = "furo"
 html_title = f"advmask {release}"
 html_static_path = ["_static"]
+html_css_files = ["advmask.css"]  # code that wraps, math that scrolls (see the file)
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
 
