@@ -161,10 +161,11 @@ class ConfigFlags(_RecipeDirective):
         hints = typing.get_type_hints(config)
         rows = []
         for field in dataclasses.fields(config):
-            flag = "--" + field.name.replace("_", "-")
+            name = field.name.replace("_", "-")
+            flag = literal(f"--{name}")
             annotation = hints[field.name]
-            if annotation is bool:
-                flag = f"{flag} / --no-{flag[2:]}"
+            if annotation is bool:  # two literals: a narrow column breaks the pair at the slash
+                flag += " / " + literal(f"--no-{name}")
             if field.default is not dataclasses.MISSING:
                 default = field.default
             else:
@@ -182,7 +183,7 @@ class ConfigFlags(_RecipeDirective):
                 kind += ", " + " and ".join(limits)
             rows.append(
                 [
-                    literal(flag),
+                    flag,
                     kind,
                     literal(show_value(default)),
                     help_text(field.metadata.get("help", "")),
