@@ -8,13 +8,13 @@ Build (from the repository root)::
 
 The build needs no network: references to PyTorch and Python objects are resolved to their
 online documentation by ``docs/_ext/external_refs.py`` (a small offline stand-in for
-intersphinx), and MathJax is loaded by the reader's browser from its CDN, or from the file named
-by the environment variable ``ADVMASK_MATHJAX_PATH`` (a URL, or a path relative to ``_static``).
+intersphinx), and MathJax 3 is copied into the pages from the ``django-static-mathjax`` package of
+the docs extra by ``docs/_ext/offline_mathjax.py``, so that the built pages show their math
+offline too (without that package they load MathJax 3 from its CDN).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -36,7 +36,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
+    "offline_mathjax",  # docs/_ext: sphinx.ext.mathjax with MathJax 3 inside the pages
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
@@ -98,24 +98,26 @@ torch.manual_seed(0)
 # signature) are linked to their online documentation by docs/_ext/external_refs.py, offline.
 
 # -- Math ----------------------------------------------------------------------------------------
-# MathJax 3 from the CDN by default; ADVMASK_MATHJAX_PATH serves a local copy (offline viewing).
-if os.environ.get("ADVMASK_MATHJAX_PATH"):
-    mathjax_path = os.environ["ADVMASK_MATHJAX_PATH"]
+# MathJax 3 (docs/_ext/offline_mathjax.py picks the copy). textmacros reads ``\_`` inside
+# ``\text{...}`` as an underscore, as LaTeX does, instead of showing the backslash.
 mathjax3_config = {
+    "loader": {"load": ["[tex]/textmacros"]},
     "tex": {
+        "packages": {"[+]": ["textmacros"]},
         "macros": {
             "E": r"\mathbb{E}",
             "KL": r"\operatorname{KL}",
             "ELBO": r"\operatorname{ELBO}",
             "R": r"\mathbb{R}",
-        }
-    }
+        },
+    },
 }
 
 # -- HTML ----------------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"advmask {release}"
 html_static_path = ["_static"]
+html_css_files = ["advmask.css"]  # code that wraps, math that scrolls (see the file)
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
 

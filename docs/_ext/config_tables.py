@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import sys
 import types
 import typing
@@ -86,8 +87,28 @@ def literal(text: str) -> str:
     return "``" + text.replace("`", "'") + "``" if text else ""
 
 
-def escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("*", r"\*").replace("`", r"\`").replace("|", r"\|")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def plain_text(text: str) -> str:
+    """reST that shows ``text`` as written: every mark reST reads is escaped.
+
+    Without this, ``--max-length`` turns into an en dash (smart quotes) and ``file:line`` into a
+    link (a URI scheme). Quotes stay unescaped, so that apostrophes are typeset.
+    """
+    return re.sub(r"""([^\w\s'"])""", r"\\\1", text)
+
+
+def help_text(text: str) -> str:
+    """A field's help as reST: the flags it names as literals, everything else as written."""
+    pieces = []
+    start = 0
+    for match in FLAG.finditer(text):
+        pieces += [plain_text(text[start : match.start()]), literal(match.group())]
+        start = match.end()
+    pieces.append(plain_text(text[start:]))
+    # A literal must not touch a word character, or reST reads it as plain text.
+    return "\\ ".join(piece for piece in pieces if piece)
 
 
 def list_table(header: list[str], rows: list[list[str]], widths: list[int]) -> list[str]:
@@ -140,10 +161,11 @@ class ConfigFlags(_RecipeDirective):
         hints = typing.get_type_hints(config)
         rows = []
         for field in dataclasses.fields(config):
-            flag = "--" + field.name.replace("_", "-")
+            name = field.name.replace("_", "-")
+            flag = literal(f"--{name}")
             annotation = hints[field.name]
-            if annotation is bool:
-                flag = f"{flag} / --no-{flag[2:]}"
+            if annotation is bool:  # two literals: a narrow column breaks the pair at the slash
+                flag += " / " + literal(f"--no-{name}")
             if field.default is not dataclasses.MISSING:
                 default = field.default
             else:
@@ -161,10 +183,10 @@ class ConfigFlags(_RecipeDirective):
                 kind += ", " + " and ".join(limits)
             rows.append(
                 [
-                    literal(flag),
+                    flag,
                     kind,
                     literal(show_value(default)),
-                    escape(field.metadata.get("help", "")),
+                    help_text(field.metadata.get("help", "")),
                 ]
             )
         return self.render(
