@@ -113,8 +113,9 @@ def load_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     Raises:
         FileNotFoundError: naming the missing ``metrics.json`` of an unfinished run.
         ValueError: naming a file that is not valid JSON.
-        DuplicateRunError: naming two folders that hold the same run (the same settings and
-            seed: a copy, or a grid point trained again), which would count one seed twice.
+        advmask.seqvae.identity.DuplicateRunError: naming two folders that hold the same run
+            (the same settings and seed: a copy, or a grid point trained again), which would
+            count one seed twice.
     """
     runs, seen, names = [], set(), []
     for run_dir in run_dirs:
@@ -143,7 +144,8 @@ def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     groups under the same label (their settings differ: :func:`differing_settings` names them).
 
     Raises:
-        DuplicateRunError: two runs of one identity and seed (one run counted twice).
+        advmask.seqvae.identity.DuplicateRunError: two runs of one identity and seed (one run
+            counted twice).
     """
     runs = list(runs)
     check_distinct_runs(runs)

@@ -304,9 +304,12 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / ".lock"
         self._inode: tuple[int, int] | None = None  # (device, inode) of our lock file
+        self._content: str | None = None  # what we wrote in it: host, pid and a token of ours
 
     def _holder(self) -> str:
-        return f"{socket.gethostname()} {os.getpid()}"
+        # The token tells our file from a later one that reuses its inode (tmpfs does so at
+        # once) and is written by the same process.
+        return f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}\n"
 
     def _try_create(self) -> bool:
         """Link a complete lock file to ``.lock``; False if one is there."""
@@ -314,9 +317,10 @@ class RunLock:
         # take a contender's file from under it.
         temporary = self.folder / f".lock.{secrets.token_hex(6)}.new"
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        content = self._holder()
         try:
             with os.fdopen(handle, "w") as file:
-                file.write(self._holder() + "\n")
+                file.write(content)
                 file.flush()
                 os.fsync(file.fileno())
             try:
@@ -324,7 +328,7 @@ class RunLock:
             except FileExistsError:
                 return False
             status = os.stat(temporary)
-            self._inode = (status.st_dev, status.st_ino)
+            self._inode, self._content = (status.st_dev, status.st_ino), content
             return True
         finally:
             temporary.unlink(missing_ok=True)
@@ -332,7 +336,7 @@ class RunLock:
     def _read_holder(self) -> tuple[str, int] | None:
         """(host, pid) of the lock file; None if it is gone; pid -1 if it is unreadable."""
         try:
-            host, pid_text = self.path.read_text().split()
+            host, pid_text, *_ = self.path.read_text().split()  # older versions wrote no token
             return host, int(pid_text)
         except FileNotFoundError:
             return None
@@ -372,11 +376,13 @@ class RunLock:
         with _folder_lock(self.folder):
             try:
                 status = os.stat(self.path)
+                ours = (status.st_dev, status.st_ino) == self._inode
+                ours = ours and self.path.read_text() == self._content
             except FileNotFoundError:
-                status = None
-            if status is not None and (status.st_dev, status.st_ino) == self._inode:
+                ours = False
+            if ours:
                 self.path.unlink(missing_ok=True)
-        self._inode = None
+        self._inode = self._content = None
 
 
 @contextmanager

@@ -207,7 +207,12 @@ def plot_rate_grid(folder: Path, stem: Path, *, corpus: str) -> list[Path]:
     Uses :func:`~advmask.seqvae.analysis.rate_ablation` and
     :func:`~advmask.seqvae.analysis.plots.plot_rate_ablation`; no dropout is the point at 0.
     """
-    points = rate_ablation(load_grid(folder, seed=0), split="valid")
+    # One ablation per curve: rate_ablation refuses runs that differ in lambda, which the
+    # grid's adversaries do (each lambda is a curve of its own, labelled by load_grid).
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for run in load_grid(folder, seed=0):
+        curves.setdefault(run["dropout"], []).append(run)
+    points = [point for runs in curves.values() for point in rate_ablation(runs, split="valid")]
     title = f"{corpus}: rate grid, validation split, seed 0 (one run per point)"
     return plot_rate_ablation(points, stem, title=title, formats=FORMATS)
 
