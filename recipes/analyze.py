@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
 
 def _main(argv: list[str] | None, console: Console | None) -> Any:
     words = list(argv) if argv is not None else sys.argv[1:]
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     if words and words[0] in STUDIES:
         args = study_parser(words[0]).parse_args(words[1:])
         if args.threads:

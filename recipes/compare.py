@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         help="print A - B paired by seed; A and B are dropout kinds or row labels",
     )
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)
     run_dirs = []
     for run_dir in map(Path, args.run_dirs):
         if not run_dir.is_dir():

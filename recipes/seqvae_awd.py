@@ -509,11 +509,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     130, each after one line saying what was kept.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with exit_codes(Console()):  # a Ctrl-C before the runs start, too
+    with exit_codes(Console(soft_wrap=True)):  # a Ctrl-C before the runs start, too
         config = parse_args(argv)
         torch.set_num_threads(config.threads or torch.get_num_threads())
         context = init_distributed(config.device)  # joins torchrun's process group, if under it
-    console = Console(quiet=not context.is_rank_zero)  # one rank prints
+    console = Console(quiet=not context.is_rank_zero, soft_wrap=True)  # one rank prints
     try:
         with exit_codes(console):
             return run_all(config, context, console)

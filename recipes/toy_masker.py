@@ -94,7 +94,7 @@ def drop_frequency(
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(Config, argv, description=__doc__.splitlines()[0])
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(asdict(config))
     torch.manual_seed(config.seed)
 

@@ -407,7 +407,8 @@ def exit_codes(console: Console) -> Iterator[None]:
             # Ending as asked: torchrun, seeing one rank end, sends the others a SIGTERM,
             # which must not turn their exit into a kill.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        console.print(f"[yellow]{stop}[/yellow]", highlight=False)
+        # One line even when it is longer than the terminal: it names a path to copy.
+        console.print(f"[yellow]{stop}[/yellow]", highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, nothing more saved
         console.print("[yellow]interrupted[/yellow]")

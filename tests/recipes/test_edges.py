@@ -341,7 +341,8 @@ def test_ctrl_c_at_any_moment_of_a_jobs_run_is_one_line_and_130(corpus, tmp_path
     command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *SMALL, "--jobs", "2",
                "--data-dir", str(corpus), "--out", str(tmp_path), "--epochs", "100",
                "--patience", "100"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A narrow terminal: the stop's line names a long path and must stay one line.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "60"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)  # fmt: skip
     time.sleep(delay)
