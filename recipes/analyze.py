@@ -432,7 +432,7 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     paths = [save_json(result, out / "pmi.json")]
     if args.out is None:  # and beside the run's other results, where compare-style tools look
         paths.append(save_json(result, run.directory / "pmi.json"))
-    from advmask.seqvae.analysis.pmi import plot_pmi
+    from advmask.seqvae.analysis.plots import plot_pmi
 
     try:
         paths += plot_pmi(

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from advmask.checks import check_tokens_lengths
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
+from advmask.seqvae.decoder_inputs import decoder_inputs
 from advmask.seqvae.vae import SequenceVAE
 
 
@@ -99,10 +100,9 @@ def token_saliency(
         raise ValueError(
             f"model.masker.mode must be 'exact' (K words per sentence), got {masker.mode!r}"
         )
-    inputs = tokens[:, :-1]
-    is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
+    inputs = decoder_inputs(tokens, lengths)
     # K and the scores' mean and std, without drawing noise (in either mode).
-    out = masker.mean_mask(inputs, lengths - 1, protected=is_bos)
+    out = masker.mean_mask(inputs.ids, inputs.lengths, protected=inputs.protected)
     mean, std = out.mean.float(), out.std.float()
     if isinstance(masker, AdversarialMasker):
         probability = drop_probabilities(mean, std, out.k, out.eligible, num_samples, generator)

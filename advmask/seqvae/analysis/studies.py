@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from advmask.seqvae.identity import check_distinct_runs, run_settings
-from advmask.seqvae.report import Summary, format_setting, summarise
+from advmask.seqvae.report.tables import Summary, format_setting, summarise
 
 SCORE_LOG = "scores.csv"
 """Name of the score-statistics log in a run directory."""
@@ -64,7 +64,7 @@ class AblationPoint:
     Attributes:
         dropout: ``"uniform"`` or ``"adversarial"`` (or ``"none"``, rate 0).
         rate: the word-dropout rate.
-        metrics: :class:`~advmask.seqvae.report.Summary` (mean, std, count) per key of
+        metrics: :class:`~advmask.seqvae.report.tables.Summary` (mean, std, count) per key of
             :data:`ABLATION_METRICS`; a metric no run reports is left out.
         seeds: the seeds of the runs, in the order given.
     """
@@ -80,7 +80,7 @@ def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> lis
 
     Args:
         runs: parsed ``metrics.json`` of each run (see
-            :func:`advmask.seqvae.report.load_runs`), each with ``dropout``, ``rate``, ``seed``
+            :func:`advmask.seqvae.report.runs.load_runs`), each with ``dropout``, ``rate``, ``seed``
             and a ``split`` section.
         split: ``"test"`` or ``"valid"``.
 
