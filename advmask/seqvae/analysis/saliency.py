@@ -9,12 +9,14 @@ distribution (:func:`advmask.maskers.drop_probabilities`). For uniform word drop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from advmask.checks import check_tokens_lengths
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
+from advmask.seqvae.data.vocab import Vocabulary
 from advmask.seqvae.decoder_inputs import decoder_inputs
 from advmask.seqvae.vae import SequenceVAE
 
@@ -58,6 +60,22 @@ class Saliency:
         """(B, T) ``k / n`` at eligible positions: what uniform dropout would give, 0 elsewhere."""
         n = self.eligible.sum(1, keepdim=True).clamp_min(1)
         return torch.where(self.eligible, self.k.unsqueeze(1) / n, 0.0)
+
+    def records(self, vocab: Vocabulary) -> list[dict[str, Any]]:
+        """Each sentence as ``saliency.json`` holds it: its ``words``, their ``probability`` of
+        being dropped (4 decimals), the ``sampled`` draw (True = dropped) and ``k``."""
+        records = []
+        for row in range(self.tokens.shape[0]):
+            words = slice(1, int(self.lengths[row]) - 1)  # w_1..w_L
+            records.append(
+                {
+                    "words": vocab.decode(self.tokens[row, words].tolist()),
+                    "probability": [round(float(p), 4) for p in self.probability[row, words]],
+                    "sampled": self.sampled[row, words].tolist(),
+                    "k": int(self.k[row]),
+                }
+            )
+        return records
 
 
 @torch.no_grad()
