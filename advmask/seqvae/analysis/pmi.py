@@ -99,7 +99,7 @@ def next_word_pmi(
 
     Returns:
         (B, T) float PMI in nats, aligned with ``tokens`` (entry ``[b, i]`` is about the input
-        ``tokens[b, i]``); NaN where the input is not droppable (see :func:`droppable_inputs`).
+        ``tokens[b, i]``); NaN where the input is not droppable (see :func:`.droppable_inputs`).
         float64 for a float64 model, float32 otherwise.
 
     Raises:

@@ -13,14 +13,14 @@ def results_legend(columns: Iterable[str], probe_chance: Mapping[str, float] | N
     """A legend for the given column titles, one line each, for printing under a table.
 
     Args:
-        columns: column titles as :func:`results_table` writes them (for example
+        columns: column titles as :func:`.results_table` writes them (for example
             ``[str(column.header) for column in table.columns]``).
         probe_chance: factor name -> chance accuracy of its linear probe (the share of the
             most frequent value), for ``probe <factor>`` columns.
 
     Returns:
         Lines ``"TITLE: meaning"`` in the order of ``columns``; titles without an entry in
-        :data:`LEGEND` (``model``, ``seeds``, settings) are left out. A ``probe <factor>``
+        :data:`.LEGEND` (``model``, ``seeds``, settings) are left out. A ``probe <factor>``
         column gets a line with its chance level where ``probe_chance`` has one; factors of
         ``probe_chance`` without a column follow at the end.
 

@@ -18,7 +18,7 @@ class MetricName:
     """How one metric is written.
 
     Attributes:
-        title: column title of :func:`~advmask.seqvae.report.tables.results_table`.
+        title: column title of :func:`.results_table`.
         short: name in a sentence (:func:`~advmask.seqvae.report.selection.comparison_line`).
         meaning: what it measures and which direction is better (the legend); None for a
             metric that is no column of the results table.

@@ -86,11 +86,11 @@ def paired_differences(
 
     Pairing by seed makes the comparison paired: both variants of a seed share its data order
     and initialisation, so the seed-to-seed spread they share cancels in the difference. Runs
-    are matched by their seed (:func:`run_seed`), never by their position in the lists; seeds
+    are matched by their seed (:func:`.run_seed`), never by their position in the lists; seeds
     that only one variant has are left out (``seeds`` of the result says which were paired).
 
     Args:
-        runs_a: runs (``metrics.json`` contents as :func:`load_runs` returns them, with a
+        runs_a: runs (``metrics.json`` contents as :func:`.load_runs` returns them, with a
             seed and a ``split`` section) of the first variant, one per seed.
         runs_b: runs of the second variant.
         metrics: keys of the ``split`` section (for example ``"mutual_information"``).
@@ -233,7 +233,7 @@ def select_on_validation(
     share no seed or a run records none.
 
     Args:
-        groups: label -> runs over seeds (as :func:`group_runs` returns).
+        groups: label -> runs over seeds (as :func:`.group_runs` returns).
         metric: key of the runs' ``"valid"`` section; lower is better.
 
     Returns:
@@ -264,7 +264,7 @@ def select_on_validation(
 def select_per_dropout(
     groups: Mapping[str, Sequence[Mapping[str, Any]]], metric: str = "neg_elbo"
 ) -> dict[str, str]:
-    """For each dropout kind (:func:`dropout_kind`), :func:`select_on_validation` among its
+    """For each dropout kind (:func:`.dropout_kind`), :func:`select_on_validation` among its
     groups.
 
     Returns:
@@ -313,7 +313,7 @@ def comparison_lines(
 ) -> list[str]:
     """One :func:`comparison_line` per pair of dropout kinds trained at the same settings.
 
-    Runs are grouped by :func:`group_runs` (their identity); adversarial is compared with
+    Runs are grouped by :func:`.group_runs` (their identity); adversarial is compared with
     uniform at the same rate, and each with no dropout, paired by seed, when the two groups
     agree on every other setting they both have (a run without an adversary has none of its
     settings).

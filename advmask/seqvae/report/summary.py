@@ -32,7 +32,7 @@ def results_report(
         runs_dir: the folder of the run folders.
 
     Returns:
-        The table (:func:`~advmask.seqvae.report.tables.results_table`), its legend, one line
+        The table (:func:`.results_table`), its legend, one line
         per paired comparison (:func:`~advmask.seqvae.report.selection.comparison_lines`) and,
         with ``runs_dir``, a line saying where the runs are and how to tabulate them again.
         :func:`advmask.training.console.print_report` prints them.

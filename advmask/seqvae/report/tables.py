@@ -93,7 +93,7 @@ def results_table(
             optionally ``probe`` with per-factor accuracies).
         title: table title.
         split: which section to report (``"test"`` or ``"valid"``).
-        groups: the rows, already grouped (label -> runs, as :func:`group_runs` returns, or a
+        groups: the rows, already grouped (label -> runs, as :func:`.group_runs` returns, or a
             selection of them): their labels are kept and ``runs`` is not read. By default
             ``group_runs(runs)``.
     """
@@ -162,7 +162,7 @@ def format_setting(value: Any) -> str:
 def paired_table(
     differences: Mapping[str, PairedDifference], name_a: str, name_b: str, split: str = "test"
 ) -> Table:
-    """A table of :func:`paired_differences`: metric, mean difference, std, se, pairs.
+    """A table of :func:`.paired_differences`: metric, mean difference, std, se, pairs.
 
     Rows keep the order of ``differences``; a cell without a value (std and se of one pair)
     is ``"-"``. The caption names the paired seeds. Differences are ``name_a - name_b``.
