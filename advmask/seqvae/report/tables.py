@@ -19,7 +19,7 @@ from rich.text import Text
 
 from advmask.seqvae.identity import run_settings
 from advmask.seqvae.metrics import perplexity
-from advmask.seqvae.report.names import COLUMNS
+from advmask.seqvae.report.names import COLUMNS, short_name
 from advmask.seqvae.report.runs import differing_settings, group_runs, run_seed
 from advmask.seqvae.report.selection import PairedDifference
 
@@ -217,10 +217,13 @@ def per_word_metrics(metrics: Mapping[str, Any], num_words: int) -> dict[str, An
 
 def validation_line(metrics: Mapping[str, Any]) -> str:
     """``"-ELBO 39.14 KL 0.63 MI 0.62 AU 3"``: an evaluation in one line (the training log)."""
-    return (
-        f"-ELBO {metrics['neg_elbo']:.2f} KL {metrics['kl']:.2f} "
-        f"MI {metrics['mutual_information']:.2f} AU {metrics['active_units']}"
+    shown = (
+        ("neg_elbo", ".2f"),
+        ("kl", ".2f"),
+        ("mutual_information", ".2f"),
+        ("active_units", ""),
     )
+    return " ".join(f"{short_name(key)} {metrics[key]:{spec}}" for key, spec in shown)
 
 
 def run_line(run: Mapping[str, Any]) -> str:
