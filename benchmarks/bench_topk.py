@@ -31,7 +31,7 @@ from _timing import interleaved, paired_ratios, summary
 
 from advmask import AdversarialMasker, bottom_k, num_to_drop
 from advmask.relaxations import RELAXATIONS
-from advmask.seqvae.report import print_table
+from advmask.training.console import print_table
 
 # Hyper-parameters for the benchmark; perturbed uses fewer samples than its default of 500,
 # stated in the table.

@@ -59,8 +59,8 @@ from advmask import set_value_checks
 from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.metrics import importance_weighted_log_likelihood
-from advmask.seqvae.report import print_table
 from advmask.seqvae.step import train_step
+from advmask.training.console import print_table
 from advmask.training.distributed import shard_batch
 from advmask.training.optim import adam
 

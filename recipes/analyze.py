@@ -2,20 +2,21 @@
 
 Usage::
 
-    python recipes/analyze.py RUN saliency                 # which words the adversary drops
-    python recipes/analyze.py RUN saliency --sentence "the cat sat on the mat"
-    python recipes/analyze.py RUN dropped                  # drop probability by frequency/position
-    python recipes/analyze.py RUN interpolate              # decode between two sentences
-    python recipes/analyze.py RUN homotopy                 # decode around one sentence
-    python recipes/analyze.py RUN sample                   # unconditional samples from the prior
-    python recipes/analyze.py RUN pmi                      # next-word PMI vs drop probability
+    python recipes/analyze.py saliency RUN                 # which words the adversary drops
+    python recipes/analyze.py saliency RUN --sentence "the cat sat on the mat"
+    python recipes/analyze.py dropped RUN                  # drop probability by frequency/position
+    python recipes/analyze.py interpolate RUN              # decode between two sentences
+    python recipes/analyze.py homotopy RUN                 # decode around one sentence
+    python recipes/analyze.py sample RUN                   # unconditional samples from the prior
+    python recipes/analyze.py pmi RUN                      # next-word PMI vs drop probability
     python recipes/analyze.py lambda-study RUN [RUN ...]   # score statistics during training
     python recipes/analyze.py rate-ablation RUN [RUN ...]  # -ELBO, KL, MI against the rate
 
-``RUN`` is a run directory of ``recipes/seqvae_awd.py`` (``runs/<preset>/<dropout>-seed<s>``).
-Results are printed and written under ``RUN/analysis/`` (the runs' common parent
-``analysis/`` for the multi-run studies), or ``--out``; ``pmi`` without ``--out`` also writes
-``RUN/pmi.json``, which records the epoch and step of the weights it read.
+``RUN`` is a run directory of ``recipes/seqvae_awd.py`` (``runs/<preset>/<dropout>-seed<s>``);
+the older order ``analyze.py RUN ANALYSIS`` is accepted too. ``analyze.py ANALYSIS --help``
+lists an analysis's options. Results are printed and written under ``RUN/analysis/`` (the
+runs' common parent ``analysis/`` for the multi-run studies), or ``--out``; ``pmi`` without
+``--out`` also writes ``RUN/pmi.json``, which records the epoch and step of the weights it read.
 Figures need matplotlib (``pip install -e ".[plot]"``).
 """
 
@@ -24,9 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,132 +34,36 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from advmask.seqvae.analysis import (
-    PMISummary,
-    decode,
-    drop_by_frequency,
-    drop_by_position,
-    interpolate,
-    neighbourhood,
-    next_word_pmi,
-    posterior_means,
-    prior_samples,
-    rate_ablation,
-    read_score_log,
-    saliency_html,
-    saliency_text,
-    sentence_pmi,
-    summarize_pmi,
-    token_saliency,
-)
-from advmask.seqvae.data import Vocabulary, collate, make_batches
+from advmask.seqvae import analysis
+from advmask.seqvae.analysis import pmi_report
+from advmask.seqvae.analysis.render import text_table
+from advmask.seqvae.analysis.studies import ablation_table, read_score_logs, score_log_table
+from advmask.seqvae.analysis.trained_run import TrainedRun
+from advmask.seqvae.data import collate, make_batches
 from advmask.seqvae.data.corpus import read_lines
-from advmask.seqvae.factory import sequence_vae_from_state
 from advmask.seqvae.report import load_runs
-from advmask.training.checkpoint import atomic_write, load_checkpoint, read_json, save_json
+from advmask.training.checkpoint import atomic_write, save_json
 from advmask.training.cli import Parser, UserError, bounded, exit_with_error
 from advmask.training.distributed import check_device
 
 SPLITS = ("train", "valid", "test")
-RUN_ANALYSES = ("saliency", "dropped", "interpolate", "homotopy", "sample", "pmi")
-STUDIES = ("lambda-study", "rate-ablation")
 
 
-# --------------------------------------------------------------------------------------------
-# A run: model, vocabulary and its corpus
-# --------------------------------------------------------------------------------------------
-class Run:
-    """A finished (or at least validated once) run directory, loaded for analysis."""
-
-    def __init__(self, directory: str | os.PathLike[str], device: str = "cpu") -> None:
-        self.directory = Path(directory)
-        if not self.directory.is_dir():
-            raise UserError(f"run directory {str(directory)!r} does not exist")
-        best = self.directory / "best.pt"
-        if not best.is_file():
-            raise UserError(
-                f"run directory {str(directory)!r} has no best.pt: has it finished an epoch?"
-            )
-        self.device = torch.device(device)
-        try:
-            # One read: a run still training may replace best.pt between two.
-            state = load_checkpoint(best, map_location=self.device)
-            self.model, self.spec = sequence_vae_from_state(state)
-            # Which weights these are (None: a checkpoint of a version that did not say).
-            self.weights = {"epoch": state.get("epoch"), "step": state.get("step")}
-            self.finished = (self.directory / "metrics.json").is_file()
-            self.vocab = Vocabulary.load(self.directory / "vocab.json")
-            self.config: dict[str, Any] = read_json(self.directory / "config.json")
-        except (OSError, ValueError) as error:
-            raise UserError(f"cannot read the run in {str(directory)!r}: {error}") from error
-
-    def corpus_file(self, split: str) -> Path:
-        data_dir = self.config.get("data_dir")
-        if data_dir is None:  # the synthetic corpus is written next to the run directories
-            data_dir = self.directory.parent / "corpus"
-        return Path(data_dir) / f"{split}.txt"
-
-    def encode(self, sentence: str) -> list[int]:
-        if self.config.get("tokenizer", "words") != "words":
-            raise UserError(
-                f"tokenizer {self.config['tokenizer']!r}: only runs on the corpus's own words "
-                "can be analysed on text for now"
-            )
-        words = sentence.split()
-        if not words:
-            raise UserError(f"sentence {sentence!r} has no words")
-        return self.vocab.encode(words)
-
-    def sentences(
-        self, split: str, count: int, seed: int, max_words: int | None
-    ) -> list[list[int]]:
-        """``count`` sentences of at most ``max_words`` words (None: any) from a split, seeded."""
-        lines = [
-            line
-            for line in read_lines(self.corpus_file(split))
-            if max_words is None or len(line.split()) <= max_words
-        ]
-        if not lines:
-            raise UserError(f"no sentence of at most {max_words} words in {split}")
-        chosen = random.Random(seed).sample(lines, min(count, len(lines)))
-        return [self.encode(line) for line in chosen]
-
-    def generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(self.device).manual_seed(seed)
-
-    def text(self, ids: Sequence[int]) -> str:
-        return " ".join(self.vocab.decode(ids))
-
-
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    table = Table(title=title, show_lines=True)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        # Text, not markup: corpus text may hold brackets that rich would read as styles.
-        table.add_row(*(Text(str(c)) if str(c) else Text("(empty)", style="dim") for c in row))
-    return table
-
-
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-    return path
+def _refuse_no_dropout(run: TrainedRun, command: str) -> None:
+    if run.spec.dropout == "none":
+        raise UserError(
+            f"{command}: run {str(run.directory)!r} was trained with dropout 'none'; "
+            "it has no masker and drops nothing"
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Analyses of one run
 # --------------------------------------------------------------------------------------------
-def run_saliency(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+def run_saliency(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Per-word drop probabilities of a few sentences (paper Table 2)."""
-    if run.spec.dropout == "none":
-        raise UserError(
-            f"saliency: run {str(run.directory)!r} was trained with dropout 'none'; "
-            "it has no masker and drops nothing"
-        )
+    _refuse_no_dropout(run, "saliency")
     sequences = (
         [run.encode(s) for s in args.sentence]
         if args.sentence
@@ -167,68 +71,49 @@ def run_saliency(run: Run, args: argparse.Namespace, out: Path, console: Console
     )
     batch = collate(sequences).to(run.device)
     generator = run.generator(args.seed)
-    saliency = token_saliency(
-        run.model, batch.tokens, batch.lengths, num_samples=args.samples, generator=generator
+    saliency = analysis.token_saliency(
+        run.model, batch.tokens, batch.lengths, num_samples=args.num_samples, generator=generator
     )
     console.rule(escape(f"{run.directory}: P(dropped), [boxed] = one sampled draw"))
     for row in range(len(sequences)):
-        console.print(saliency_text(saliency, run.vocab, row))
-    rows = []
-    for row, sequence in enumerate(sequences):
-        probability = saliency.probability[row, 1 : len(sequence) + 1]
-        rows.append(
-            {
-                "words": run.vocab.decode(sequence),
-                "probability": [round(float(p), 4) for p in probability],
-                "sampled": saliency.sampled[row, 1 : len(sequence) + 1].tolist(),
-                "k": int(saliency.k[row]),
-            }
-        )
-    result = {"num_samples": saliency.num_samples, "sentences": rows}
+        console.print(analysis.saliency_text(saliency, run.vocab, row))
+    result = {"num_samples": saliency.num_samples, "sentences": saliency.records(run.vocab)}
     save_json(result, out / "saliency.json")
-    title = f"Adversary saliency: {run.directory.name}"
-    page = _write_text(out / "saliency.html", saliency_html(saliency, run.vocab, title=title))
+    html = analysis.saliency_html(saliency, run.vocab, f"Adversary saliency: {run.directory.name}")
+    page = atomic_write(out / "saliency.html", lambda file: file.write(html.encode("utf-8")))
     console.print(f"written {page} and {out / 'saliency.json'}")
     return result
 
 
-def run_dropped(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+def run_dropped(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Drop probability by frequency rank and by position (paper Figure 4a)."""
-    if run.spec.dropout == "none":
-        raise UserError(
-            f"dropped: run {str(run.directory)!r} was trained with dropout 'none'; it drops nothing"
-        )
+    _refuse_no_dropout(run, "dropped")
     lines = read_lines(run.corpus_file(args.split))[: args.num_sentences]
     batches = make_batches([run.encode(line) for line in lines], batch_size=64, shuffle=False)
     generator = run.generator(args.seed)
     saliencies = [
-        token_saliency(
-            run.model, b.tokens, b.lengths, num_samples=args.samples, generator=generator
+        analysis.token_saliency(
+            run.model, b.tokens, b.lengths, num_samples=args.num_samples, generator=generator
         )
         for b in (batch.to(run.device) for batch in batches)
     ]
-    profiles = [drop_by_frequency(saliencies), drop_by_position(saliencies, args.max_position)]
+    profiles = [
+        analysis.drop_by_frequency(saliencies),
+        analysis.drop_by_position(saliencies, args.max_position),
+    ]
     result: dict[str, Any] = {"num_sentences": len(lines), "split": args.split}
     for profile in profiles:
-        rows = list(
-            zip(
-                profile.labels,
-                profile.probability.tolist(),
-                profile.uniform.tolist(),
-                profile.count.tolist(),
-                strict=True,
-            )
-        )
+        records = result[profile.title] = profile.records()
         console.print(
-            _table(
+            text_table(
                 f"mean P(dropped) by {profile.title} ({len(lines)} {args.split} sentences)",
                 (profile.title, "adversarial", "uniform, same tokens", "tokens"),
-                [(label, f"{p:.3f}", f"{u:.3f}", n) for label, p, u, n in rows],
+                [
+                    (r["group"], f"{r['probability']:.3f}", f"{r['uniform']:.3f}", r["count"])
+                    for r in records
+                ],
             )
         )
-        result[profile.title] = [
-            {"group": label, "probability": p, "uniform": u, "count": n} for label, p, u, n in rows
-        ]
     save_json(result, out / "dropped.json")
     from advmask.seqvae.analysis.plots import plot_drop_profiles
 
@@ -239,55 +124,48 @@ def run_dropped(run: Run, args: argparse.Namespace, out: Path, console: Console)
     return result
 
 
-def _decoded_rows(run: Run, walk: Any, sampled: Any) -> list[dict[str, Any]]:
-    greedy_texts, sampled_texts = walk.decoded.texts(run.vocab), sampled.decoded.texts(run.vocab)
-    rows = []
-    for index, (greedy, sample) in enumerate(zip(greedy_texts, sampled_texts, strict=True)):
-        row = {"greedy": greedy, "sampled": sample}
-        if walk.weights is not None:
-            row = {"t": round(float(walk.weights[index]), 4), **row}
-        rows.append(row)
-    return rows
+def _decoded_rows(greedy: list[str], sampled: list[str], weights: Any = None) -> list[dict]:
+    """One row per code: its greedy and its sampled text, after its ``t`` on a line."""
+    rows = [{"greedy": g, "sampled": s} for g, s in zip(greedy, sampled, strict=True)]
+    if weights is None:
+        return rows
+    return [{"t": round(float(t), 4), **row} for t, row in zip(weights, rows, strict=True)]
 
 
-def run_interpolate(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+def run_interpolate(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Decode along the line between two posterior means (paper Table 3)."""
     if args.source and args.target:
         source, target = run.encode(args.source), run.encode(args.target)
     else:
         source, target = run.sentences(args.split, 2, args.seed, args.max_words)
-    options = dict(max_length=args.max_length)
-    greedy = interpolate(run.model, source, target, args.steps, **options)
-    sampled = interpolate(
-        run.model,
-        source,
-        target,
-        args.steps,
-        sample=True,
-        generator=run.generator(args.seed),
-        **options,
+    walk = partial(
+        analysis.interpolate, run.model, source, target, args.steps, max_length=args.max_length
     )
-    rows = _decoded_rows(run, greedy, sampled)
+    greedy, sampled = walk(), walk(sample=True, generator=run.generator(args.seed))
+    texts = (greedy.decoded.texts(run.vocab), sampled.decoded.texts(run.vocab))
+    rows = _decoded_rows(*texts, greedy.weights)
     console.print(
         f"[bold]source[/bold] {escape(run.text(source))}\n"
         f"[bold]target[/bold] {escape(run.text(target))}"
     )
-    console.print(_table("interpolation", ("t", "greedy", "sampled"), [r.values() for r in rows]))
+    console.print(
+        text_table("interpolation", ("t", "greedy", "sampled"), [r.values() for r in rows])
+    )
     result = {"source": run.text(source), "target": run.text(target), "steps": rows}
     save_json(result, out / "interpolate.json")
     console.print(f"written {out / 'interpolate.json'}")
     return result
 
 
-def run_homotopy(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+def run_homotopy(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Decode codes drawn from one sentence's posterior (paper Table 8)."""
     sentence = (
-        run.encode(args.sentence[0])
+        run.encode(args.sentence)
         if args.sentence
         else run.sentences(args.split, 1, args.seed, args.max_words)[0]
     )
     generator = run.generator(args.seed)
-    walk = neighbourhood(
+    walk = analysis.neighbourhood(
         run.model,
         sentence,
         args.num_samples,
@@ -296,20 +174,16 @@ def run_homotopy(run: Run, args: argparse.Namespace, out: Path, console: Console
         generator=generator,
     )
     # The same codes decoded by sampling, so each row is one z read two ways.
-    sampled_text = decode(
+    sampled_text = analysis.decode(
         run.model, walk.z, max_length=args.max_length, sample=True, generator=generator
     ).texts(run.vocab)
-    rows = [
-        {"greedy": g, "sampled": s}
-        for g, s in zip(walk.decoded.texts(run.vocab), sampled_text, strict=True)
-    ]
-    mean_text = decode(
-        run.model, posterior_means(run.model, [sentence]), max_length=args.max_length
-    )
+    rows = _decoded_rows(walk.decoded.texts(run.vocab), sampled_text)
+    mean = analysis.posterior_means(run.model, [sentence])
+    mean_text = analysis.decode(run.model, mean, max_length=args.max_length).texts(run.vocab)[0]
     console.print(f"[bold]sentence[/bold] {escape(run.text(sentence))}")
-    console.print(f"[bold]posterior mean[/bold] {escape(mean_text.texts(run.vocab)[0])}")
+    console.print(f"[bold]posterior mean[/bold] {escape(mean_text)}")
     console.print(
-        _table(
+        text_table(
             f"z ~ mean + {args.scale:g} * std * eps",
             ("greedy", "sampled"),
             [r.values() for r in rows],
@@ -317,7 +191,7 @@ def run_homotopy(run: Run, args: argparse.Namespace, out: Path, console: Console
     )
     result = {
         "sentence": run.text(sentence),
-        "posterior_mean": mean_text.texts(run.vocab)[0],
+        "posterior_mean": mean_text,
         "scale": args.scale,
         "samples": rows,
     }
@@ -326,78 +200,39 @@ def run_homotopy(run: Run, args: argparse.Namespace, out: Path, console: Console
     return result
 
 
-def run_sample(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
+def run_sample(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
     """Unconditional samples: z ~ N(0, I), decoded greedily and by sampling (paper Table 7)."""
     generator = run.generator(args.seed)
-    walk = prior_samples(
+    walk = analysis.prior_samples(
         run.model, args.num_samples, max_length=args.max_length, sample=False, generator=generator
     )
-    sampled = decode(
+    sampled = analysis.decode(
         run.model, walk.z, max_length=args.max_length, sample=True, generator=generator
     )
-    rows = [
-        {"greedy": g, "sampled": s}
-        for g, s in zip(walk.decoded.texts(run.vocab), sampled.texts(run.vocab), strict=True)
-    ]
-    console.print(_table("z ~ N(0, I)", ("greedy", "sampled"), [r.values() for r in rows]))
+    rows = _decoded_rows(walk.decoded.texts(run.vocab), sampled.texts(run.vocab))
+    console.print(text_table("z ~ N(0, I)", ("greedy", "sampled"), [r.values() for r in rows]))
     result = {"samples": rows}
     save_json(result, out / "samples.json")
     console.print(f"written {out / 'samples.json'}")
     return result
 
 
-PMI_DEFINITION = (
-    "PMI_i = log p(x_{i+1} | x_<=i, z) - log p(x_{i+1} | x_<=i with x_i dropped as in "
-    "training, z), nats, model in eval mode; the next word only (dropping x_i also changes "
-    "the later predictions, which are not counted)"
-)
-SENTENCE_PMI_DEFINITION = (
-    "PMI>_i = log p(x_{>i} | x, z) - log p(x_{>i} | x with x_i dropped as in training, z), "
-    "nats, model in eval mode: every later word and EOS, which the adversary's loss counts; "
-    "its excess over PMI_i is what the decoder carries from x_i beyond the next word"
-)
-
-
-def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> dict:
-    """Next-word PMI of each decoder input against its drop probability (paper Eq. 5)."""
+def run_pmi(run: TrainedRun, args: argparse.Namespace, out: Path, console: Console) -> dict:
+    """Next-word and sentence PMI of the decoder inputs against P(dropped) (paper Eq. 5)."""
     dropout = run.spec.dropout
     sequences = run.sentences(args.split, args.num_sentences, args.seed, max_words=None)
-    generator = run.generator(args.seed)
-    pmi, whole, probability, sentence = [], [], [], []
-    for batch in make_batches(sequences, batch_size=64, shuffle=False):
-        tokens, lengths = batch.tokens.to(run.device), batch.lengths.to(run.device)
-        with torch.no_grad():
-            z, logvar = run.model.posterior(tokens, lengths)
-            if args.z == "sample":
-                noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-                z = z + torch.exp(0.5 * logvar) * noise
-        values = next_word_pmi(run.model, tokens, lengths, z)
-        droppable = ~values.isnan()
-        pmi.append(values[droppable].cpu())
-        whole.append(sentence_pmi(run.model, tokens, lengths, z)[droppable].cpu())
-        # Sentence ids for the bootstrap, which resamples whole sentences.
-        sentence.append(batch.indices.unsqueeze(1).expand(values.shape)[droppable.cpu()])
-        if dropout != "none":
-            saliency = token_saliency(
-                run.model, tokens, lengths, num_samples=args.samples, generator=generator
-            )
-            probability.append(saliency.probability[droppable].cpu())
-    pooled_pmi = torch.cat(pmi)
-    pooled_probability = torch.cat(probability) if probability else None
-    summarize = partial(
-        summarize_pmi,
-        drop_probability=pooled_probability,
-        groups=torch.cat(sentence).cpu(),
-        correlate=dropout == "adversarial",
-        num_resamples=args.resamples,
+    pooled = pmi_report.pool_pmi(
+        run.model,
+        sequences,
+        sample_z=args.z == "sample",
+        num_samples=args.num_samples,
+        generator=run.generator(args.seed),
+        device=run.device,
     )
-    summary = summarize(pooled_pmi, generator=torch.Generator().manual_seed(args.seed))
-    whole_summary = summarize(torch.cat(whole), generator=torch.Generator().manual_seed(args.seed))
-    source = {
-        "adversarial": f"the adversary's, Monte Carlo over {args.samples} score samples",
-        "uniform": "uniform dropout: exactly K / n in each sentence (no sampling)",
-        "none": "none: the run was trained without word dropout",
-    }[dropout]
+    summary, whole = pooled.summarize(
+        correlate=dropout == "adversarial", num_resamples=args.num_resamples, seed=args.seed
+    )
+    source = pmi_report.drop_probability_source(dropout, args.num_samples)
     result = {
         "run": str(run.directory),
         "weights": {**run.weights, "run_finished": run.finished},  # best.pt when analysed
@@ -406,40 +241,42 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
         "rate": run.spec.rate,
         "fill": run.spec.fill,
         "z": "posterior mean" if args.z == "mean" else "posterior sample",
-        "pmi": PMI_DEFINITION,
+        "pmi": pmi_report.PMI_DEFINITION,
         "drop_probability": source,
-        "num_samples": args.samples if dropout == "adversarial" else 0,
-        **_correlation_fields(summary),
+        "num_samples": args.num_samples if dropout == "adversarial" else 0,
+        **pmi_report.correlation_fields(summary),
         "ci_level": 0.95,
-        "num_resamples": args.resamples,
+        "num_resamples": args.num_resamples,
         "seed": args.seed,
         "num_positions": summary.num_positions,
         "num_sequences": summary.num_sequences,
         "by_drop_probability": [dataclasses.asdict(b) for b in summary.bins],
-        "sentence": {"pmi": SENTENCE_PMI_DEFINITION, **_correlation_fields(whole_summary)},
+        "sentence": {
+            "pmi": pmi_report.SENTENCE_PMI_DEFINITION,
+            **pmi_report.correlation_fields(whole),
+        },
+        **({"note": pmi_report.PMI_NOTES[dropout]} if dropout in pmi_report.PMI_NOTES else {}),
     }
-    if dropout == "uniform":
-        result["note"] = (
-            "uniform dropout drops K / n of each sentence whatever its words: the correlation "
-            "is undefined (None)"
-        )
-    elif dropout == "none":
-        result["note"] = (
-            "no word dropout: no drop probability, so no correlation and no dropped/kept "
-            "means (None)"
-        )
-    _print_pmi(run, result, summary, whole_summary, console)
+    console.rule(escape(f"{run.directory}: PMI of the decoder inputs, z = {result['z']}"))
+    if not run.finished:
+        console.print(escape(run.unfinished_note()))
+    console.print(escape(f"P(dropped): {source}"))
+    for table in pmi_report.pmi_tables(summary, whole, args.split):
+        console.print(table)
+    if "note" in result:
+        console.print(escape(f"note: {result['note']}"))
     paths = [save_json(result, out / "pmi.json")]
     if args.out is None:  # and beside the run's other results, where compare-style tools look
         paths.append(save_json(result, run.directory / "pmi.json"))
-    from advmask.seqvae.analysis.pmi import plot_pmi
+    from advmask.seqvae.analysis.plots import plot_pmi
 
     try:
         paths += plot_pmi(
-            pooled_pmi,
-            pooled_probability,
+            pooled.next_word,
+            pooled.drop_probability,
             summary,
             out / "pmi",
+            quantity="next-word PMI",
             title=f"Next-word PMI vs P(dropped): {run.directory.name}",
         )
     except ImportError as error:
@@ -448,114 +285,16 @@ def run_pmi(run: Run, args: argparse.Namespace, out: Path, console: Console) -> 
     return result
 
 
-def _correlation_fields(summary: PMISummary) -> dict[str, Any]:
-    """What pmi.json says of one kind of PMI: its correlation with P(dropped) and its means."""
-    return {
-        "spearman": summary.spearman,
-        "spearman_ci": list(summary.spearman_ci) if summary.spearman_ci else None,
-        "mean_pmi_dropped": summary.mean_pmi_dropped,
-        "mean_pmi_kept": summary.mean_pmi_kept,
-        "mean_pmi_uniform": summary.mean_pmi_uniform,
-    }
-
-
-def _print_pmi(
-    run: Run, result: dict, summary: PMISummary, whole: PMISummary, console: Console
-) -> None:
-    def number(value: float | None) -> str:
-        return "-" if value is None else f"{value:.4g}"
-
-    def interval(ci: tuple[float, float] | None) -> str:
-        return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
-
-    described = (
-        ("spearman", number, "rank correlation with P(dropped)"),
-        ("spearman_ci", interval, "bootstrap 95%, sentences"),
-        ("mean_pmi_dropped", number, "E[PMI | dropped] (nats)"),
-        ("mean_pmi_kept", number, "E[PMI | kept] (nats)"),
-        ("mean_pmi_uniform", number, "plain mean: uniform dropout"),
-    )
-    rows = [
-        (key, show(getattr(summary, key)), show(getattr(whole, key)), what)
-        for key, show, what in described
-    ]
-    rows += [
-        ("num_positions", summary.num_positions, "", "droppable inputs pooled"),
-        ("num_sequences", summary.num_sequences, "", f"{result['split']} sentences"),
-    ]
-    console.rule(escape(f"{run.directory}: PMI of the decoder inputs, z = {result['z']}"))
-    if not run.finished:
-        weights = result["weights"]
-        console.print(
-            escape(
-                f"note: the run has not finished: these are its best weights so far "
-                f"(epoch {weights['epoch']}, step {weights['step']})"
-            )
-        )
-    console.print(escape(f"P(dropped): {result['drop_probability']}"))
-    columns = ("key", "next word", 'rest of sentence ("sentence")', "")
-    console.print(_table("PMI of the decoder inputs", columns, rows))
-    if summary.bins:
-        console.print(
-            _table(
-                "mean PMI by P(dropped)",
-                ("P(dropped)", "mean PMI", "s.e.", "inputs"),
-                [
-                    (
-                        f"[{b.low:.1f}, {b.high:.1f})",
-                        number(b.mean_pmi),
-                        number(b.standard_error),
-                        b.count,
-                    )
-                    for b in summary.bins
-                ],
-            )
-        )
-    if "note" in result:
-        console.print(escape(f"note: {result['note']}"))
-
-
-ANALYSES = {
-    "saliency": run_saliency,
-    "dropped": run_dropped,
-    "interpolate": run_interpolate,
-    "homotopy": run_homotopy,
-    "sample": run_sample,
-    "pmi": run_pmi,
-}
-
-
 # --------------------------------------------------------------------------------------------
 # Studies over several runs
 # --------------------------------------------------------------------------------------------
-def lambda_study(run_dirs: list[Path], out: Path, console: Console) -> dict:
+def lambda_study(args: argparse.Namespace, out: Path, console: Console) -> dict:
     """The adversary's score statistics during training, one line per run (paper Figure 3)."""
-    logs = {}
-    for run_dir in run_dirs:
-        if not run_dir.is_dir():
-            raise UserError(f"run directory {str(run_dir)!r} does not exist")
-        try:
-            config = read_json(run_dir / "config.json")
-            label = f"lambda = {config['model']['kl_weight']:g} ({run_dir.name})"
-            logs[label] = read_score_log(run_dir)
-        except (OSError, ValueError, KeyError) as error:
-            raise UserError(str(error)) from None
-    rows = [
-        (
-            label,
-            len(columns["step"]),
-            f"{columns['score_l1'][-1]:.3g}",
-            f"{columns['score_std'][-1]:.3g}",
-            f"{columns['adversary_grad_norm'][-1]:.3g}",
-        )
-        for label, columns in logs.items()
-        if columns["step"]
-    ]
-    console.print(
-        _table(
-            "score statistics (last logged row)", ("run", "rows", "l1", "std", "grad norm"), rows
-        )
-    )
+    try:
+        logs = read_score_logs(args.run_dirs)
+    except (OSError, ValueError) as error:
+        raise UserError(str(error)) from None
+    console.print(score_log_table(logs))
     from advmask.seqvae.analysis.plots import plot_lambda_study
 
     paths = plot_lambda_study(logs, out / "lambda_study")
@@ -563,40 +302,14 @@ def lambda_study(run_dirs: list[Path], out: Path, console: Console) -> dict:
     return logs
 
 
-def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split: str) -> list:
+def rate_ablation_study(args: argparse.Namespace, out: Path, console: Console) -> list:
     """-ELBO, KL and MI against the rate, uniform vs adversarial (paper Figure 2)."""
     try:
-        runs = load_runs(run_dirs)
-        points = rate_ablation(runs, split=split)
+        points = analysis.rate_ablation(load_runs(args.run_dirs), split=args.split)
     except (OSError, ValueError) as error:
         raise UserError(f"rate-ablation: {error}") from None
-    console.print(
-        _table(
-            f"rate ablation ({split}; mean (std) over seeds)",
-            ("dropout", "rate", "seeds", "-ELBO", "KL", "MI"),
-            [
-                (
-                    p.dropout,
-                    f"{p.rate:g}",
-                    len(p.seeds),
-                    *(str(p.metrics.get(k, "-")) for k in ("neg_elbo", "kl", "mutual_information")),
-                )
-                for p in points
-            ],
-        )
-    )
-    save_json(
-        [
-            {
-                "dropout": p.dropout,
-                "rate": p.rate,
-                "seeds": list(p.seeds),
-                **{k: {"mean": s.mean, "std": s.std} for k, s in p.metrics.items()},
-            }
-            for p in points
-        ],
-        out / "rate_ablation.json",
-    )
+    console.print(ablation_table(points, args.split))
+    save_json([p.record() for p in points], out / "rate_ablation.json")
     from advmask.seqvae.analysis.plots import plot_rate_ablation
 
     paths = plot_rate_ablation(points, out / "rate_ablation")
@@ -605,67 +318,8 @@ def rate_ablation_study(run_dirs: list[Path], out: Path, console: Console, split
 
 
 # --------------------------------------------------------------------------------------------
-# Command line
+# Command line: one subcommand per analysis, each with its own flags
 # --------------------------------------------------------------------------------------------
-def run_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="analyze.py",
-        description=__doc__.splitlines()[0],
-        usage=(
-            "%(prog)s RUN ANALYSIS [...]\n"
-            f"       %(prog)s {{{','.join(STUDIES)}}} RUN [RUN ...] [--out OUT]"
-        ),
-        epilog=(
-            "studies over several runs (name them first): "
-            "lambda-study RUN [RUN ...] (the adversary's score statistics during training, "
-            "paper Figure 3); rate-ablation RUN [RUN ...] (-ELBO, KL and MI against the rate, "
-            "paper Figure 2); see analyze.py STUDY --help"
-        ),
-    )
-    parser.add_argument("run_dir", help="run directory of recipes/seqvae_awd.py")
-    parser.add_argument("analysis", help=f"one of {', '.join(RUN_ANALYSES)}")
-    parser.add_argument("--out", help="output folder (default: RUN/analysis)")
-    parser.add_argument("--sentence", action="append", help="a sentence to analyse (repeatable)")
-    parser.add_argument("--source", help="interpolate: first sentence")
-    parser.add_argument("--target", help="interpolate: second sentence")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="split to draw from")
-    parser.add_argument(
-        "--num-sentences",
-        "--max-sequences",
-        type=bounded(int, minimum=1),
-        default=None,
-        help="sentences to analyse (default 5; dropped 2000; pmi 500)",
-    )
-    positive = bounded(int, minimum=1)
-    parser.add_argument("--max-words", type=positive, default=25, help="longest sentence to draw")
-    parser.add_argument(
-        "--samples", type=positive, default=1000, help="Monte-Carlo score samples (saliency, pmi)"
-    )
-    parser.add_argument("--max-position", type=positive, default=20, help="dropped: last position")
-    parser.add_argument(
-        "--steps", type=bounded(int, minimum=2), default=5, help="interpolate: points on the line"
-    )
-    parser.add_argument("--num-samples", type=positive, default=8, help="homotopy/sample: codes")
-    parser.add_argument(
-        "--scale", type=bounded(float, exclusive_minimum=0.0), default=1.0,
-        help="homotopy: noise scale",
-    )  # fmt: skip
-    parser.add_argument("--max-length", type=positive, default=40, help="most words per decoding")
-    parser.add_argument(
-        "--z",
-        choices=("mean", "sample"),
-        default="mean",
-        help="pmi: decode with the posterior mean (default) or one posterior sample",
-    )
-    parser.add_argument("--resamples", type=positive, default=1000, help="pmi: bootstrap resamples")
-    parser.add_argument("--seed", type=bounded(int, minimum=0), default=0)
-    parser.add_argument(
-        "--device", type=_device, default="cpu", help="cpu, cuda, cuda:N, mps or auto"
-    )
-    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads")
-    return parser
-
-
 def _device(text: str) -> str:
     try:
         check_device(text)
@@ -676,14 +330,121 @@ def _device(text: str) -> str:
     return text
 
 
-def study_parser(name: str) -> argparse.ArgumentParser:
-    parser = Parser(prog=f"analyze.py {name}", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
-    parser.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
-    parser.add_argument("--split", default="test", choices=("test", "valid"))
-    parser.add_argument(
-        "--threads", type=bounded(int, minimum=1), default=None, help="torch CPU threads"
-    )
+POSITIVE = bounded(int, minimum=1)
+SCORE_SAMPLES = "Monte-Carlo draws of the adversary's scores per sentence"
+FLAGS: dict[str, dict[str, Any]] = {
+    "--split": {"default": "test", "choices": SPLITS, "help": "split to draw sentences from"},
+    "--num-sentences": {"type": POSITIVE, "help": "sentences to analyse"},
+    "--max-words": {"type": POSITIVE, "default": 25, "help": "longest sentence drawn"},
+    "--num-samples": {"type": POSITIVE},
+    "--max-length": {"type": POSITIVE, "default": 40, "help": "most words per decoding"},
+    "--sentence": {"help": "the sentence (default: one drawn from the split)"},
+    "--source": {"help": "first sentence (default: drawn from the split)"},
+    "--target": {"help": "second sentence (default: drawn from the split)"},
+}
+"""What a flag is wherever it appears; :data:`COMMANDS` adds each command's defaults."""
+
+COMMANDS: dict[str, tuple[Callable[..., dict], dict[str, dict[str, Any]]]] = {
+    "saliency": (
+        run_saliency,
+        {
+            "--split": {},
+            "--num-sentences": {"default": 5},
+            "--max-words": {},
+            "--num-samples": {"default": 1000, "help": SCORE_SAMPLES},
+            "--sentence": {"action": "append", "help": "a sentence to analyse (repeatable)"},
+        },
+    ),
+    "dropped": (
+        run_dropped,
+        {
+            "--split": {},
+            "--num-sentences": {"default": 2000, "help": "first sentences of the split"},
+            "--num-samples": {"default": 1000, "help": SCORE_SAMPLES},
+            "--max-position": {"type": POSITIVE, "default": 20, "help": "last position shown"},
+        },
+    ),
+    "interpolate": (
+        run_interpolate,
+        {
+            **{flag: {} for flag in ("--split", "--max-words", "--source", "--target")},
+            "--steps": {"type": bounded(int, minimum=2), "default": 5, "help": "points"},
+            "--max-length": {},
+        },
+    ),
+    "homotopy": (
+        run_homotopy,
+        {
+            **{flag: {} for flag in ("--split", "--max-words", "--sentence")},
+            "--num-samples": {"default": 8, "help": "codes drawn"},
+            "--scale": {
+                "type": bounded(float, exclusive_minimum=0.0),
+                "default": 1.0,
+                "help": "z = mean + scale * std * eps",
+            },
+            "--max-length": {},
+        },
+    ),
+    "sample": (
+        run_sample,
+        {"--num-samples": {"default": 8, "help": "codes drawn"}, "--max-length": {}},
+    ),
+    "pmi": (
+        run_pmi,
+        {
+            "--split": {},
+            "--num-sentences": {"default": 500},
+            "--num-samples": {"default": 1000, "help": SCORE_SAMPLES},
+            "--z": {
+                "choices": ("mean", "sample"),
+                "default": "mean",
+                "help": "decode with the posterior mean or one posterior sample",
+            },
+            "--num-resamples": {"type": POSITIVE, "default": 1000, "help": "bootstrap resamples"},
+        },
+    ),
+}
+"""Each analysis of one run: its function (whose docstring is its help) and its flags."""
+
+STUDIES: dict[str, Callable[..., Any]] = {
+    "lambda-study": lambda_study,
+    "rate-ablation": rate_ablation_study,
+}
+"""Each study over several runs and its function (whose docstring is its help)."""
+
+RENAMED = {  # old flag -> (its name now, the commands where it meant that)
+    "--samples": ("--num-samples", ("saliency", "dropped", "pmi")),
+    "--max-sequences": ("--num-sentences", ("saliency", "dropped", "pmi")),
+    "--resamples": ("--num-resamples", ("pmi",)),
+}
+"""Flags of earlier versions -> their names now (refused with a line naming the new one)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``analyze.py ANALYSIS RUN [...]``: one subparser per analysis and study."""
+    epilog = "analyze.py ANALYSIS --help lists its flags; RUN ANALYSIS (the old order) works too"
+    parser = Parser(prog="analyze.py", description=__doc__.splitlines()[0], epilog=epilog)
+    commands = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    for name, (function, flags) in COMMANDS.items():
+        about = function.__doc__.splitlines()[0]
+        sub = commands.add_parser(name, help=about, description=about)
+        sub.add_argument("run_dir", metavar="RUN", help="run directory of recipes/seqvae_awd.py")
+        for flag, options in flags.items():
+            sub.add_argument(flag, **{**FLAGS.get(flag, {}), **options})
+        sub.add_argument("--out", help="output folder (default: RUN/analysis)")
+        sub.add_argument(
+            "--seed", type=bounded(int, minimum=0), default=0, help="of every random draw"
+        )
+        sub.add_argument("--device", type=_device, default="cpu", help="cpu, cuda[:N], mps, auto")
+        sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
+    for name, study in STUDIES.items():
+        about = study.__doc__.splitlines()[0]
+        sub = commands.add_parser(name, help=about, description=about)
+        sub.add_argument("run_dirs", metavar="RUN", nargs="+", type=Path, help="run directories")
+        sub.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
+        if name == "rate-ablation":
+            sub.add_argument("--split", default="test", choices=("test", "valid"))
+        sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
     return parser
 
 
@@ -695,31 +456,39 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
         exit_with_error(error)
 
 
+def _in_order(words: list[str]) -> list[str]:
+    """``ANALYSIS RUN ...``, also from ``RUN ANALYSIS ...`` (the order of earlier versions);
+    a renamed flag of the analysis is refused naming its new name."""
+    if words and words[0] not in (*COMMANDS, *STUDIES) and not words[0].startswith("-"):
+        if len(words) > 1 and words[1] in COMMANDS:
+            words = [words[1], words[0], *words[2:]]
+        elif Path(words[0]).is_dir():
+            raise UserError(
+                f"analysis must be one of {', '.join(COMMANDS)} (analyze.py ANALYSIS RUN) or "
+                f"{', '.join(STUDIES)} (analyze.py STUDY RUN [RUN ...]), got "
+                f"{words[1] if len(words) > 1 else 'none'!r}"
+            )
+    for word in words:
+        new, commands = RENAMED.get(word.split("=")[0], (None, ()))
+        if words[0] in commands:
+            raise UserError(
+                f"argument {word.split('=')[0]}: renamed {new} (see analyze.py {words[0]} --help)"
+            )
+    return words
+
+
 def _main(argv: list[str] | None, console: Console | None) -> Any:
-    words = list(argv) if argv is not None else sys.argv[1:]
+    args = build_parser().parse_args(_in_order(list(sys.argv[1:] if argv is None else argv)))
     console = console or Console(soft_wrap=True)
-    if words and words[0] in STUDIES:
-        args = study_parser(words[0]).parse_args(words[1:])
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        parents = [str(p.resolve().parent) for p in args.run_dirs]
-        out = Path(args.out) if args.out else Path(os.path.commonpath(parents)) / "analysis"
-        if words[0] == "lambda-study":
-            return lambda_study(args.run_dirs, out, console)
-        return rate_ablation_study(args.run_dirs, out, console, args.split)
-    args = run_parser().parse_args(words)
-    if args.analysis not in ANALYSES:
-        raise UserError(
-            f"analysis must be one of {', '.join(RUN_ANALYSES)} (or, before the run "
-            f"directories, {', '.join(STUDIES)}), got {args.analysis!r}"
-        )
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.num_sentences is None:
-        args.num_sentences = {"dropped": 2000, "pmi": 500}.get(args.analysis, 5)
-    run = Run(args.run_dir, device=args.device)
+    if args.analysis in STUDIES:
+        parents = [str(p.resolve().parent) for p in args.run_dirs]
+        out = Path(args.out) if args.out else Path(os.path.commonpath(parents)) / "analysis"
+        return STUDIES[args.analysis](args, out, console)
+    run = TrainedRun(args.run_dir, device=args.device)
     out = Path(args.out) if args.out else run.directory / "analysis"
-    return ANALYSES[args.analysis](run, args, out, console)
+    return COMMANDS[args.analysis][0](run, args, out, console)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from advmask.seqvae.identity import run_settings
 from advmask.seqvae.report import (
     PairedDifference,
     by_dropout_kind,
@@ -38,16 +39,15 @@ from advmask.seqvae.report import (
     load_runs,
     paired_differences,
     paired_table,
-    print_table,
     resolve_variant,
     results_legend,
     results_table,
     run_seed,
-    run_settings,
     select_per_dropout,
     selection_seeds,
 )
 from advmask.training.cli import Parser, exit_with_error
+from advmask.training.console import print_table
 
 PAIRED_METRICS = ("neg_elbo", "nll_iw", "ppl_iw", "kl", "mutual_information", "active_units")
 

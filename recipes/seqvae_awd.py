@@ -70,7 +70,7 @@ from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid, run_folder
 from advmask.seqvae.identity import NOT_RESULT_SETTINGS, same_run
 from advmask.seqvae.probe import probe_factors
-from advmask.seqvae.report import per_word_metrics, print_results, run_line, validation_line
+from advmask.seqvae.report import per_word_metrics, results_report, run_line, validation_line
 from advmask.seqvae.step import SCORE_STATISTICS
 from advmask.seqvae.trainer import BaselineTrainer
 from advmask.training.checkpoint import CheckpointError, read_json, save_json
@@ -82,6 +82,7 @@ from advmask.training.cli import (
     folder_problem,
     parse_with_presets,
 )
+from advmask.training.console import print_report
 from advmask.training.distributed import (
     DistributedContext,
     barrier,
@@ -551,7 +552,7 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     finally:
         set_value_checks(checks_were_on)
     title, runs_dir = f"{config.preset}: test results", Path(config.out) / config.preset
-    print_results(console, results, title, data.factors.get("test"), runs_dir)
+    print_report(console, results_report(results, title, data.factors.get("test"), runs_dir))
     console.print(f"total time {time.perf_counter() - started:.0f} s")
     return results
 

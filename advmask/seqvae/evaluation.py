@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advmask.seqvae.data import Batch
+from advmask.seqvae.gaussian import gaussian_kl
 from advmask.seqvae.metrics import (
     active_units,
-    gaussian_kl,
     importance_weighted_log_likelihood,
     mutual_information,
     mutual_information_ceiling,

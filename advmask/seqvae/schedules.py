@@ -222,7 +222,7 @@ def free_bits_kl(kl_per_dim: Tensor, threshold: float, mode: str = "kingma") -> 
 
     Args:
         kl_per_dim: (B, D) float per-sentence, per-dimension KL, B >= 1 (for example
-            :func:`advmask.seqvae.metrics.gaussian_kl_per_dimension`).
+            :func:`advmask.seqvae.gaussian.gaussian_kl_per_dimension`).
         threshold: ``lambda >= 0`` nats per dimension; 0 gives the plain KL.
         mode: a key of :data:`FREE_BITS`.
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from advmask.checks import check_int, check_positive
-from advmask.seqvae.metrics import gaussian_kl
+from advmask.seqvae.gaussian import gaussian_kl
 from advmask.seqvae.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
 from advmask.seqvae.vae import sequence_nll
 

@@ -31,8 +31,9 @@ from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths, trusted
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
+from advmask.seqvae.decoder_inputs import decoder_inputs
+from advmask.seqvae.gaussian import gaussian_kl_per_dimension
 from advmask.seqvae.low_precision_loss import low_precision_cross_entropy
-from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import free_bits_kl
 
 DEFAULT_UNK_ID = 3
@@ -302,11 +303,11 @@ class SequenceVAE(nn.Module):
         # random draws fixes the results of a seed. A refined posterior needs the inputs first.
         if refine is None:
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        inputs = tokens[:, :-1]
-        is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
-        # Training mode: the masker drops some of the words (lengths - 1 inputs, BOS
-        # protected); eval mode: the plain embedding.
-        embedded = input_embedding(inputs, lengths - 1, protected=is_bos, ids_checked=True)
+        inputs = decoder_inputs(tokens, lengths)
+        # Training mode: the masker drops some of the words; eval mode: the plain embedding.
+        embedded = input_embedding(
+            inputs.ids, inputs.lengths, protected=inputs.protected, ids_checked=True
+        )
         masker_output = input_embedding.last_output
         if refine is not None:
             mean, logvar = refine(tokens, lengths, embedded, mean, logvar)

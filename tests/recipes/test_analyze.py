@@ -28,6 +28,7 @@ from advmask.seqvae.analysis import (
     token_saliency,
 )
 from advmask.seqvae.analysis.decoding import stepper
+from advmask.seqvae.analysis.trained_run import TrainedRun
 from advmask.seqvae.data import EOS_ID, PAD_ID, collate, make_batches
 from advmask.seqvae.factory import (
     ModelSpec,
@@ -403,7 +404,7 @@ def test_saliency_command_writes_html_and_probabilities(runs, analyze, tmp_path)
             "saliency",
             "--num-sentences",
             "3",
-            "--samples",
+            "--num-samples",
             "200",
             "--out",
             str(tmp_path),
@@ -424,7 +425,7 @@ def test_saliency_command_writes_html_and_probabilities(runs, analyze, tmp_path)
 
 def test_dropped_command_writes_the_figure(runs, analyze) -> None:
     run_dir = runs / "adversarial-seed0"
-    result = analyze.main([str(run_dir), "dropped", "--num-sentences", "40", "--samples", "50"])
+    result = analyze.main(["dropped", str(run_dir), "--num-sentences", "40", "--num-samples", "50"])
     by_position = result["position in sentence"]
     assert sum(row["count"] for row in by_position) == sum(
         row["count"] for row in result["word frequency rank"]
@@ -468,7 +469,16 @@ SENTENCE_PMI_KEYS = {
 
 def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
     run_dir = runs / "adversarial-seed0"
-    flags = ["--max-sequences", "30", "--samples", "50", "--resamples", "100", "--threads", "1"]
+    flags = [
+        "--num-sentences",
+        "30",
+        "--num-samples",
+        "50",
+        "--num-resamples",
+        "100",
+        "--threads",
+        "1",
+    ]
     result = analyze.main([str(run_dir), "pmi", *flags])
     saved = json.loads((run_dir / "pmi.json").read_text())
     assert saved == json.loads((run_dir / "analysis" / "pmi.json").read_text())
@@ -480,7 +490,7 @@ def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
     for key in ("mean_pmi_dropped", "mean_pmi_kept", "mean_pmi_uniform"):
         assert isinstance(saved[key], float) and math.isfinite(saved[key]), key
     # One position per word of the 30 sentences drawn (BOS, EOS and padding are not inputs).
-    sentences = analyze.Run(run_dir).sentences("test", 30, 0, None)
+    sentences = TrainedRun(run_dir).sentences("test", 30, 0, None)
     assert saved["num_sequences"] == 30
     assert saved["num_positions"] == sum(map(len, sentences))
     assert sum(b["count"] for b in saved["by_drop_probability"]) == saved["num_positions"]
@@ -489,7 +499,7 @@ def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
     assert set(whole) == {"pmi", *SENTENCE_PMI_KEYS}
     low, high = whole["spearman_ci"]
     assert -1 <= low <= whole["spearman"] <= high <= 1
-    run = analyze.Run(run_dir)
+    run = TrainedRun(run_dir)
     values = [
         sentence_pmi(run.model, batch.tokens, batch.lengths)
         for batch in make_batches(sentences, batch_size=64, shuffle=False)
@@ -506,7 +516,7 @@ def test_pmi_command_writes_pmi_json_in_the_run_folder(runs, analyze) -> None:
 def test_pmi_command_on_uniform_dropout_has_no_correlation(runs, analyze, tmp_path) -> None:
     run_dir = runs / "uniform-seed0"
     result = analyze.main(
-        [str(run_dir), "pmi", "--max-sequences", "20", "--z", "sample", "--out", str(tmp_path)]
+        ["pmi", str(run_dir), "--num-sentences", "20", "--z", "sample", "--out", str(tmp_path)]
     )
     assert result["spearman"] is None and result["spearman_ci"] is None
     assert result["z"] == "posterior sample" and "uniform" in result["note"]
@@ -573,12 +583,15 @@ def test_commands_name_what_is_wrong(runs, analyze, tmp_path, capsys) -> None:
     )
 
 
-def test_help_lists_the_studies(analyze, capsys) -> None:
-    with pytest.raises(SystemExit) as info:
-        analyze.main(["--help"])
-    assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "lambda-study" in out and "rate-ablation" in out
+def test_the_old_order_run_then_analysis_gives_the_same_result(runs, analyze, tmp_path) -> None:
+    run_dir = str(runs / "adversarial-seed0")
+    flags = ["--num-samples", "3", "--seed", "4"]
+    new = analyze.main(["sample", run_dir, *flags, "--out", str(tmp_path / "new")])
+    old = analyze.main([run_dir, "sample", *flags, "--out", str(tmp_path / "old")])
+    assert new == old and len(new["samples"]) == 3
+    assert (tmp_path / "new" / "samples.json").read_text() == (
+        tmp_path / "old" / "samples.json"
+    ).read_text()
 
 
 def test_resumed_run_reproduces_the_score_log(tmp_path, monkeypatch) -> None:

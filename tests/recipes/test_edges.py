@@ -275,14 +275,14 @@ def test_a_relative_data_dir_is_stored_absolute(
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["dropped", "--samples", "0"], ["argument --samples", ">= 1", "0"]),
+        (["dropped", "--num-samples", "0"], ["argument --num-samples", ">= 1", "0"]),
         (["interpolate", "--steps", "1"], ["argument --steps", ">= 2", "1"]),
         (["sample", "--num-samples", "0"], ["argument --num-samples", "0"]),
         (["sample", "--max-length", "0"], ["argument --max-length", "0"]),
         (["homotopy", "--scale", "nan"], ["argument --scale", "nan"]),
-        (["pmi", "--resamples", "0"], ["argument --resamples", "0"]),
+        (["pmi", "--num-resamples", "0"], ["argument --num-resamples", "0"]),
         (["dropped", "--num-sentences", "-3"], ["argument --num-sentences", "-3"]),
-        (["sample", "--split", "foo"], ["argument --split", "'foo'"]),
+        (["homotopy", "--split", "foo"], ["argument --split", "'foo'"]),
         (["sample", "--device", "foo"], ["argument --device", "'foo'"]),
         pytest.param(["sample", "--device", "cuda"], ["argument --device", "CUDA"],
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
@@ -309,7 +309,7 @@ def test_pmi_of_a_run_in_training_records_its_weights_and_writes_only_to_out(
     (folder / "metrics.json").unlink()  # as while it trains
     elsewhere = tmp_path / "elsewhere"
     analyze.main([str(folder), "pmi", "--out", str(elsewhere), "--num-sentences", "4",
-                  "--samples", "4", "--resamples", "10"])  # fmt: skip
+                  "--num-samples", "4", "--num-resamples", "10"])  # fmt: skip
     assert "has not finished" in capsys.readouterr().out
     assert not (folder / "pmi.json").exists()
     weights = json.loads((elsewhere / "pmi.json").read_text())["weights"]

@@ -10,8 +10,8 @@ import torch
 
 from advmask.seqvae import baselines
 from advmask.seqvae.baselines import BaselineSettingError, BaselineSettings, make_baseline
+from advmask.seqvae.gaussian import gaussian_kl_per_dimension
 from advmask.seqvae.grid import Variant
-from advmask.seqvae.metrics import gaussian_kl_per_dimension
 from advmask.seqvae.schedules import LinearKLAnnealing, free_bits_kl
 
 from ..recipes.test_recipe import TINY

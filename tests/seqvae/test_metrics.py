@@ -10,13 +10,11 @@ import math
 import pytest
 import torch
 
+from advmask.seqvae.gaussian import gaussian_kl, log_normal_diag, log_standard_normal
 from advmask.seqvae.metrics import (
     MI_ESTIMATORS,
     active_units,
-    gaussian_kl,
     importance_weighted_log_likelihood,
-    log_normal_diag,
-    log_standard_normal,
     mutual_information,
     mutual_information_ceiling,
     perplexity,

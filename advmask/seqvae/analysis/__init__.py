@@ -12,8 +12,11 @@
   :func:`rate_ablation` (Figure 2).
 * :mod:`advmask.seqvae.analysis.pmi`: :func:`next_word_pmi`, the information each input
   carries about the next word, :func:`sentence_pmi`, about all later words, and its rank
-  correlation with the drop probability
-  (:func:`spearman`, :func:`bootstrap_ci`, :func:`summarize_pmi`; the paper's Eq. 5).
+  correlation with the drop probability (:func:`summarize_pmi`; the paper's Eq. 5).
+* :mod:`advmask.seqvae.analysis.rank_correlation`: :func:`spearman` and :func:`bootstrap_ci`,
+  a percentile interval resampling whole sentences.
+* :func:`droppable_inputs` (from :mod:`advmask.seqvae.decoder_inputs`): the inputs a masker
+  may drop, the rule the training step uses.
 * :mod:`advmask.seqvae.analysis.render`: coloured terminal text and an HTML page of saliency.
 * :mod:`advmask.seqvae.analysis.plots`: the figures (matplotlib, an optional extra, imported
   lazily).
@@ -33,16 +36,15 @@ from advmask.seqvae.analysis.latent import (
 from advmask.seqvae.analysis.pmi import (
     PMIBin,
     PMISummary,
-    bootstrap_ci,
-    droppable_inputs,
     next_word_pmi,
     sentence_pmi,
-    spearman,
     summarize_pmi,
 )
+from advmask.seqvae.analysis.rank_correlation import bootstrap_ci, spearman
 from advmask.seqvae.analysis.render import saliency_html, saliency_text
 from advmask.seqvae.analysis.saliency import Saliency, token_saliency
 from advmask.seqvae.analysis.studies import AblationPoint, rate_ablation, read_score_log
+from advmask.seqvae.decoder_inputs import droppable_inputs
 
 __all__ = [
     "STEPPERS",

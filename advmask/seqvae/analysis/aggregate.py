@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,6 +42,15 @@ class DropProfile:
     probability: Tensor
     uniform: Tensor
     count: Tensor
+
+    def records(self) -> list[dict[str, Any]]:
+        """Each group as ``dropped.json`` holds it: ``group`` (its label), ``probability``,
+        ``uniform`` and ``count``."""
+        columns = (self.probability.tolist(), self.uniform.tolist(), self.count.tolist())
+        return [
+            {"group": label, "probability": p, "uniform": u, "count": n}
+            for label, p, u, n in zip(self.labels, *columns, strict=True)
+        ]
 
 
 def _records(saliencies: Sequence[Saliency]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

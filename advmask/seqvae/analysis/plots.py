@@ -12,7 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from advmask.seqvae.analysis.aggregate import DropProfile
+from advmask.seqvae.analysis.pmi import PMISummary
 from advmask.seqvae.analysis.studies import ABLATION_METRICS, AblationPoint
 
 FORMATS: tuple[str, ...] = ("png", "svg")
@@ -210,5 +213,74 @@ def plot_rate_ablation(
         axis.set_xlabel("word-dropout rate")
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
+    figure.suptitle(title)
+    return save_figure(figure, stem, formats)
+
+
+def plot_pmi(
+    pmi: Tensor,
+    drop_probability: Tensor | None,
+    summary: PMISummary,
+    stem: str | os.PathLike[str],
+    *,
+    quantity: str = "next-word PMI",
+    title: str | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """PMI against the drop probability: the inputs as points, binned means with error bars.
+
+    Without drop probabilities (a model without word dropout) a histogram of the PMI. Needs
+    matplotlib (an optional extra, see :mod:`advmask.seqvae.analysis.plots`).
+
+    Args:
+        pmi: (N,) float PMI of the pooled inputs (nats).
+        drop_probability: (N,) float their ``P(dropped)``, or None.
+        summary: from :func:`~advmask.seqvae.analysis.pmi.summarize_pmi` on the same values.
+        stem: output path without extension.
+        quantity: what ``pmi`` is, for the axis (``"next-word PMI"`` or ``"sentence PMI"``,
+            the values of :func:`~advmask.seqvae.analysis.pmi.next_word_pmi` or
+            :func:`~advmask.seqvae.analysis.pmi.sentence_pmi`); in nats.
+        title: figure title; None: ``"<quantity> of the decoder inputs"``.
+        formats: a subset of :data:`advmask.seqvae.analysis.plots.FORMATS`.
+
+    Returns:
+        The written paths.
+    """
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    values = pmi.double().cpu()
+    if drop_probability is None:
+        axis.hist(values.tolist(), bins=40, color="#7f8c8d")
+        axis.axvline(summary.mean_pmi_uniform, color="black", linestyle="dashed", label="mean")
+        axis.set_xlabel(f"{quantity} (nats)")
+        axis.set_ylabel("inputs")
+        axis.legend(fontsize=8)
+    else:
+        p = drop_probability.double().cpu()
+        axis.scatter(p.tolist(), values.tolist(), s=4, alpha=0.25, color="#7f8c8d", label="inputs")
+        centres = [(b.low + b.high) / 2 for b in summary.bins]
+        axis.errorbar(
+            centres,
+            [b.mean_pmi for b in summary.bins],
+            yerr=[b.standard_error or 0.0 for b in summary.bins],
+            color="#c0392b",
+            marker="o",
+            capsize=3,
+            label="binned mean (± s.e.)",
+        )
+        axis.axhline(
+            summary.mean_pmi_uniform,
+            color="black",
+            linestyle="dashed",
+            linewidth=1,
+            label="mean (uniform dropout)",
+        )
+        axis.set_xlabel("P(dropped)")
+        axis.set_ylabel(f"{quantity} (nats)")
+        axis.legend(fontsize=8)
+        if summary.spearman is not None:
+            axis.set_title(f"Spearman {summary.spearman:.3f}", fontsize=9)
+    if title is None:
+        title = f"{quantity[:1].upper()}{quantity[1:]} of the decoder inputs"
     figure.suptitle(title)
     return save_figure(figure, stem, formats)

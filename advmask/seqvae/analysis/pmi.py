@@ -29,62 +29,38 @@ next (a topic named once, a subject): the long-range information that ``z`` can 
 ``PMI^>_i ≈ PMI_i``. The model runs in eval mode (no decoder dropout) with a given ``z``; the
 analysis command uses the posterior mean.
 
-* :func:`next_word_pmi`: ``PMI_i`` of every droppable input of a batch, vectorised over the
-  ``B * T`` one-input-dropped variants (in memory-bounded chunks); :func:`sentence_pmi`:
-  ``PMI^>_i`` the same way.
-* :func:`spearman`: Spearman's rank correlation (average ranks for ties), optionally with
-  integer frequency weights, the form a bootstrap needs.
-* :func:`bootstrap_ci`: a percentile bootstrap interval of it, resampling groups (sentences).
-* :func:`summarize_pmi`: the pooled numbers that ``recipes/analyze.py RUN pmi`` reports.
+* :func:`next_word_pmi`: ``PMI_i`` of every droppable input of a batch (the words, see
+  :func:`advmask.seqvae.decoder_inputs.droppable_inputs`), vectorised over the ``B * T``
+  one-input-dropped variants (in memory-bounded chunks); :func:`sentence_pmi`: ``PMI^>_i`` the
+  same way.
+* :func:`summarize_pmi`: the pooled numbers that ``recipes/analyze.py pmi RUN`` reports, with
+  the rank correlation of :mod:`advmask.seqvae.analysis.rank_correlation`; the figure is
+  :func:`advmask.seqvae.analysis.plots.plot_pmi`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from advmask.budget import eligible_positions
 from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, check_tokens_lengths
 from advmask.embedding import mask_embeddings
-from advmask.seqvae.analysis.plots import pyplot, save_figure
+from advmask.seqvae.analysis.rank_correlation import bootstrap_ci, spearman
+from advmask.seqvae.decoder_inputs import droppable_inputs
 from advmask.seqvae.low_precision_loss import LOW_PRECISION_DTYPES, low_precision_cross_entropy
 from advmask.seqvae.vae import DEFAULT_MEMORY_BUDGET, SequenceVAE
+
+__all__ = ["PMIBin", "PMISummary", "next_word_pmi", "sentence_pmi", "summarize_pmi"]
 
 
 # --------------------------------------------------------------------------------------------
 # PMI of each decoder input with the next word
 # --------------------------------------------------------------------------------------------
-def droppable_inputs(tokens: Tensor, lengths: Tensor) -> Tensor:
-    """The decoder inputs a masker may drop, aligned with ``tokens``: the words ``w_1..w_L``.
-
-    Args:
-        tokens: (B, T) int64 ``[BOS, w_1..w_L, EOS, PAD..]``.
-        lengths: (B,) int64 ``L_b + 2``.
-
-    Returns:
-        (B, T) bool, True at ``tokens[b, 1..L_b]``; False at BOS, EOS, padding (and so always
-        in the last column, which is never a decoder input).
-
-    Example:
-        >>> droppable_inputs(torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]]), torch.tensor([4, 3]))
-        tensor([[False,  True,  True, False],
-                [False,  True, False, False]])
-    """
-    inputs = tokens.shape[1] - 1
-    is_bos = torch.arange(inputs, device=tokens.device) == 0
-    # The masker's own rule: lengths - 1 valid inputs (BOS and the words), BOS protected.
-    eligible = eligible_positions(lengths - 1, inputs, protected=is_bos)
-    return F.pad(eligible, (0, 1), value=False)
-
-
 @torch.no_grad()
 def next_word_pmi(
     model: SequenceVAE,
@@ -123,7 +99,7 @@ def next_word_pmi(
 
     Returns:
         (B, T) float PMI in nats, aligned with ``tokens`` (entry ``[b, i]`` is about the input
-        ``tokens[b, i]``); NaN where the input is not droppable (see :func:`droppable_inputs`).
+        ``tokens[b, i]``); NaN where the input is not droppable (see :func:`.droppable_inputs`).
         float64 for a float64 model, float32 otherwise.
 
     Raises:
@@ -304,148 +280,6 @@ def _target_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Rank correlation and its bootstrap interval
-# --------------------------------------------------------------------------------------------
-def _check_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    x = check_tensor("x", x, ndim=1, dtypes=FLOAT_DTYPES)
-    y = check_tensor("y", y, ndim=1, dtypes=FLOAT_DTYPES)
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
-    if not bool(torch.isfinite(x).all() & torch.isfinite(y).all()):
-        raise ValueError("x and y must be finite (drop NaN positions before correlating)")
-    return x.double(), y.double()
-
-
-def _midranks(values: Tensor, weights: Tensor) -> Tensor:
-    """(R, N) average 1-based ranks of ``values`` (N,) in the sample that ``weights`` (R, N)
-    repeats: position ``n`` appears ``weights[r, n]`` times in resample ``r``."""
-    unique, inverse = torch.unique(values, sorted=True, return_inverse=True)
-    index = inverse.expand_as(weights)
-    counts = weights.new_zeros(weights.shape[0], unique.shape[0]).scatter_add_(1, index, weights)
-    ends = counts.cumsum(1)
-    # A block of c tied copies holds ranks ends - c + 1 .. ends; its average is ends - (c - 1)/2.
-    return (ends - (counts - 1) / 2).gather(1, index)
-
-
-def _weighted_pearson(a: Tensor, b: Tensor, weights: Tensor) -> Tensor:
-    total = weights.sum(1, keepdim=True)
-    a = a - (weights * a).sum(1, keepdim=True) / total
-    b = b - (weights * b).sum(1, keepdim=True) / total
-    covariance = (weights * a * b).sum(1)
-    scale = torch.sqrt((weights * a * a).sum(1) * (weights * b * b).sum(1))
-    # A constant variable has no rank correlation: NaN, as scipy.stats.spearmanr gives.
-    return torch.where(scale > 0, covariance / scale.clamp_min(1e-300), math.nan)
-
-
-def spearman(x: Tensor, y: Tensor, weights: Tensor | None = None) -> Tensor:
-    """Spearman's rank correlation: Pearson's correlation of the average ranks.
-
-    Ties get the average of the ranks they span (``scipy.stats.spearmanr``'s convention).
-    With ``weights``, each row is the correlation of the sample in which position ``n`` occurs
-    ``weights[r, n]`` times: the same number as repeating the data (ties included), without
-    building the repeated sample; this is how :func:`bootstrap_ci` evaluates its resamples.
-
-    Args:
-        x: (N,) float finite values.
-        y: (N,) float finite values.
-        weights: optional (N,) or (R, N) non-negative integer-valued float frequency weights.
-
-    Returns:
-        float64 correlation in [-1, 1]: shape () without ``weights`` or with (N,) weights,
-        (R,) with (R, N) weights; NaN where ``x`` or ``y`` is constant (in that resample).
-
-    Example:
-        >>> x = torch.tensor([1.0, 2.0, 3.0, 4.0])
-        >>> float(spearman(x, x**2)), float(spearman(x, -x))
-        (1.0, -1.0)
-    """
-    x, y = _check_pair(x, y)
-    if x.shape[0] < 2:
-        raise ValueError(f"spearman needs at least 2 values, got {x.shape[0]}")
-    if weights is None:
-        frequency = torch.ones(1, x.shape[0], dtype=torch.float64, device=x.device)
-    else:
-        if not isinstance(weights, Tensor) or weights.ndim not in (1, 2):
-            raise ValueError("weights must be a (N,) or (R, N) tensor")
-        weights = check_tensor(
-            "weights", weights, ndim=weights.ndim, dtypes=FLOAT_DTYPES + INT_DTYPES
-        )
-        if weights.shape[-1] != x.shape[0]:
-            raise ValueError(
-                f"weights must have shape ({x.shape[0]},) or (R, {x.shape[0]}), got "
-                f"{tuple(weights.shape)}"
-            )
-        frequency = weights.double().reshape(-1, x.shape[0])
-    rho = _weighted_pearson(_midranks(x, frequency), _midranks(y, frequency), frequency)
-    return rho[0] if weights is None or weights.ndim == 1 else rho
-
-
-def bootstrap_ci(
-    x: Tensor,
-    y: Tensor,
-    groups: Tensor,
-    *,
-    num_resamples: int = 1000,
-    level: float = 0.95,
-    generator: torch.Generator | None = None,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of :func:`spearman`, resampling whole groups.
-
-    The positions of one sentence are not independent (one ``z``, one context), so the unit of
-    resampling is the group: each resample draws ``G`` groups with replacement and keeps all
-    their positions, and the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
-    quantiles of the resampled correlations (resamples where it is undefined are skipped).
-
-    Args:
-        x: (N,) float finite values.
-        y: (N,) float finite values.
-        groups: (N,) int64 group (sentence) of each position, ids in ``[0, G)``.
-        num_resamples: bootstrap resamples, >= 1.
-        level: coverage of the interval, in (0, 1).
-        generator: random generator of the resampling (CPU).
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` when no resample has a defined correlation.
-
-    Example:
-        >>> x = torch.arange(20.0)
-        >>> low, high = bootstrap_ci(x, x, torch.arange(20) // 2,
-        ...                          generator=torch.Generator().manual_seed(0))
-        >>> low, high
-        (1.0, 1.0)
-    """
-    x, y = _check_pair(x, y)
-    groups = check_tensor("groups", groups, ndim=1, dtypes=INT_DTYPES).to(torch.int64)
-    if groups.shape != x.shape:
-        raise ValueError(f"groups must have shape ({x.shape[0]},), got {tuple(groups.shape)}")
-    if isinstance(num_resamples, bool) or not isinstance(num_resamples, int) or num_resamples < 1:
-        raise ValueError(f"num_resamples must be an int >= 1, got {num_resamples!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if x.shape[0] < 2:
-        return math.nan, math.nan
-    if bool((groups < 0).any()):
-        raise ValueError("groups must be non-negative ids")
-    num_groups = int(groups.max()) + 1
-    # Resamples in chunks: each holds (chunk, N) float64 weights and ranks.
-    chunk = max(1, 2**21 // x.shape[0])
-    estimates = []
-    for start in range(0, num_resamples, chunk):
-        count = min(chunk, num_resamples - start)
-        drawn = torch.randint(num_groups, (count, num_groups), generator=generator)
-        times = torch.zeros(count, num_groups, dtype=torch.float64)
-        times.scatter_add_(1, drawn, torch.ones_like(times))
-        estimates.append(spearman(x.cpu(), y.cpu(), times[:, groups.cpu()]))
-    resampled = torch.cat(estimates)
-    resampled = resampled[~resampled.isnan()]
-    if resampled.numel() == 0:
-        return math.nan, math.nan
-    tail = (1 - level) / 2
-    low, high = torch.quantile(resampled, torch.tensor([tail, 1 - tail], dtype=torch.float64))
-    return float(low), float(high)
-
-
-# --------------------------------------------------------------------------------------------
 # The pooled summary
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -511,7 +345,7 @@ def summarize_pmi(
     num_bins: int = 10,
     generator: torch.Generator | None = None,
 ) -> PMISummary:
-    """The numbers of ``analyze.py RUN pmi`` from pooled per-input values.
+    """The numbers of ``analyze.py pmi RUN`` from pooled per-input values.
 
     Args:
         pmi: (N,) float finite PMI of each droppable input (the non-NaN entries of
@@ -584,69 +418,3 @@ def _bins(p: Tensor, pmi: Tensor, num_bins: int) -> tuple[PMIBin, ...]:
             PMIBin(b / num_bins, (b + 1) / num_bins, float(values.mean()), spread, values.numel())
         )
     return tuple(bins)
-
-
-# --------------------------------------------------------------------------------------------
-# The figure
-# --------------------------------------------------------------------------------------------
-def plot_pmi(
-    pmi: Tensor,
-    drop_probability: Tensor | None,
-    summary: PMISummary,
-    stem: str | os.PathLike[str],
-    *,
-    title: str = "Next-word PMI of the decoder inputs",
-    formats: Sequence[str] = ("png", "svg"),
-) -> list[Path]:
-    """PMI against the drop probability: the inputs as points, binned means with error bars.
-
-    Without drop probabilities (a model without word dropout) a histogram of the PMI. Needs
-    matplotlib (an optional extra, see :mod:`advmask.seqvae.analysis.plots`).
-
-    Args:
-        pmi: (N,) float PMI of the pooled inputs (nats).
-        drop_probability: (N,) float their ``P(dropped)``, or None.
-        summary: from :func:`summarize_pmi` on the same values.
-        stem: output path without extension.
-        title: figure title.
-        formats: a subset of :data:`advmask.seqvae.analysis.plots.FORMATS`.
-
-    Returns:
-        The written paths.
-    """
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    values = pmi.double().cpu()
-    if drop_probability is None:
-        axis.hist(values.tolist(), bins=40, color="#7f8c8d")
-        axis.axvline(summary.mean_pmi_uniform, color="black", linestyle="dashed", label="mean")
-        axis.set_xlabel("next-word PMI (nats)")
-        axis.set_ylabel("inputs")
-        axis.legend(fontsize=8)
-    else:
-        p = drop_probability.double().cpu()
-        axis.scatter(p.tolist(), values.tolist(), s=4, alpha=0.25, color="#7f8c8d", label="inputs")
-        centres = [(b.low + b.high) / 2 for b in summary.bins]
-        axis.errorbar(
-            centres,
-            [b.mean_pmi for b in summary.bins],
-            yerr=[b.standard_error or 0.0 for b in summary.bins],
-            color="#c0392b",
-            marker="o",
-            capsize=3,
-            label="binned mean (± s.e.)",
-        )
-        axis.axhline(
-            summary.mean_pmi_uniform,
-            color="black",
-            linestyle="dashed",
-            linewidth=1,
-            label="mean (uniform dropout)",
-        )
-        axis.set_xlabel("P(dropped)")
-        axis.set_ylabel("next-word PMI (nats)")
-        axis.legend(fontsize=8)
-        if summary.spearman is not None:
-            axis.set_title(f"Spearman {summary.spearman:.3f}", fontsize=9)
-    figure.suptitle(title)
-    return save_figure(figure, stem, formats)

@@ -2,17 +2,23 @@
 
 Each word's background is shaded by its drop probability (white = never dropped, red = always);
 the words one sampled draw of the masker dropped are boxed (``[word]`` in the terminal, a frame
-in HTML). Library code returns the objects; recipes print or write them.
+in HTML). Library code returns the objects; recipes print or write them. :func:`text_table`
+is the plain table the analyses print their numbers in.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from typing import Any
 
+from rich.table import Table
 from rich.text import Text
 
 from advmask.seqvae.analysis.saliency import Saliency
 from advmask.seqvae.data.vocab import Vocabulary
+
+__all__ = ["saliency_html", "saliency_text", "text_table"]
 
 
 def _shade(probability: float) -> tuple[int, int, int]:
@@ -105,3 +111,23 @@ def saliency_html(saliency: Saliency, vocab: Vocabulary, title: str = "Adversary
     return _PAGE.format(
         title=html.escape(title), samples=samples, legend=legend, sentences="\n".join(sentences)
     )
+
+
+def text_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """A table with a line between rows whose cells are text as written, never rich markup.
+
+    Args:
+        title: the table's title.
+        columns: the column titles.
+        rows: the cells of each row (``str()`` of each); an empty cell shows ``(empty)``.
+
+    Returns:
+        The :class:`rich.table.Table`, for a recipe to print.
+    """
+    table = Table(title=title, show_lines=True)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        # Text, not markup: corpus text may hold brackets that rich would read as styles.
+        table.add_row(*(Text(str(c)) if str(c) else Text("(empty)", style="dim") for c in row))
+    return table

@@ -9,12 +9,15 @@ distribution (:func:`advmask.maskers.drop_probabilities`). For uniform word drop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from advmask.checks import check_tokens_lengths
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
+from advmask.seqvae.data.vocab import Vocabulary
+from advmask.seqvae.decoder_inputs import decoder_inputs
 from advmask.seqvae.vae import SequenceVAE
 
 
@@ -58,6 +61,22 @@ class Saliency:
         n = self.eligible.sum(1, keepdim=True).clamp_min(1)
         return torch.where(self.eligible, self.k.unsqueeze(1) / n, 0.0)
 
+    def records(self, vocab: Vocabulary) -> list[dict[str, Any]]:
+        """Each sentence as ``saliency.json`` holds it: its ``words``, their ``probability`` of
+        being dropped (4 decimals), the ``sampled`` draw (True = dropped) and ``k``."""
+        records = []
+        for row in range(self.tokens.shape[0]):
+            words = slice(1, int(self.lengths[row]) - 1)  # w_1..w_L
+            records.append(
+                {
+                    "words": vocab.decode(self.tokens[row, words].tolist()),
+                    "probability": [round(float(p), 4) for p in self.probability[row, words]],
+                    "sampled": self.sampled[row, words].tolist(),
+                    "k": int(self.k[row]),
+                }
+            )
+        return records
+
 
 @torch.no_grad()
 def token_saliency(
@@ -99,10 +118,9 @@ def token_saliency(
         raise ValueError(
             f"model.masker.mode must be 'exact' (K words per sentence), got {masker.mode!r}"
         )
-    inputs = tokens[:, :-1]
-    is_bos = torch.arange(inputs.shape[1], device=tokens.device) == 0
+    inputs = decoder_inputs(tokens, lengths)
     # K and the scores' mean and std, without drawing noise (in either mode).
-    out = masker.mean_mask(inputs, lengths - 1, protected=is_bos)
+    out = masker.mean_mask(inputs.ids, inputs.lengths, protected=inputs.protected)
     mean, std = out.mean.float(), out.std.float()
     if isinstance(masker, AdversarialMasker):
         probability = drop_probabilities(mean, std, out.k, out.eligible, num_samples, generator)

@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
+from advmask.seqvae.analysis.render import text_table
 from advmask.seqvae.identity import check_distinct_runs, run_settings
-from advmask.seqvae.report import Summary, format_setting, summarise
+from advmask.seqvae.report.names import METRICS
+from advmask.seqvae.report.tables import Summary, format_setting, summarise
+from advmask.training.checkpoint import read_json
 
 SCORE_LOG = "scores.csv"
 """Name of the score-statistics log in a run directory."""
@@ -27,10 +32,8 @@ SCORE_LOG = "scores.csv"
 SCORE_COLUMNS: tuple[str, ...] = ("step", "score_l1", "score_std", "adversary_grad_norm")
 """Columns every row of :data:`SCORE_LOG` has (the recipe may add more)."""
 
-ABLATION_METRICS: tuple[tuple[str, str], ...] = (
-    ("neg_elbo", "-ELBO"),
-    ("kl", "KL"),
-    ("mutual_information", "MI"),
+ABLATION_METRICS: tuple[tuple[str, str], ...] = tuple(
+    (key, METRICS[key].title) for key in ("neg_elbo", "kl", "mutual_information")
 )
 """(key in a run's ``metrics.json`` split section, axis title) of the rate ablation."""
 
@@ -57,6 +60,31 @@ def read_score_log(run_dir: str | os.PathLike[str]) -> dict[str, list[float]]:
     return {c: [float(row[c]) if row[c] != "" else math.nan for row in rows] for c in columns}
 
 
+def read_score_logs(
+    run_dirs: Iterable[str | os.PathLike[str]],
+) -> dict[str, dict[str, list[float]]]:
+    """The score logs of adversarial runs, labelled by their lambda and folder name.
+
+    Returns:
+        ``"lambda = <kl_weight> (<folder>)"`` -> :func:`read_score_log` of that run, in order.
+
+    Raises:
+        FileNotFoundError: naming a missing folder, ``config.json`` or ``scores.csv``.
+        ValueError: naming a file that cannot be read, or a config without a lambda.
+    """
+    logs = {}
+    for run_dir in map(Path, run_dirs):
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+        config = read_json(run_dir / "config.json")
+        try:
+            label = f"lambda = {config['model']['kl_weight']:g} ({run_dir.name})"
+        except (KeyError, TypeError):
+            raise ValueError(f"{run_dir / 'config.json'} records no model.kl_weight") from None
+        logs[label] = read_score_log(run_dir)
+    return logs
+
+
 @dataclass(frozen=True)
 class AblationPoint:
     """One (dropout kind, rate) of the rate ablation, summarised over its seeds.
@@ -64,7 +92,7 @@ class AblationPoint:
     Attributes:
         dropout: ``"uniform"`` or ``"adversarial"`` (or ``"none"``, rate 0).
         rate: the word-dropout rate.
-        metrics: :class:`~advmask.seqvae.report.Summary` (mean, std, count) per key of
+        metrics: :class:`~advmask.seqvae.report.tables.Summary` (mean, std, count) per key of
             :data:`ABLATION_METRICS`; a metric no run reports is left out.
         seeds: the seeds of the runs, in the order given.
     """
@@ -74,13 +102,22 @@ class AblationPoint:
     metrics: dict[str, Summary]
     seeds: tuple[int, ...]
 
+    def record(self) -> dict[str, Any]:
+        """The point as ``rate_ablation.json`` holds it: kind, rate, seeds, mean and std."""
+        return {
+            "dropout": self.dropout,
+            "rate": self.rate,
+            "seeds": list(self.seeds),
+            **{key: {"mean": s.mean, "std": s.std} for key, s in self.metrics.items()},
+        }
+
 
 def rate_ablation(runs: Iterable[Mapping[str, Any]], split: str = "test") -> list[AblationPoint]:
     """Group finished runs by (dropout kind, rate); mean and sample std over seeds.
 
     Args:
         runs: parsed ``metrics.json`` of each run (see
-            :func:`advmask.seqvae.report.load_runs`), each with ``dropout``, ``rate``, ``seed``
+            :func:`advmask.seqvae.report.runs.load_runs`), each with ``dropout``, ``rate``, ``seed``
             and a ``split`` section.
         split: ``"test"`` or ``"valid"``.
 
@@ -139,3 +176,39 @@ def _check_one_setting(runs: list[Mapping[str, Any]]) -> None:
                 f"the runs differ in {name} ({shown}), not only in dropout kind, rate and seed: "
                 "pass the runs of one setting"
             )
+
+
+def score_log_table(logs: Mapping[str, Mapping[str, list[float]]]) -> Table:
+    """The last logged row of each run's score log (:func:`read_score_log`), one row per run.
+
+    Args:
+        logs: run label -> its score log's columns; runs that logged nothing are left out.
+    """
+    rows = [
+        (
+            label,
+            len(columns["step"]),
+            f"{columns['score_l1'][-1]:.3g}",
+            f"{columns['score_std'][-1]:.3g}",
+            f"{columns['adversary_grad_norm'][-1]:.3g}",
+        )
+        for label, columns in logs.items()
+        if columns["step"]
+    ]
+    columns = ("run", "rows", "l1", "std", "grad norm")
+    return text_table("score statistics (last logged row)", columns, rows)
+
+
+def ablation_table(points: Iterable[AblationPoint], split: str) -> Table:
+    """The rate ablation (:func:`rate_ablation`): one row per dropout kind and rate."""
+    rows = [
+        (
+            p.dropout,
+            f"{p.rate:g}",
+            len(p.seeds),
+            *(str(p.metrics.get(key, "-")) for key, _ in ABLATION_METRICS),
+        )
+        for p in points
+    ]
+    columns = ("dropout", "rate", "seeds", *(title for _, title in ABLATION_METRICS))
+    return text_table(f"rate ablation ({split}; mean (std) over seeds)", columns, rows)

@@ -13,11 +13,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from advmask.seqvae.gaussian import gaussian_kl, gaussian_kl_per_dimension
 from advmask.seqvae.metrics import (
     MI_ESTIMATORS,
     active_units,
-    gaussian_kl,
-    gaussian_kl_per_dimension,
     importance_weighted_log_likelihood,
     mutual_information,
     mutual_information_ceiling,
