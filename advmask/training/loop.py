@@ -319,16 +319,16 @@ def watch_test(progress: Progress, stop: StopRequest, label: str) -> Watch:
     return _watch(progress, stop, f"{label} | test", "the test")
 
 
-ModelT = TypeVar("ModelT")
+_ModelT = TypeVar("_ModelT")
 
 
 def evaluate_best(
     folder: RunFolder,
-    load: Callable[[Path], ModelT],
-    test: Callable[[ModelT, Watch], dict[str, Any]],
+    load: Callable[[Path], _ModelT],
+    test: Callable[[_ModelT, Watch], dict[str, Any]],
     display: Display,
     stop: StopRequest,
-) -> tuple[ModelT, dict[str, Any]]:
+) -> tuple[_ModelT, dict[str, Any]]:
     """The test, once, of the best weights of a run that :func:`fit` trained.
 
     Args:
