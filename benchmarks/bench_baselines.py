@@ -34,8 +34,8 @@ from advmask import set_value_checks
 from advmask.seqvae.baselines import BASELINES, BaselineSettings, make_baseline
 from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
+from advmask.seqvae.step import Optimizers, StepSettings
 from advmask.seqvae.trainer import BaselineTrainer
-from advmask.training.distributed import shard_batch
 
 # One setting per baseline, as in the results page's table.
 SETTINGS = {
@@ -57,15 +57,14 @@ def baseline_step(name: str, settings: BaselineSettings, spec: ModelSpec, batche
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.998))
     baseline = make_baseline(name, settings, total_steps=10_000, steps_per_epoch=1)
     trainer = BaselineTrainer(
-        baseline, model, model, optimizer, None, 5.0, steps_per_epoch=10_000, averaged=ema,
-        batches=lambda split: batches,
+        baseline, model, Optimizers(optimizer), StepSettings(5.0), steps_per_epoch=10_000,
+        averaged=ema, batches=lambda split: batches,
     )  # fmt: skip
-    shard = shard_batch(batches[0], 0, 1)
     number = baseline.pretrain_steps + 2  # fbp: past its reset
     last: dict = {}
 
     def step() -> None:
-        stats, _ = trainer.step(shard, number)
+        stats, _ = trainer.step(batches[0], number)
         last["encoder_updates"] = float(stats.get("encoder_updates", torch.zeros(2))[0])
 
     return step, last

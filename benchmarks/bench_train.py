@@ -59,9 +59,8 @@ from advmask import set_value_checks
 from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.metrics import importance_weighted_log_likelihood
-from advmask.seqvae.step import train_step
+from advmask.seqvae.step import Optimizers, StepSettings, train_step
 from advmask.training.console import print_table
-from advmask.training.distributed import shard_batch
 from advmask.training.optim import adam
 
 DROPOUTS = ("none", "uniform", "adversarial")
@@ -89,10 +88,10 @@ def training_step(
     model = build_sequence_vae(spec).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
     adversary = adam(model.masker.parameters(), 1e-4) if spec.dropout == "adversarial" else None
-    shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
+    batch, optimizers = Batch(tokens=tokens, lengths=lengths), Optimizers(vae_optimizer, adversary)
 
     def step() -> None:
-        train_step(model, model, shard, 1.0, vae_optimizer, adversary, grad_clip=5.0, bf16=bf16)
+        train_step(model, batch, 1.0, optimizers, StepSettings(5.0, bf16=bf16))
 
     return model, step
 
@@ -129,7 +128,7 @@ def step_flops(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tens
     ]
     try:
         with FlopCounterMode(display=False) as counter:
-            model(tokens, lengths, kl_weight=1.0).loss.backward()
+            model(tokens, lengths, beta=1.0).loss.backward()
     finally:
         for hook in hooks:
             hook.remove()

@@ -54,8 +54,7 @@ from advmask import set_value_checks
 from advmask.seqvae.data import Batch
 from advmask.seqvae.evaluation import evaluate
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
-from advmask.seqvae.step import train_step
-from advmask.training.distributed import shard_batch
+from advmask.seqvae.step import Optimizers, StepSettings, train_step
 from advmask.training.optim import adam
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,12 +121,12 @@ def step_function(
     model = build_sequence_vae(size.spec(dropout)).to(device).train()
     vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=1e-3)
     adversary = adam(model.masker.parameters(), 1e-4) if dropout == "adversarial" else None
-    shard = shard_batch(Batch(*make_batch(size, device)), 0, 1)
+    batch, optimizers = Batch(*make_batch(size, device)), Optimizers(vae_optimizer, adversary)
     forward = model if backend is None else torch.compile(model, backend=backend)
-    bf16 = precision == "bf16"
+    settings = StepSettings(5.0, bf16=precision == "bf16")
 
     def step() -> None:
-        train_step(model, forward, shard, 1.0, vae_optimizer, adversary, 5.0, bf16=bf16)
+        train_step(model, batch, 1.0, optimizers, settings, forward=forward)
 
     return step
 

@@ -45,7 +45,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,6 @@ from rich.console import Console
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advmask import RELAXATIONS, set_value_checks, value_checks_enabled
-from advmask.relaxations import parse_relaxation_options
 from advmask.seqvae import ModelSpec, SequenceVAE, baselines, build_sequence_vae, evaluate
 from advmask.seqvae.data import (
     Batch,
@@ -68,25 +67,18 @@ from advmask.seqvae.data import (
 )
 from advmask.seqvae.factory import load_sequence_vae, save_sequence_vae
 from advmask.seqvae.grid import Variant, grid, run_folder
-from advmask.seqvae.identity import NOT_RESULT_SETTINGS, same_run
+from advmask.seqvae.identity import NOT_RESULT_SETTINGS, holds_run, run_record
 from advmask.seqvae.probe import probe_factors
 from advmask.seqvae.report import per_word_metrics, results_report, run_line, validation_line
-from advmask.seqvae.step import SCORE_STATISTICS
+from advmask.seqvae.settings import check_schedules, check_settings, corpus_options, model_spec
+from advmask.seqvae.step import SCORE_STATISTICS, Optimizers, StepSettings
 from advmask.seqvae.trainer import BaselineTrainer
-from advmask.training.checkpoint import CheckpointError, read_json, save_json
-from advmask.training.cli import (
-    UserError,
-    exit_codes,
-    exit_with_error,
-    flag,
-    folder_problem,
-    parse_with_presets,
-)
+from advmask.training.checkpoint import save_json
+from advmask.training.cli import UserError, exit_codes, flag, flag_errors, parse_with_presets
 from advmask.training.console import print_report
 from advmask.training.distributed import (
+    BatchShard,
     DistributedContext,
-    barrier,
-    check_device,
     close_distributed,
     data_parallel,
     init_distributed,
@@ -94,96 +86,20 @@ from advmask.training.distributed import (
     shard_batch,
 )
 from advmask.training.logs import progress_bar
-from advmask.training.loop import Budget, Watch, fit, watch_test
+from advmask.training.loop import Budget, Display, Hooks, Watch, evaluate_best, fit
 from advmask.training.optim import adam
 from advmask.training.processes import map_in_processes
-from advmask.training.signals import InterruptedRunError, StopRequest
-from advmask.training.state import RunFolder
+from advmask.training.signals import StopRequest
+from advmask.training.state import Progression, RunFolder
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DROPOUTS = ("none", "uniform", "adversarial")
 GRID = (0.2, 0.3, 0.4, 0.5)  # the paper's rates
+INITS = ("authors", "pytorch")
+BASELINES, RELAXATION_NAMES = tuple(baselines.BASELINES), tuple(sorted(RELAXATIONS))
 
 
 # 1. Configuration ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Config:
-    """Every setting of a run; one flag per field (``--help`` lists them with their ranges)."""
-
-    # fmt: off
-    preset: str = flag("synthetic", "settings to start from", ("synthetic", "ptb", "yahoo", "yelp", "snli"))  # noqa: E501
-    data_dir: str | None = flag(None, "corpus folder with train/valid/test.txt")
-    out: str = flag("runs", "where run directories are created")
-    dropout: tuple[str, ...] = flag(DROPOUTS, "variants to train", DROPOUTS)
-    seed: tuple[int, ...] = flag((0,), "one run per seed; tables report mean (std)", minimum=0)
-    # The grid: one run per rate (uniform and adversarial) and per lambda (adversarial).
-    rate: tuple[float, ...] = flag((0.4,), "word-dropout rate(s)", minimum=0.0, maximum=1.0)
-    kl_weight: tuple[float, ...] = flag((1.0,), "lambda(s): weight of the adversary's KL", minimum=0.0)  # noqa: E501
-    tokenizer: str = flag("words", "corpus tokens, or sentencepiece trained on train", ("words", "sentencepiece"))  # noqa: E501
-    sentencepiece_vocab_size: int = flag(8000, "pieces requested from sentencepiece", minimum=2)
-    max_length: int = flag(200, "longest line in words; longer: error naming file:line", minimum=1)
-    truncate_long: bool = flag(False, "cut lines longer than --max-length instead of refusing")
-    relaxation: str = flag("euclidean", "top-K relaxation of the adversary", tuple(sorted(RELAXATIONS)))  # noqa: E501
-    relaxation_options: tuple[str, ...] = flag((), "its settings as name=value, e.g. temperature=0.5")  # noqa: E501
-    std: str = flag("fixed", "adversary's score std: fixed to 1 (authors) or learned", ("fixed", "softplus"))  # noqa: E501
-    fill: str = flag("zero", "what a dropped input becomes", ("zero", "unk", "learned"))
-    decoder: str = flag("double-lstm", "decoder", ("double-lstm", "lstm", "transformer"))
-    transformer_layers: int = flag(2, "blocks of the Transformer decoder", minimum=1)
-    transformer_heads: int = flag(4, "attention heads of the Transformer decoder", minimum=1)
-    embedding_dim: int = flag(512, "word embedding size", minimum=1)
-    hidden_size: int = flag(1024, "LSTM size of encoder and decoder (Transformer: width)", minimum=1)  # noqa: E501
-    latent_dim: int = flag(32, "size of z", minimum=1)
-    adversary_embedding_dim: int = flag(512, "embedding size of the adversary", minimum=1)
-    adversary_hidden_size: int | None = flag(None, "its hidden size; None: hidden_size", minimum=1)
-    encoder_init: str = flag("authors", "U(-0.01, 0.01) as the paper's code, or PyTorch's", ("authors", "pytorch"))  # noqa: E501
-    decoder_init: str = flag("authors", "the same for the LSTM decoders (docs: when to use which)", ("authors", "pytorch"))  # noqa: E501
-    dropout_in: float = flag(0.5, "nn.Dropout of the decoder's inputs", minimum=0.0, exclusive_maximum=1.0)  # noqa: E501
-    dropout_out: float = flag(0.5, "nn.Dropout of its outputs", minimum=0.0, exclusive_maximum=1.0)
-    vocab_max_size: int | None = flag(None, "keep only the most frequent words", minimum=0)
-    vocab_min_count: int = flag(1, "drop words rarer than this", minimum=1)
-    batch_size: int = flag(32, "sequences per batch", minimum=1)
-    epochs: int = flag(100, "maximum number of epochs", minimum=1)
-    max_steps: int | None = flag(None, "stop training after this many steps", minimum=1)
-    patience: int = flag(5, "epochs without validation improvement before stopping", minimum=1)
-    optimizer: str = flag("sgd", "the VAE's optimiser (the adversary's is Adam)", ("sgd", "adam"))
-    lr: float | None = flag(None, "learning rate of the VAE; None: 1.0 for SGD, 1e-3 for Adam", exclusive_minimum=0.0)  # noqa: E501
-    lr_decay: float = flag(0.96, "its decay per epoch", exclusive_minimum=0.0, maximum=1.0)
-    adversary_lr: float = flag(1e-3, "Adam learning rate of the adversary", exclusive_minimum=0.0)
-    grad_clip: float = flag(5.0, "gradient-norm clipping of each player", exclusive_minimum=0.0)
-    ema_decay: float = flag(0.9995, "Polyak averaging per step", minimum=0.0, exclusive_maximum=1.0)
-    baseline: str = flag("annealing", "how the KL term is weighted (docs: Baselines)", tuple(baselines.BASELINES))  # noqa: E501
-    kl_start: float = flag(0.1, "KL weight at step 0 (every baseline that anneals)", minimum=0.0, maximum=1.0)  # noqa: E501
-    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1 (the same)", minimum=1)
-    beta: float = flag(1.0, "the fixed KL weight of --baseline beta-vae", minimum=0.0)
-    kl_cycles: int = flag(4, "cycles of --baseline cyclical over --epochs", minimum=1)
-    kl_cycle_ratio: float = flag(0.5, "fraction of a cycle rising (cyclical)", exclusive_minimum=0.0, maximum=1.0)  # noqa: E501
-    free_bits: float = flag(0.0, "KL floor per latent dimension (free-bits, fbp)", minimum=0.0)
-    pretrain_epochs: int = flag(1, "autoencoder epochs before the decoder reset (fbp)", minimum=1)
-    svi_steps: int = flag(10, "SVI steps refining each posterior (sa-vae)", minimum=1)
-    svi_lr: float = flag(1.0, "their step size (sa-vae)", exclusive_minimum=0.0)
-    valid_iw_samples: int = flag(0, "importance samples of validation (0 = skip)", minimum=0)
-    test_iw_samples: int = flag(500, "importance samples of the test (0 = skip)", minimum=0)
-    mi_estimator: str = flag("full", "mutual-information estimator", ("full", "batch"))
-    max_train_sequences: int | None = flag(None, "use only the first N training sequences", minimum=1)  # noqa: E501
-    device: str = flag("auto", "cpu, cuda, cuda:1, ... or auto")
-    precision: str = flag(
-        "fp32",
-        "bf16: matrix products, recurrences and logits in bfloat16 (bf16 autocast, CPU or "
-        "CUDA); weights, optimiser states, posterior, scores, selection, losses, IW weights "
-        "and MI stay float32. Pays on CPUs with AMX (Sapphire Rapids+) and Ampere+ GPUs; "
-        "elsewhere it can be slower",
-        ("fp32", "bf16"),
-    )
-    compile: bool = flag(False, "torch.compile the training step")
-    log_every: int = flag(50, "steps between log rows (means since the last one)", minimum=1)
-    score_log_every: int = flag(100, "steps between rows of scores.csv (0 = off)", minimum=0)
-    checkpoint_every: int = flag(500, "steps between mid-epoch checkpoints (0 = off)", minimum=0)
-    resume: bool = flag(False, "continue the runs in --out (same settings) instead of refusing")
-    threads: int | None = flag(None, "torch CPU threads (per process); None: torch's, 1 with --jobs", minimum=1)  # noqa: E501
-    jobs: int = flag(1, "runs trained at once, each in its own process (not under torchrun)", minimum=1)  # noqa: E501
-    # fmt: on
-
-
 # The paper's settings (its appendix): z = 32, batch 32, its rate grid, lambda per corpus.
 # fmt: off
 PRESETS: dict[str, dict[str, Any]] = {
@@ -203,7 +119,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "ptb": dict(data_dir=str(SHARED_DATA / "ptb"), embedding_dim=512, hidden_size=1024,
                 max_length=100, rate=GRID, kl_weight=(1.0,)),  # PTB's longest line: 82 words
-    "yahoo": dict(data_dir=str(SHARED_DATA / "yahoo"), hidden_size=2048, rate=GRID, kl_weight=(2.0,)),  # noqa: E501
+    "yahoo": dict(data_dir=str(SHARED_DATA / "yahoo"), hidden_size=2048, rate=GRID,
+                  kl_weight=(2.0,)),
     "yelp": dict(data_dir=str(SHARED_DATA / "yelp"), hidden_size=2048, rate=GRID, kl_weight=(2.0,)),
     "snli": dict(data_dir=str(SHARED_DATA / "snli"), max_length=100, rate=GRID, kl_weight=(0.1,),
                  adversary_lr=1e-2),
@@ -211,7 +128,79 @@ PRESETS: dict[str, dict[str, Any]] = {
 # fmt: on
 
 
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a run; one flag per field (``--help`` lists them with their ranges)."""
+
+    # fmt: off
+    preset: str = flag("synthetic", "settings to start from", tuple(PRESETS))
+    data_dir: str | None = flag(None, "corpus folder with train/valid/test.txt")
+    out: str = flag("runs", "where run directories are created")
+    dropout: tuple[str, ...] = flag(DROPOUTS, "variants to train", DROPOUTS)
+    seed: tuple[int, ...] = flag((0,), "one run per seed; tables report mean (std)", minimum=0)
+    # The grid: one run per rate (uniform and adversarial) and per lambda (adversarial).
+    rate: tuple[float, ...] = flag((0.4,), "word-dropout rate(s)", minimum=0.0, maximum=1.0)
+    kl_weight: tuple[float, ...] = flag((1.0,), "lambda(s): the adversary's KL weight", minimum=0.0)
+    tokenizer: str = flag("words", "or sentencepiece, trained on train", ("words", "sentencepiece"))
+    sentencepiece_vocab_size: int = flag(8000, "pieces requested from sentencepiece", minimum=2)
+    max_length: int = flag(200, "longest line in words; longer: error naming file:line", minimum=1)
+    truncate_long: bool = flag(False, "cut lines longer than --max-length instead of refusing")
+    relaxation: str = flag("euclidean", "the adversary's top-K relaxation", RELAXATION_NAMES)
+    relaxation_options: tuple[str, ...] = flag((), "its settings as name=value: temperature=0.5")
+    std: str = flag("fixed", "score std: fixed to 1 (authors) or learned", ("fixed", "softplus"))
+    fill: str = flag("zero", "what a dropped input becomes", ("zero", "unk", "learned"))
+    decoder: str = flag("double-lstm", "decoder", ("double-lstm", "lstm", "transformer"))
+    transformer_layers: int = flag(2, "blocks of the Transformer decoder", minimum=1)
+    transformer_heads: int = flag(4, "attention heads of the Transformer decoder", minimum=1)
+    embedding_dim: int = flag(512, "word embedding size", minimum=1)
+    hidden_size: int = flag(1024, "LSTM size of encoder/decoder (Transformer: width)", minimum=1)
+    latent_dim: int = flag(32, "size of z", minimum=1)
+    adversary_embedding_dim: int = flag(512, "embedding size of the adversary", minimum=1)
+    adversary_hidden_size: int | None = flag(None, "its hidden size; None: hidden_size", minimum=1)
+    encoder_init: str = flag("authors", "U(-0.01, 0.01) as the paper, or PyTorch's", INITS)
+    decoder_init: str = flag("authors", "the same for the LSTM decoders (docs: which when)", INITS)
+    dropout_in: float = flag(0.5, "nn.Dropout of its inputs", minimum=0.0, exclusive_maximum=1.0)
+    dropout_out: float = flag(0.5, "nn.Dropout of its outputs", minimum=0.0, exclusive_maximum=1.0)
+    vocab_max_size: int | None = flag(None, "keep only the most frequent words", minimum=0)
+    vocab_min_count: int = flag(1, "drop words rarer than this", minimum=1)
+    batch_size: int = flag(32, "sequences per batch", minimum=1)
+    epochs: int = flag(100, "maximum number of epochs", minimum=1)
+    max_steps: int | None = flag(None, "stop training after this many steps", minimum=1)
+    patience: int = flag(5, "epochs without validation improvement before stopping", minimum=1)
+    optimizer: str = flag("sgd", "the VAE's optimiser (the adversary's is Adam)", ("sgd", "adam"))
+    lr: float | None = flag(None, "the VAE's; None: 1.0 (SGD), 1e-3 (Adam)", exclusive_minimum=0.0)
+    lr_decay: float = flag(0.96, "its decay per epoch", exclusive_minimum=0.0, maximum=1.0)
+    adversary_lr: float = flag(1e-3, "Adam learning rate of the adversary", exclusive_minimum=0.0)
+    grad_clip: float = flag(5.0, "gradient-norm clipping of each player", exclusive_minimum=0.0)
+    ema_decay: float = flag(0.9995, "Polyak averaging per step", minimum=0.0, exclusive_maximum=1.0)
+    baseline: str = flag("annealing", "how the KL term is weighted (docs: Baselines)", BASELINES)
+    kl_start: float = flag(0.1, "beta at step 0 (baselines that anneal)", minimum=0.0, maximum=1.0)
+    kl_warmup_steps: int = flag(30000, "steps until the KL weight reaches 1 (the same)", minimum=1)
+    beta: float = flag(1.0, "the fixed KL weight of --baseline beta-vae", minimum=0.0)
+    kl_cycles: int = flag(4, "cycles of --baseline cyclical over --epochs", minimum=1)
+    kl_cycle_ratio: float = flag(0.5, "rising part of a cycle", exclusive_minimum=0.0, maximum=1.0)
+    free_bits: float = flag(0.0, "KL floor per latent dimension (free-bits, fbp)", minimum=0.0)
+    pretrain_epochs: int = flag(1, "autoencoder epochs before the decoder reset (fbp)", minimum=1)
+    svi_steps: int = flag(10, "SVI steps refining each posterior (sa-vae)", minimum=1)
+    svi_lr: float = flag(1.0, "their step size (sa-vae)", exclusive_minimum=0.0)
+    valid_iw_samples: int = flag(0, "importance samples of validation (0 = skip)", minimum=0)
+    test_iw_samples: int = flag(500, "importance samples of the test (0 = skip)", minimum=0)
+    mi_estimator: str = flag("full", "mutual-information estimator", ("full", "batch"))
+    max_train_sequences: int | None = flag(None, "only the first N training sequences", minimum=1)
+    device: str = flag("auto", "cpu, cuda, cuda:1, ... or auto")
+    precision: str = flag("fp32", "bf16: autocast (docs: when it pays)", ("fp32", "bf16"))
+    compile: bool = flag(False, "torch.compile the training step")
+    log_every: int = flag(50, "steps between log rows (means since the last one)", minimum=1)
+    score_log_every: int = flag(100, "steps between rows of scores.csv (0 = off)", minimum=0)
+    checkpoint_every: int = flag(500, "steps between mid-epoch checkpoints (0 = off)", minimum=0)
+    resume: bool = flag(False, "continue the runs in --out (same settings) instead of refusing")
+    threads: int | None = flag(None, "threads per process; None: torch's, 1 with --jobs", minimum=1)
+    jobs: int = flag(1, "runs at once, each in its own process (not under torchrun)", minimum=1)
+    # fmt: on
+
+
 DEFAULT_LR = {"sgd": 1.0, "adam": 1e-3}  # the paper's SGD; Adam's usual rate
+BUDGET_FLAGS = ("epochs", "patience", "max_steps", "log_every", "checkpoint_every")  # as Budget's
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -219,65 +208,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     config = parse_with_presets(Config, PRESETS, argv, description=__doc__.splitlines()[0])
     if config.lr is None:  # recorded in config.json as the value used
         config = replace(config, lr=DEFAULT_LR[config.optimizer])
-    if config.decoder == "transformer" and config.decoder_init != "authors":
-        exit_with_error(
-            "argument --decoder-init: applies to the LSTM decoders (the Transformer keeps "
-            f"GPT-2's initialisation), got {config.decoder_init!r}"
-        )
-    if config.decoder == "transformer" and config.hidden_size % config.transformer_heads:
-        exit_with_error(
-            f"argument --transformer-heads: must divide --hidden-size {config.hidden_size}, "
-            f"got {config.transformer_heads}"
-        )
-    for name in ("dropout", "seed", "rate", "kl_weight"):  # a run twice would count twice
-        values = getattr(config, name)
-        if repeated := sorted({v for v in values if values.count(v) > 1}):
-            exit_with_error(f"argument {_flag(name)}: {repeated[0]} is given twice")
-    try:
-        check_device(config.device)
-    except ValueError as error:
-        exit_with_error(f"argument --device: {error}")
-    try:
-        parse_relaxation_options(config.relaxation, config.relaxation_options)
-    except ValueError as error:
-        exit_with_error(f"argument --relaxation-options: {error}")
-    try:  # its span in steps is checked once the data is read (check_schedule)
-        baselines.check_baseline(config.baseline, config)
-    except baselines.BaselineSettingError as error:
-        exit_with_error(f"argument {_flag(error.setting)}: {error}")
-    if problem := folder_problem(Path(config.out)):
-        exit_with_error(f"argument --out: {problem}")
+    with flag_errors("preset"):  # what spans several flags; an error names the one to change
+        check_settings(config)
     if config.data_dir is not None:  # a run analysed from another folder reads its own corpus
         config = replace(config, data_dir=str(Path(config.data_dir).resolve()))
     return config
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def check_schedule(config: Config, data: Corpus, world_size: int) -> None:
-    """Refuse a baseline whose schedule does not fit the run's steps, before any run starts.
-
-    Raises:
-        UserError: naming the flag (``--kl-cycles`` for more cycles than steps).
-    """
-    global_size = config.batch_size * world_size
-    for seed in config.seed:
-        steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
-        total_steps = config.epochs * steps_per_epoch
-        try:
-            baselines.make_baseline(config.baseline, config, total_steps, steps_per_epoch)
-        except baselines.BaselineSettingError as error:
-            raise UserError(f"argument {_flag(error.setting)}: {error}") from None
-        except ValueError as error:
-            steps = f"--epochs {config.epochs} x {steps_per_epoch} steps per epoch"
-            if config.baseline == "cyclical":
-                raise UserError(
-                    f"argument --kl-cycles: each cycle needs a step at least, and the run has "
-                    f"{total_steps} ({steps}), got {config.kl_cycles}"
-                ) from None
-            raise UserError(f"argument --baseline {config.baseline}: {error} ({steps})") from None
 
 
 # 2. Data ---------------------------------------------------------------------------------------
@@ -295,19 +230,8 @@ def load_data(config: Config, world_size: int = 1) -> Corpus:
         factors = synthetic.factors
     if directory is None:
         raise UserError(f"--data-dir is required for preset {config.preset!r}")
-    limit = config.max_train_sequences
-    positions = ModelSpec(vocab_size=4).transformer_max_length  # BOS + tokens must fit
     try:
-        corpus = load_corpus(
-            directory, max_size=config.vocab_max_size, min_count=config.vocab_min_count,
-            tokenizer=config.tokenizer, sentencepiece_vocab_size=config.sentencepiece_vocab_size,
-            cache_dir=Path(config.out) / config.preset / "sentencepiece",
-            max_length=config.max_length, truncate_long=config.truncate_long,
-            max_train_sequences=limit,
-            # Evaluation needs two sequences (AU is a variance); training one per rank.
-            min_sequences={"train": world_size, "valid": 2, "test": 2},
-            max_tokens=positions - 1 if config.decoder == "transformer" else None,
-        )  # fmt: skip
+        corpus = load_corpus(directory, **corpus_options(config, world_size))
     except OSError as error:  # a missing folder or file
         raise UserError(f"{error} (--preset {config.preset}; --data-dir names another)") from None
     except ValueError as error:  # a bad line, named file:line
@@ -316,7 +240,7 @@ def load_data(config: Config, world_size: int = 1) -> Corpus:
         if count:
             where = corpus.directory / f"{split}.txt"
             rank_zero_warn(f"{where}: {count} lines cut to --max-length {config.max_length} words")
-    if limit is not None and factors:
+    if (limit := config.max_train_sequences) is not None and factors:
         factors["train"] = {name: labels[:limit] for name, labels in factors["train"].items()}
     return replace(corpus, factors=factors)
 
@@ -328,29 +252,14 @@ def eval_batches(
     return [batch.to(device) for batch in make_batches(sequences, config.batch_size * world_size)]
 
 
-# 3. Model: one run per grid point (dropout, rate, lambda) and seed -----------------------------
-def model_spec(config: Config, variant: Variant, vocab_size: int) -> ModelSpec:
-    """The model's settings: the flags named as ModelSpec's fields, then the variant's."""
-    shared = {f.name for f in fields(ModelSpec)} & {f.name for f in fields(Config)}
-    settings = {name: getattr(config, name) for name in shared}
-    settings |= {"dropout": variant.dropout, "rate": variant.rate, "kl_weight": variant.kl_weight}
-    settings["adversary_hidden_size"] = config.adversary_hidden_size or config.hidden_size
-    settings["relaxation_options"] = parse_relaxation_options(
-        config.relaxation, config.relaxation_options
-    )
-    return ModelSpec(vocab_size=vocab_size, **settings)
-
-
-def run_record(config: Config, variant: Variant, spec: ModelSpec, data: Corpus) -> dict[str, Any]:
-    """A run's ``config.json``: its settings (its own grid point), model and data identity."""
-    sequences = {split: len(lines) for split, lines in data.splits.items()}
-    data_identity = {"fingerprint": data.fingerprint, "sequences": sequences}
-    return {**asdict(config), **asdict(variant), "model": asdict(spec), "data": data_identity}
-
-
 # 4-5. Optimisation and the training loop -------------------------------------------------------
-def train_run(config: Config, variant: Variant, data: Corpus, console: Console | None = None,
-              context: DistributedContext | None = None) -> dict:  # fmt: skip
+def train_run(
+    config: Config,
+    variant: Variant,
+    data: Corpus,
+    console: Console | None = None,
+    context: DistributedContext | None = None,
+) -> dict:
     """Train one grid point with one seed, then test it; returns the run's metrics.
 
     Under ``torchrun`` every rank runs this: each trains on its shard of every global batch
@@ -362,45 +271,37 @@ def train_run(config: Config, variant: Variant, data: Corpus, console: Console |
         InterruptedRunError: after a SIGINT/SIGTERM was honoured and checkpointed.
     """
     console, context = console or Console(quiet=True), context or init_distributed(config.device)
+    # 3. Model: one run per grid point (dropout, rate, lambda) and seed; flags named as its fields.
     spec = model_spec(config, variant, len(data.vocab))
-    record = run_record(config, variant, spec, data)
+    record, parent = run_record(config, variant, spec, data), Path(config.out) / config.preset
     tag = baselines.baseline_tag(config.baseline, config)  # annealing: not named
     # A grid of more or fewer rates or lambdas named the run otherwise: find it there.
-    path = run_folder(
-        Path(config.out) / config.preset, variant, config.rate, config.kl_weight, tag,
-        holds_this_run=lambda folder: _holds_run(folder, record),
-    )  # fmt: skip
-    folder = RunFolder(path, console)
-    with folder.locked(context.is_rank_zero):
-        return _train_run(config, variant, data, console, context, folder, spec, record)
-
-
-def _holds_run(folder: Path, record: dict[str, Any]) -> bool:
-    try:
-        return same_run(read_json(folder / "config.json"), record)
-    except (OSError, ValueError):
-        return False
+    holds_this_run = partial(holds_run, record=record)
+    path = run_folder(parent, variant, config.rate, config.kl_weight, tag, holds_this_run)
+    folder, rank_zero = RunFolder(path, console), context.is_rank_zero
+    vocab = {"vocab.json": data.vocab.to_dict()}
+    with folder.locked(rank_zero):
+        finished = folder.begin(record, config.resume, NOT_RESULT_SETTINGS, vocab, rank_zero)
+        if finished is not None:  # finished earlier with these settings: reused
+            return finished
+        return _train_run(config, variant, data, console, context, folder, spec)
 
 
 def _train_run(
-    config: Config, variant: Variant, data: Corpus, console: Console, context: DistributedContext,
-    folder: RunFolder, spec: ModelSpec, record: dict[str, Any],
-) -> dict:  # fmt: skip
-    vocab = {"vocab.json": data.vocab.to_dict()}
-    finished = folder.start(record, config.resume, NOT_RESULT_SETTINGS, vocab, context.is_rank_zero)
-    if finished is not None:
-        return finished
-    barrier()  # every rank has looked at the folder before rank 0 writes into it
-    if context.is_rank_zero:
-        folder.create(record, vocab)
-
-    device, world_size, seed = context.device, context.world_size, variant.seed
-    torch.manual_seed(seed)  # the same on every rank: ShardedRandomness keeps the streams equal
+    config: Config,
+    variant: Variant,
+    data: Corpus,
+    console: Console,
+    context: DistributedContext,
+    folder: RunFolder,
+    spec: ModelSpec,
+) -> dict:
+    device, world_size, rank, seed = context.device, context.world_size, context.rank, variant.seed
+    bf16 = config.precision == "bf16"
+    torch.manual_seed(seed)  # the same on every rank: a shard draws its rows of the global draws
     model = build_sequence_vae(spec).to(device)
-    if config.optimizer == "adam":
-        vae_optimizer = adam(model.vae_parameters(), config.lr)
-    else:
-        vae_optimizer = torch.optim.SGD(model.vae_parameters(), lr=config.lr)
+    make_optimizer = adam if config.optimizer == "adam" else torch.optim.SGD
+    vae_optimizer = make_optimizer(model.vae_parameters(), config.lr)
     adversary_optimizer = None
     if spec.dropout == "adversarial":
         adversary_optimizer = adam(model.masker.parameters(), config.adversary_lr)
@@ -409,9 +310,9 @@ def _train_run(
     # A learned fill vector without a masker takes no part in the loss.
     forward = data_parallel(model, context, model.masker is None and spec.fill == "learned")
     forward = torch.compile(forward) if config.compile else forward
-    # Each rank trains on its shard of every global batch of batch_size rows per rank.
-    global_size = config.batch_size * world_size
-    steps_per_epoch = len(epoch_batches(data.splits["train"], global_size, seed, 0, world_size))
+    # Every rank builds the global batches (batch_size rows per rank) and trains on its shard.
+    train = partial(epoch_batches, data.splits["train"], config.batch_size * world_size, seed)
+    steps_per_epoch = len(train(0, world_size))
     total_steps = config.epochs * steps_per_epoch
     baseline = baselines.make_baseline(config.baseline, config, total_steps, steps_per_epoch)
     if context.is_distributed and baseline.runs_in_one_process:
@@ -419,80 +320,65 @@ def _train_run(
     if context.is_distributed and baseline.free_bits > 0:
         rank_zero_warn("--free-bits under torchrun thresholds each rank's shard, not the batch")
     trainer = BaselineTrainer(
-        baseline, model, forward, vae_optimizer, adversary_optimizer, config.grad_clip,
-        steps_per_epoch=steps_per_epoch, bf16=config.precision == "bf16", averaged=ema, seed=seed,
+        baseline,
+        model,
+        Optimizers(vae_optimizer, adversary_optimizer),
+        StepSettings(config.grad_clip, bf16=bf16),
+        forward=forward,
+        steps_per_epoch=steps_per_epoch,
         batches=lambda split: eval_batches(data.splits[split], config, device),
-    )  # fmt: skip
-    players = {
-        "model": model, "ema": ema, "vae_optimizer": vae_optimizer, "lr_decay": lr_decay,
-        "adversary_optimizer": adversary_optimizer,
-        "baseline": trainer if baseline.aggressive else None,  # lagging's phase
-    }  # fmt: skip
+        averaged=ema,
+        seed=seed,
+    )
+    players = {"model": model, "ema": ema, "vae_optimizer": vae_optimizer, "lr_decay": lr_decay}
+    players |= {"adversary_optimizer": adversary_optimizer}
+    players["baseline"] = trainer if baseline.aggressive else None  # lagging's phase
 
-    def epoch(number: int) -> list[Batch]:
+    def epoch(number: int) -> list[BatchShard[Batch]]:
         model.train()
-        batches = epoch_batches(data.splits["train"], global_size, seed, number, world_size)
-        return [b.to(device) for b in batches]
+        return [shard_batch(b.to(device), rank, world_size) for b in train(number, world_size)]
 
-    def step(batch: Batch, number: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        return trainer.step(shard_batch(batch, context.rank, world_size), number)  # and the EMA
+    options = {"mi_estimator": config.mi_estimator, "distributed": world_size > 1, "bf16": bf16}
 
-    def evaluate_split(model: SequenceVAE, split: str, iw_samples: int, watch: Watch) -> dict:
+    def evaluate_split(split: str, samples: int, model: SequenceVAE, watch: Watch) -> dict:
         """The evaluator with this run's conventions; each split's noise seeded by the run."""
         batches = eval_batches(data.splits[split], config, device, world_size)
-        generator = torch.Generator(device).manual_seed(seed)
+        rng = torch.Generator(device).manual_seed(seed)
         with watch(model.encoder, len(batches)):
-            return evaluate(
-                model, batches, iw_samples=iw_samples, mi_estimator=config.mi_estimator,
-                generator=generator, distributed=context.is_distributed,
-                bf16=config.precision == "bf16",
-            ).as_dict()  # fmt: skip
+            return evaluate(model, batches, iw_samples=samples, generator=rng, **options).as_dict()
 
-    label = variant.label(config.preset, config.kl_weight, baseline.tag)
-    scores = SCORE_STATISTICS if adversary_optimizer else ()
-    budget = Budget(
-        config.epochs, config.patience, config.max_steps, config.log_every,
-        config.checkpoint_every, config.score_log_every, scores,
-    )  # fmt: skip
+    def load_best(path: Path) -> SequenceVAE:
+        return load_sequence_vae(path, map_location=device)[0]
+
+    def on_best(progression: Progression) -> None:  # which weights are best, for the analyses
+        where = {"epoch": progression.epoch, "step": progression.step}
+        save_best(ema.module, spec, folder.best, vocab=data.vocab.to_dict(), **where)
+
     save_best = rank_zero_only(save_sequence_vae)
+    label = variant.label(config.preset, config.kl_weight, baseline.tag)
+    budget = Budget(
+        **{name: getattr(config, name) for name in BUDGET_FLAGS},
+        extra_every=config.score_log_every,
+        extra_keys=SCORE_STATISTICS if adversary_optimizer else (),
+    )
+    validate = partial(evaluate_split, "valid", config.valid_iw_samples, ema.module)
+    hooks = Hooks(
+        epoch, trainer.step, validate, on_best, lambda: {"lr": vae_optimizer.param_groups[0]["lr"]}
+    )
     with StopRequest() as stop, progress_bar(console) as progress:
-        progression = fit(
-            folder, players, epoch, step,
-            validate=partial(evaluate_split, ema.module, "valid", config.valid_iw_samples),
-            on_best=lambda progression: save_best(
-                ema.module, spec, folder.best, vocab=data.vocab.to_dict(),
-                epoch=progression.epoch, step=progression.step,  # which weights, for analyses
-            ),
-            budget=budget, console=console, progress=progress, stop=stop, label=label,
-            device=device, describe=validation_line,
-            log_columns=lambda: {"lr": vae_optimizer.param_groups[0]["lr"]},
-        )  # fmt: skip
+        display = Display(console, progress, label, describe=validation_line)
+        progression = fit(folder, players, hooks, budget, display, stop, device)
         # 6. Test, once, with the best averaged weights (selected on validation only).
-        try:
-            best, _ = load_sequence_vae(folder.best, map_location=device)
-        except (CheckpointError, FileNotFoundError) as error:  # deleted, or damaged on disk
-            raise UserError(
-                f"{error}: the run's best weights are lost; delete {folder.path} to train it again"
-            ) from None
-        try:
-            test = evaluate_split(
-                best, "test", config.test_iw_samples, watch_test(progress, stop, label)
-            )
-        except InterruptedRunError as error:
-            raise InterruptedRunError(
-                f"{error}; training is finished (checkpoint in {folder.last}); "
-                "run again with --resume to test"
-            ) from None
+        test_split = partial(evaluate_split, "test", config.test_iw_samples)
+        best, test = evaluate_best(folder, load_best, test_split, display, stop)
     valid = progression.best_valid_result
     if config.tokenizer == "sentencepiece":
         valid = per_word_metrics(valid, data.word_counts["valid"])
         test = per_word_metrics(test, data.word_counts["test"])
-    results = {
-        "model": label, "preset": config.preset, "dropout": variant.dropout, "seed": seed,
-        "rate": variant.rate, "best_epoch_valid_neg_elbo": progression.best_valid,
-        "epochs": progression.epoch, "steps": progression.step,
-        "train_seconds": progression.train_seconds, "valid": valid, "test": test,
-    }  # fmt: skip
+    results = {"model": label, "preset": config.preset, "dropout": variant.dropout, "seed": seed}
+    results |= {"rate": variant.rate, "best_epoch_valid_neg_elbo": progression.best_valid}
+    results |= {"epochs": progression.epoch, "steps": progression.step}
+    results |= {"train_seconds": progression.train_seconds, "valid": valid, "test": test}
     if data.factors:
         splits = ("train", "test")
         probe_batches = [eval_batches(data.splits[s], config, device) for s in splits]
@@ -532,7 +418,8 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
     started = time.perf_counter()
     with rank_zero_first():  # rank 0 writes the generated corpus or tokenizer, then the rest
         data = load_data(config, context.world_size)
-    check_schedule(config, data, context.world_size)
+    with flag_errors("baseline"):  # before any run starts: its schedule fits every seed's steps
+        check_schedules(config, data.splits["train"], context.world_size)
     sizes = ", ".join(f"{k} {len(v)} sequences" for k, v in data.splits.items())
     console.print(f"vocabulary {len(data.vocab)}; {sizes}")
     # Every sequence passed its checks when it was loaded (ids from the vocabulary, lengths
@@ -546,9 +433,12 @@ def run_all(config: Config, context: DistributedContext, console: Console) -> li
         else:  # --jobs: each process prints nothing (the lines would mix); here, a line per run
             console.print(f"{len(variants)} runs, {config.jobs} at a time: a line as each ends")
             results = map_in_processes(
-                partial(train_run, config, data=data), variants, config.jobs,
-                threads=config.threads or 1, on_result=lambda _, run: console.print(run_line(run)),
-            )  # fmt: skip
+                partial(train_run, config, data=data),
+                variants,
+                config.jobs,
+                threads=config.threads or 1,
+                on_result=lambda _, run: console.print(run_line(run)),
+            )
     finally:
         set_value_checks(checks_were_on)
     title, runs_dir = f"{config.preset}: test results", Path(config.out) / config.preset

@@ -15,8 +15,7 @@ import advmask
 from advmask import AdversarialMasker, UniformMasker, bottom_k, set_value_checks
 from advmask.seqvae.data import Batch
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
-from advmask.seqvae.step import train_step
-from advmask.training.distributed import shard_batch
+from advmask.seqvae.step import Optimizers, StepSettings, train_step
 from advmask.training.optim import adam
 
 
@@ -100,10 +99,10 @@ def training_step(dropout: str):
     tokens = torch.randint(4, 40, (4, 8))
     lengths = torch.tensor([8, 6, 4, 2])
     tokens = torch.where(torch.arange(8) < lengths[:, None], tokens, 0)
-    shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
+    batch = Batch(tokens=tokens, lengths=lengths)
 
     def step():
-        train_step(model, model, shard, 0.5, vae_optimizer, adversary, grad_clip=5.0)
+        train_step(model, batch, 0.5, Optimizers(vae_optimizer, adversary), StepSettings(5.0))
 
     return step
 

@@ -32,7 +32,7 @@ other baseline, rather than silently ignored.
 
 Example:
     >>> baseline = make_baseline("beta-vae", BaselineSettings(beta=0.5), total_steps=100)
-    >>> baseline.kl_weight(1), baseline.free_bits, baseline.tag
+    >>> baseline.beta(1), baseline.free_bits, baseline.tag
     (0.5, 0.0, 'beta-vae 0.5')
 """
 
@@ -55,6 +55,7 @@ __all__ = [
     "BaselineSettings",
     "baseline_tag",
     "check_baseline",
+    "check_schedule",
     "make_baseline",
 ]
 
@@ -126,7 +127,7 @@ class Baseline:
     svi_steps: int = 0
     svi_lr: float = 1.0
 
-    def kl_weight(self, step: int) -> float:
+    def beta(self, step: int) -> float:
         """``beta_t`` of the 1-based ``step``."""
         return self.schedule(step)
 
@@ -297,3 +298,34 @@ def make_baseline(
     settings = BaselineSettings.of(settings)
     check_baseline(name, settings)
     return BASELINES[name](settings, total_steps, steps_per_epoch or total_steps)
+
+
+def check_schedule(name: str, settings: object, total_steps: int, steps_per_epoch: int) -> None:
+    """Refuse a baseline whose schedule does not fit a run of ``total_steps`` updates.
+
+    Args:
+        name, settings, total_steps, steps_per_epoch: as in :func:`make_baseline`.
+
+    Raises:
+        BaselineSettingError: naming the setting: ``kl_cycles`` for more cycles than steps,
+            ``baseline`` for another schedule that does not fit.
+
+    Example:
+        >>> try:
+        ...     check_schedule("cyclical", BaselineSettings(kl_cycles=4), 3, 3)
+        ... except BaselineSettingError as error:
+        ...     print(f"{error.setting}: {error}")
+        kl_cycles: each cycle needs a step at least, and the run has 3, got 4
+    """
+    try:
+        make_baseline(name, settings, total_steps, steps_per_epoch)
+    except BaselineSettingError:
+        raise
+    except ValueError as error:
+        if name == "cyclical":
+            cycles = BaselineSettings.of(settings).kl_cycles
+            raise BaselineSettingError(
+                "kl_cycles",
+                f"each cycle needs a step at least, and the run has {total_steps}, got {cycles}",
+            ) from None
+        raise BaselineSettingError("baseline", f"{name}: {error}") from None

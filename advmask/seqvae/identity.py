@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -21,7 +23,9 @@ __all__ = [
     "NOT_RESULT_SETTINGS",
     "DuplicateRunError",
     "check_distinct_runs",
+    "holds_run",
     "run_identity",
+    "run_record",
     "run_settings",
     "same_run",
 ]
@@ -140,6 +144,25 @@ def same_run(saved: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
     """Whether two ``config.json`` records are of one run: the same identity and seed."""
     saved, record = ({"config": json.loads(json.dumps(r))} for r in (saved, record))
     return run_identity(saved) == run_identity(record) and _seed(saved) == _seed(record)
+
+
+def run_record(config: Any, variant: Any, spec: Any, corpus: Any) -> dict[str, Any]:
+    """A run's ``config.json``: its settings (the recipe's config dataclass, then its own grid
+    point ``variant``), its model (a ``ModelSpec``) and the identity of its data (the corpus's
+    fingerprint and the sequences of each split)."""
+    sequences = {split: len(lines) for split, lines in corpus.splits.items()}
+    data = {"fingerprint": corpus.fingerprint, "sequences": sequences}
+    return {**asdict(config), **asdict(variant), "model": asdict(spec), "data": data}
+
+
+def holds_run(folder: Path, record: Mapping[str, Any]) -> bool:
+    """Whether ``folder``'s ``config.json`` is of the run ``record`` describes (False when
+    it is missing or unreadable)."""
+    try:
+        saved = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and same_run(saved, record)
 
 
 def check_distinct_runs(

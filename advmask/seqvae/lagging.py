@@ -68,7 +68,7 @@ def encoder_updates(
     model: SequenceVAE,
     next_batch: Callable[[], Batch],
     optimizer: torch.optim.Optimizer,
-    kl_weight: float,
+    beta: float,
     grad_clip: float,
     *,
     free_bits: float = 0.0,
@@ -86,7 +86,7 @@ def encoder_updates(
         model: the VAE, in training mode.
         next_batch: a fresh training batch per call.
         optimizer: an optimiser over (at least) ``model.encoder``'s parameters.
-        kl_weight: the KL weight of this step.
+        beta: the KL weight of this step.
         grad_clip: gradient-norm clipping of the encoder.
         free_bits: as in :meth:`SequenceVAE.forward`.
         max_steps: most updates (>= 1).
@@ -106,7 +106,7 @@ def encoder_updates(
     window_tokens: Tensor | float = 0.0
     for update in range(1, max_steps + 1):
         batch = next_batch()
-        out = model(batch.tokens, batch.lengths, kl_weight=kl_weight, free_bits=free_bits)
+        out = model(batch.tokens, batch.lengths, beta=beta, free_bits=free_bits)
         gradients = torch.autograd.grad(out.loss, encoder)
         optimizer.zero_grad(set_to_none=True)
         for parameter, gradient in zip(encoder, gradients, strict=True):
@@ -114,7 +114,7 @@ def encoder_updates(
         torch.nn.utils.clip_grad_norm_(encoder, grad_clip)
         optimizer.step()
         # The loss before this update, as the paper's code sums it (one host read per window).
-        window_loss = window_loss + (out.reconstruction + kl_weight * out.kl).detach().sum()
+        window_loss = window_loss + (out.reconstruction + beta * out.kl).detach().sum()
         window_tokens = window_tokens + (batch.lengths - 1).sum()
         if update % check_every == 0:
             current = float(window_loss / window_tokens)

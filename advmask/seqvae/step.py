@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -12,7 +14,7 @@ from advmask.seqvae.vae import SequenceVAE, VAEOutput
 from advmask.training.distributed import BatchShard
 from advmask.training.logs import ratio
 
-__all__ = ["SCORE_STATISTICS", "train_step"]
+__all__ = ["SCORE_STATISTICS", "Optimizers", "StepSettings", "train_step"]
 
 SCORE_STATISTICS = (
     "score_l1",
@@ -26,35 +28,24 @@ norm of a sentence's score means (the paper's Figure 3), the mean ``|mu|`` and `
 token, the gradient norm before clipping and the KL regulariser."""
 
 
-def train_step(
-    model: SequenceVAE,
-    forward: Callable[..., VAEOutput],
-    shard: BatchShard[Batch],
-    kl_weight: float,
-    vae_optimizer: torch.optim.Optimizer,
-    adversary_optimizer: torch.optim.Optimizer | None,
-    grad_clip: float,
-    free_bits: float = 0.0,
-    bf16: bool = False,
-    update_encoder: bool = True,
-) -> dict[str, Tensor]:
-    """One update of the VAE and (through the gradient reversal) of the adversary.
+@dataclass(frozen=True)
+class Optimizers:
+    """The two players' optimisers.
 
-    The adversary's parameters receive the *reversed* gradient of the VAE's loss from the same
-    backward pass, plus the plain gradient of its KL regulariser; each player has its own
-    optimiser and its gradient norm is clipped separately. Under DDP (``forward`` wraps
-    ``model``) the loss is scaled to this rank's share of the global batch mean, the random
-    draws are the global batch's rows (:meth:`BatchShard.randomness`), and both players'
-    gradients are averaged over the ranks before clipping, so every rank takes the step one
-    process takes on the whole batch.
+    Attributes:
+        vae: steps ``model.vae_parameters()``.
+        adversary: steps ``model.masker.parameters()``; None without an adversary.
+    """
 
-    Args:
-        model: the VAE (its ``masker`` is the adversary, or None).
-        forward: ``model`` or its DDP / compiled wrapper.
-        shard: this rank's rows of the global batch.
-        kl_weight: the KL weight of this step (annealing).
-        vae_optimizer: steps ``model.vae_parameters()``.
-        adversary_optimizer: steps ``model.masker.parameters()``; None without an adversary.
+    vae: torch.optim.Optimizer
+    adversary: torch.optim.Optimizer | None = None
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How every step of a run is taken.
+
+    Attributes:
         grad_clip: gradient-norm clipping of each player.
         free_bits: KL floor per latent dimension (0 = off).
         bf16: run the forward pass under bf16 autocast (``--precision bf16``): the products,
@@ -62,6 +53,51 @@ def train_step(
             and the selection, the loss (accumulated in float32 from the bf16 logits) and,
             through autocast's casts, the gradients of the float32 parameters and the
             optimiser states in float32.
+    """
+
+    grad_clip: float = 5.0
+    free_bits: float = 0.0
+    bf16: bool = False
+
+
+def train_step(
+    model: SequenceVAE,
+    batch: Batch | BatchShard[Batch],
+    beta: float,
+    optimizers: Optimizers,
+    settings: StepSettings = StepSettings(),
+    *,
+    forward: Callable[..., VAEOutput] | None = None,
+    update_encoder: bool = True,
+) -> dict[str, Tensor]:
+    """One update of the VAE and (through the gradient reversal) of the adversary.
+
+    The adversary's parameters receive the *reversed* gradient of the VAE's loss from the same
+    backward pass, plus the plain gradient of its KL regulariser; each player has its own
+    optimiser and its gradient norm is clipped separately. Under DDP (``forward`` wraps
+    ``model``, ``batch`` is this rank's :class:`~advmask.training.distributed.BatchShard`) the
+    loss is scaled to this rank's share of the global batch mean, the random draws are the
+    global batch's rows (:meth:`~advmask.training.distributed.BatchShard.randomness`), and both
+    players' gradients are averaged over the ranks before clipping, so every rank takes the
+    step one process takes on the whole batch.
+
+    Example:
+        >>> from advmask.seqvae import ModelSpec, build_sequence_vae
+        >>> from advmask.seqvae.data import collate
+        >>> model = build_sequence_vae(ModelSpec(vocab_size=9, embedding_dim=4, hidden_size=4,
+        ...                                      latent_dim=2, dropout="uniform"))
+        >>> optimizers = Optimizers(torch.optim.SGD(model.vae_parameters(), lr=0.1))
+        >>> stats = train_step(model, collate([[5, 6], [7]]), 1.0, optimizers)
+        >>> sorted(stats)
+        ['drop_fraction', 'kl', 'loss', 'reconstruction']
+
+    Args:
+        model: the VAE (its ``masker`` is the adversary, or None).
+        batch: the batch (B, T); under DDP this rank's shard of the global batch.
+        beta: the KL weight of this step (annealing).
+        optimizers: the VAE's and (with an adversary) the adversary's optimiser.
+        settings: clipping, free bits, precision.
+        forward: ``model``'s DDP / compiled wrapper; None: ``model`` itself.
         update_encoder: False leaves the encoder as it is (its gradients are dropped before
             clipping): the decoder updates of ``lagging``'s aggressive phase.
 
@@ -70,20 +106,23 @@ def train_step(
         ``reconstruction``, ``kl``, ``drop_fraction`` with a masker, and
         :data:`SCORE_STATISTICS` with an adversary.
     """
-    batch = shard.batch
-    autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=bf16)
-    with autocast, shard.randomness():
-        out = forward(batch.tokens, batch.lengths, kl_weight=kl_weight, free_bits=free_bits)
+    shard, batch = (batch, batch.batch) if isinstance(batch, BatchShard) else (None, batch)
+    forward = model if forward is None else forward
+    vae_optimizer, adversary_optimizer = optimizers.vae, optimizers.adversary
+    grad_clip = settings.grad_clip
+    autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
+    with autocast, nullcontext() if shard is None else shard.randomness():
+        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)
-    (out.loss * shard.loss_scale).backward()  # scale 1.0 in one process
+    (out.loss if shard is None else out.loss * shard.loss_scale).backward()
     if not update_encoder:
         for parameter in model.encoder.parameters():
             parameter.grad = None
     torch.nn.utils.clip_grad_norm_(model.vae_parameters(), grad_clip)
     vae_optimizer.step()
-    rows = float(shard.num_sequences)
+    rows = float(batch.num_sequences)
     stats = {
         "loss": ratio(out.loss * rows, rows),
         "reconstruction": ratio(out.reconstruction.sum(), rows),

@@ -1,6 +1,6 @@
 """A training step the way a run's baseline trains (:mod:`advmask.seqvae.baselines`).
 
-Most baselines change only the KL weight and the free bits of
+Most baselines change only the KL weight (beta) and the free bits of
 :func:`~advmask.seqvae.step.train_step`; three change the step itself, and
 :class:`BaselineTrainer` carries that out:
 
@@ -17,6 +17,7 @@ Most baselines change only the KL weight and the free bits of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from advmask.seqvae.baselines import Baseline
 from advmask.seqvae.data import Batch
 from advmask.seqvae.lagging import AggressivePhase, encoder_updates, held_out_mutual_information
 from advmask.seqvae.semi_amortized import refine_posterior
-from advmask.seqvae.step import train_step
+from advmask.seqvae.step import Optimizers, StepSettings, train_step
 from advmask.seqvae.vae import SequenceVAE, VAEOutput
 from advmask.training.distributed import BatchShard
 from advmask.training.logs import ratio
@@ -40,11 +41,11 @@ class BaselineTrainer:
     """Takes each training step of a run as its baseline prescribes; checkpointed as a player.
 
     Args:
-        baseline: the run's :class:`~advmask.seqvae.baselines.Baseline`.
+        baseline: the run's :class:`~advmask.seqvae.baselines.Baseline` (its free bits replace
+            ``settings.free_bits``).
         model: the VAE.
-        forward: ``model`` or its DDP / compiled wrapper.
-        vae_optimizer, adversary_optimizer, grad_clip, bf16: as in
-            :func:`~advmask.seqvae.step.train_step`.
+        optimizers, settings: as in :func:`~advmask.seqvae.step.train_step`.
+        forward: ``model``'s DDP / compiled wrapper; None: ``model`` itself.
         steps_per_epoch: updates per epoch (``lagging`` looks at the held-out MI at each
             epoch's start).
         batches: ``lagging``: ``batches(split)`` -> that split's batches, called once for
@@ -62,13 +63,11 @@ class BaselineTrainer:
         self,
         baseline: Baseline,
         model: SequenceVAE,
-        forward: Callable[..., VAEOutput],
-        vae_optimizer: torch.optim.Optimizer,
-        adversary_optimizer: torch.optim.Optimizer | None,
-        grad_clip: float,
+        optimizers: Optimizers,
+        settings: StepSettings,
         *,
         steps_per_epoch: int,
-        bf16: bool = False,
+        forward: Callable[..., VAEOutput] | None = None,
         batches: Callable[[str], Sequence[Batch]] | None = None,
         averaged: AveragedModel | None = None,
         seed: int = 0,
@@ -78,44 +77,52 @@ class BaselineTrainer:
         if baseline.aggressive and batches is None:
             raise ValueError("baseline 'lagging' needs batches")
         self.baseline, self.model, self.averaged = baseline, model, averaged
-        self.steps_per_epoch, self.seed, self.grad_clip = steps_per_epoch, seed, grad_clip
+        self.steps_per_epoch, self.seed, self.optimizers = steps_per_epoch, seed, optimizers
+        self.settings = replace(settings, free_bits=baseline.free_bits)
         self.train_batches: Sequence[Batch] = batches("train") if baseline.aggressive else ()
         self.held_out: Sequence[Batch] = batches("valid") if baseline.aggressive else ()
         self.phase = AggressivePhase(active=baseline.aggressive)
         self.batch_generator = torch.Generator().manual_seed(seed)
+        forward = model if forward is None else forward
         if baseline.svi_steps:
             refine = partial(refine_posterior, model, steps=baseline.svi_steps, lr=baseline.svi_lr)
             forward = partial(forward, refine=refine)
-        self.take_step = partial(
-            train_step, model, forward, vae_optimizer=vae_optimizer,
-            adversary_optimizer=adversary_optimizer, grad_clip=grad_clip,
-            free_bits=baseline.free_bits, bf16=bf16,
-        )  # fmt: skip
-        self.vae_optimizer = vae_optimizer
+        self.forward = forward
 
-    def step(self, shard: BatchShard[Batch], number: int) -> tuple[dict[str, Tensor], dict]:
-        """Step ``number`` (1-based) on ``shard``, then the update of the average.
+    def step(
+        self, batch: Batch | BatchShard[Batch], number: int
+    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Step ``number`` (1-based) on ``batch`` (or this rank's shard), then the average.
 
         Returns:
             (statistics of :func:`~advmask.seqvae.step.train_step`, plus ``encoder_updates``
-            per step with ``lagging``; log columns: ``kl_weight``, and ``aggressive`` with
+            per step with ``lagging``; log columns: ``kl_weight`` (the step's beta; the
+            column keeps its name so that older logs read alike), and ``aggressive`` with
             ``lagging``).
         """
-        baseline, beta = self.baseline, self.baseline.kl_weight(number)
+        baseline, beta = self.baseline, self.baseline.beta(number)
         if baseline.pretrain_steps and number == baseline.pretrain_steps + 1:
             self.model.reset_decoder()
             if self.averaged is not None:
                 decoder = self.model.decoder.state_dict()
                 self.averaged.module.decoder.load_state_dict(decoder)
-        stats, columns = self._step(shard, number, beta)
+        stats, columns = self._step(batch, number, beta)
         if self.averaged is not None:
             self.averaged.update_parameters(self.model)
         return stats, columns
 
-    def _step(self, shard: BatchShard[Batch], number: int, beta: float) -> tuple[dict, dict]:
+    def _take_step(self, batch: Batch | BatchShard[Batch], beta: float, **options: Any) -> dict:
+        # train_step looked up at each call: tests wrap it to interrupt or record a step.
+        return train_step(
+            self.model, batch, beta, self.optimizers, self.settings, forward=self.forward, **options
+        )
+
+    def _step(
+        self, batch: Batch | BatchShard[Batch], number: int, beta: float
+    ) -> tuple[dict, dict]:
         baseline, columns = self.baseline, {"kl_weight": beta}
         if not baseline.aggressive:
-            return self.take_step(shard=shard, kl_weight=beta), columns
+            return self._take_step(batch, beta), columns
         epoch, step_in_epoch = divmod(number - 1, self.steps_per_epoch)
         if epoch > 0 and step_in_epoch == 0 and self.phase.active:
             device = self.held_out[0].tokens.device  # the MI's noise is drawn there
@@ -124,10 +131,14 @@ class BaselineTrainer:
         updates = 0
         if self.phase.active:
             updates = encoder_updates(
-                self.model, self._random_batch, self.vae_optimizer, beta, self.grad_clip,
+                self.model,
+                self._random_batch,
+                self.optimizers.vae,
+                beta,
+                self.settings.grad_clip,
                 free_bits=baseline.free_bits,
-            )  # fmt: skip
-        stats = self.take_step(shard=shard, kl_weight=beta, update_encoder=not self.phase.active)
+            )
+        stats = self._take_step(batch, beta, update_encoder=not self.phase.active)
         device = stats["loss"].device
         stats["encoder_updates"] = ratio(torch.tensor(float(updates), device=device), 1.0)
         return stats, columns | {"aggressive": int(self.phase.active)}

@@ -63,6 +63,13 @@ def _is_id(value: object, vocab_size: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
 
 
+def _renamed_keywords(keywords: dict[str, object]) -> str:
+    name, value = next(iter(keywords.items()))
+    if name == "kl_weight":  # beta's old name; kl_weight now means the adversary's lambda only
+        return f"SequenceVAE.forward: kl_weight is now called beta, got kl_weight={value!r}"
+    return f"SequenceVAE.forward got an unexpected keyword argument {name!r}"
+
+
 PosteriorRefinement = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 """``refine(tokens, lengths, embedded, mean, logvar) -> (mean, logvar)``: see
 :meth:`SequenceVAE.forward`."""
@@ -73,7 +80,7 @@ class VAEOutput:
     """One training or validation step of :class:`SequenceVAE`.
 
     Attributes:
-        loss: scalar to minimise: ``mean_b(rec_b + kl_weight * kl_term_b) + regularizer``.
+        loss: scalar to minimise: ``mean_b(rec_b + beta * kl_term_b) + regularizer``.
         reconstruction: (B,) negative log-likelihood of each sequence, summed over its
             ``L_b + 1`` predictions (nats), with one ``z ~ q(z|x)``.
         kl: (B,) ``KL(q(z|x_b) || N(0, I))`` (nats), never thresholded.
@@ -270,16 +277,18 @@ class SequenceVAE(nn.Module):
         self,
         tokens: Tensor,
         lengths: Tensor,
-        kl_weight: float = 1.0,
+        beta: float = 1.0,
         free_bits: float = 0.0,
         refine: PosteriorRefinement | None = None,
+        **renamed: object,
     ) -> VAEOutput:
         """Negative ELBO of a batch, with decoder inputs masked in training mode.
 
         Args:
             tokens: (B, T) int64 ``[BOS, words, EOS, PAD..]``.
             lengths: (B,) int64 non-padding tokens per row (``L_b + 2``, at least 2).
-            kl_weight: ``beta``, the weight of the KL term (annealed during training).
+            beta: the weight of the KL term (annealed during training). Not to be confused
+                with the adversary's ``kl_weight`` (lambda, :class:`advmask.AdversarialMasker`).
             free_bits: if > 0, Kingma et al.'s free bits per latent dimension (nats) in the
                 loss; the reported ``kl`` stays unthresholded.
             refine: optional ``refine(tokens, lengths, embedded, mean, logvar) -> (mean,
@@ -290,7 +299,12 @@ class SequenceVAE(nn.Module):
 
         Returns:
             A :class:`VAEOutput`.
+
+        Raises:
+            TypeError: ``kl_weight=`` (renamed ``beta``) or another unknown keyword.
         """
+        if renamed:
+            raise TypeError(_renamed_keywords(renamed))
         # Value checks of the inputs once, here; the encoder and the embedding trust what
         # passed. The masker checks its own scores (a diverged adversary), once per call.
         input_embedding = self.input_embedding
@@ -316,7 +330,7 @@ class SequenceVAE(nn.Module):
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)
         kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()
-        loss = reconstruction.mean() + kl_weight * kl_term
+        loss = reconstruction.mean() + beta * kl_term
         if masker_output is not None:
             loss = loss + masker_output.regularizer
         return VAEOutput(loss=loss, reconstruction=reconstruction, kl=kl, masker=masker_output)

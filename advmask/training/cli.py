@@ -75,6 +75,24 @@ def exit_with_error(message: object, status: int = 2) -> NoReturn:
     raise SystemExit(status)
 
 
+@contextmanager
+def flag_errors(name: str) -> Iterator[None]:
+    """A ``ValueError`` of the block becomes ``error: argument --name: message``, status 2.
+
+    An error with a ``setting`` attribute (a library's error that knows which of the settings
+    it refuses) names that setting's flag instead.
+
+    Example:
+        >>> with flag_errors("lr"):
+        ...     float("0.1")
+        0.1
+    """
+    try:
+        yield
+    except ValueError as error:
+        exit_with_error(f"argument {_flag_name(getattr(error, 'setting', name))}: {error}")
+
+
 class Parser(argparse.ArgumentParser):
     """An :class:`argparse.ArgumentParser` whose errors are one line: ``error: ...``, exit 2.
 

@@ -10,9 +10,10 @@ process with ``W * B`` sequences. Four pieces make that hold:
   batch-mean loss is multiplied by :attr:`BatchShard.loss_scale` ``= W * B_r / N``: the average
   over ranks is then the mean over all ``N`` sequences, even when the shards differ in size.
   The adversary lives inside the model, so its (reversed) gradient is averaged the same way.
-* **The same random draws.** Inside :class:`ShardedRandomness` every random draw whose leading
-  dimension is this rank's batch is drawn for the global batch and sliced, so the ranks' random
-  number streams stay identical to each other and to one process's.
+* **The same random draws.** Inside
+  :class:`~advmask.training.randomness.ShardedRandomness` (:meth:`BatchShard.randomness`) the
+  random draws of the global batch's rows are drawn for the global batch and sliced, so the
+  ranks' random number streams stay identical to each other and to one process's.
 * **Reduced metrics.** :func:`reduce_ratios` sums (numerator, denominator) pairs over ranks;
   :func:`all_gather_rows` concatenates per-sequence tensors in rank order.
 
@@ -26,24 +27,22 @@ is the single-process identity: nothing is initialised or communicated.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from lightning_utilities.core.rank_zero import rank_zero_only
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
 from advmask.checks import check_int
+from advmask.training.randomness import ShardedRandomness
 
 __all__ = [
     "BatchShard",
     "DistributedContext",
-    "ShardedRandomness",
     "all_gather_rows",
     "any_rank",
     "barrier",
@@ -411,121 +410,6 @@ def shard_batch(batch: RowsT, rank: int, world_size: int) -> BatchShard[RowsT]:
     }
     local = replace(batch, **rows)  # type: ignore[type-var]
     return BatchShard(local, start, stop, total, world_size)
-
-
-class ShardedRandomness(TorchFunctionMode):
-    """Draw random tensors for the whole global batch and keep this shard's rows.
-
-    While active, a call of ``torch.randn``, ``torch.rand``, ``torch.randn_like``,
-    ``torch.rand_like``, ``Tensor.normal_``, ``Tensor.uniform_``, ``Tensor.bernoulli_`` (scalar
-    ``p``) or ``torch.nn.functional.dropout`` whose result has ``stop - start`` rows in
-    dimension 0 (the batch dimension of the (B, ...) layout) draws ``total`` rows instead and
-    returns rows ``start:stop``. Every rank thus consumes its random number generator exactly
-    as one process with the global batch does, and sequence ``n`` of the global batch gets the
-    same noise whichever rank holds it. Dropout is computed as ``x * bernoulli(1 - p) / (1 -
-    p)``, which on the CPU is what PyTorch computes itself.
-
-    Draws with another leading dimension (for example ``(S, B, D)`` importance samples) and
-    random numbers drawn inside C++ kernels (the dropout of ``nn.LSTM`` layers, attention
-    dropout of fused attention) are not intercepted: they remain valid, but differ from one
-    process's draws.
-
-    Args:
-        start: first global row of this rank's shard.
-        stop: one past its last row.
-        total: rows of the global batch.
-
-    Example:
-        >>> _ = torch.manual_seed(0)
-        >>> whole = torch.randn(4, 3)
-        >>> _ = torch.manual_seed(0)
-        >>> with ShardedRandomness(2, 4, 4):
-        ...     rows = torch.randn(2, 3)
-        >>> torch.equal(rows, whole[2:4])
-        True
-    """
-
-    def __init__(self, start: int, stop: int, total: int) -> None:
-        super().__init__()
-        if not 0 <= start < stop <= total:
-            raise ValueError(
-                f"need 0 <= start < stop <= total, got start={start}, stop={stop}, total={total}"
-            )
-        self.start, self.stop, self.total = start, stop, total
-        self._handlers: dict[Callable[..., Any], Callable[..., Any]] = {
-            torch.randn: self._factory,
-            torch.rand: self._factory,
-            torch.randn_like: self._like,
-            torch.rand_like: self._like,
-            F.dropout: self._dropout,
-            Tensor.normal_: self._in_place,
-            Tensor.uniform_: self._in_place,
-            Tensor.bernoulli_: self._in_place,
-        }
-
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        handler = self._handlers.get(func)
-        if handler is not None and self.total != self.stop - self.start:
-            result = handler(func, args, kwargs)
-            if result is not NotImplemented:
-                return result
-        return func(*args, **kwargs)
-
-    def _rows(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) > 0 and shape[0] == self.stop - self.start
-
-    def _factory(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        if "size" in kwargs:
-            shape = tuple(kwargs.pop("size"))
-        elif len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)):
-            shape = tuple(args[0])
-        elif args and all(isinstance(a, int) for a in args):
-            shape = tuple(args)
-        else:
-            return NotImplemented
-        if not self._rows(shape) or kwargs.get("out") is not None:
-            return NotImplemented
-        return func((self.total, *shape[1:]), **kwargs)[self.start : self.stop]
-
-    def _like(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        like = args[0]
-        if not self._rows(tuple(like.shape)) or kwargs.get("memory_format") is not None:
-            return NotImplemented
-        # The *_like functions draw in ``like``'s dtype/device unless told otherwise.
-        options = {"dtype": like.dtype, "device": like.device, **kwargs}
-        return func(like.new_empty((self.total, *like.shape[1:])), *args[1:], **options)[
-            self.start : self.stop
-        ]
-
-    def _in_place(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        target = args[0]
-        parameters = [*args[1:], *kwargs.values()]
-        if not self._rows(tuple(target.shape)) or any(isinstance(p, Tensor) for p in parameters):
-            return NotImplemented
-        whole = target.new_empty((self.total, *target.shape[1:]))
-        func(whole, *args[1:], **kwargs)
-        with torch.no_grad():
-            target.copy_(whole[self.start : self.stop])
-        return target
-
-    def _dropout(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        names = ("input", "p", "training", "inplace")
-        options = {"p": 0.5, "training": True, "inplace": False, **kwargs}
-        options.update(dict(zip(names, args, strict=False)))
-        x, p, training, inplace = (options[name] for name in names)
-        if not training or p == 0.0 or inplace or not self._rows(tuple(x.shape)):
-            return NotImplemented
-        if p == 1.0:
-            return x * 0.0
-        keep = x.new_empty((self.total, *x.shape[1:])).bernoulli_(1.0 - p).div_(1.0 - p)
-        return x * keep[self.start : self.stop]
 
 
 def data_parallel(

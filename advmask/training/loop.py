@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import torch
 from lightning_utilities.core.rank_zero import rank_zero_only
@@ -23,13 +24,15 @@ from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor, nn
 
+from advmask.training.checkpoint import CheckpointError
+from advmask.training.cli import UserError
 from advmask.training.distributed import any_rank, barrier, rank_and_world_size, reduce_ratios
 from advmask.training.divergence import DivergedError, FiniteGuard
 from advmask.training.logs import MeanWindow, count_batches, progress_line, write_csv
 from advmask.training.signals import InterruptedRunError, StopRequest
 from advmask.training.state import Progression, RunFolder
 
-__all__ = ["Budget", "Stateful", "Watch", "fit", "watch_test"]
+__all__ = ["Budget", "Display", "Hooks", "Stateful", "Watch", "evaluate_best", "fit", "watch_test"]
 
 
 class Stateful(Protocol):
@@ -45,7 +48,7 @@ Watch = Callable[[nn.Module, int], AbstractContextManager[None]]
 validation's progress bar and a stop request interrupts between batches."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Budget:
     """When a run logs, checkpoints and stops.
 
@@ -69,22 +72,58 @@ class Budget:
     extra_keys: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What a recipe supplies to :func:`fit`: its batches, its step, its validation.
+
+    Attributes:
+        epoch_batches: ``epoch_batches(epoch)`` -> that epoch's batches, the same on every call
+            for the same epoch (a resumed run skips the steps it took).
+        step: ``step(batch, step_number)`` -> (statistics as ``[sum, count]`` pairs on the
+            device with at least ``"loss"``, columns of this step's log row such as the KL
+            weight); takes one optimisation step.
+        validate: ``validate(watch)`` -> validation metrics with ``loss_key``; run its
+            evaluation inside ``watch(module, num_batches)``.
+        on_best: called (on every rank) after a validation with the best loss so far, with
+            the :class:`Progression` (its ``epoch`` and ``step`` say which weights are best).
+        log_columns: more columns of a training log row (e.g. the learning rate), read
+            when the row is written.
+        loss_key: the validation metric to minimise.
+    """
+
+    epoch_batches: Callable[[int], Sequence[Any]]
+    step: Callable[[Any, int], tuple[Mapping[str, Tensor], dict[str, Any]]]
+    validate: Callable[[Watch], dict[str, Any]]
+    on_best: Callable[[Progression], None]
+    log_columns: Callable[[], dict[str, Any]] = dict
+    loss_key: str = "neg_elbo"
+
+
+@dataclass(frozen=True)
+class Display:
+    """Where a run shows how it goes.
+
+    Attributes:
+        console: where log lines go (a plain line per log row when not on a terminal).
+        progress: the bar (see :func:`~advmask.training.logs.progress_bar`), already started.
+        label: the run's name on the bar and in lines.
+        describe: the validation metrics as text for the line printed after each epoch.
+    """
+
+    console: Console
+    progress: Progress
+    label: str
+    describe: Callable[[dict[str, Any]], str] = str
+
+
 def fit(
     folder: RunFolder,
     players: Mapping[str, Stateful | None],
-    epoch_batches: Callable[[int], Sequence[Any]],
-    step: Callable[[Any, int], tuple[Mapping[str, Tensor], dict[str, Any]]],
-    validate: Callable[[Watch], dict[str, Any]],
-    on_best: Callable[[Progression], None],
+    hooks: Hooks,
     budget: Budget,
-    console: Console,
-    progress: Progress,
+    display: Display,
     stop: StopRequest,
-    label: str,
     device: torch.device,
-    describe: Callable[[dict[str, Any]], str] = str,
-    log_columns: Callable[[], dict[str, Any]] = dict,
-    loss_key: str = "neg_elbo",
 ) -> Progression:
     """Train until the budget is spent or validation stops improving; resume where it stopped.
 
@@ -94,26 +133,12 @@ def fit(
         players: name -> stateful object (model, averaged model, optimisers, schedulers; None
             for an absent one), checkpointed and restored by name; learning-rate schedulers
             among them step once per epoch.
-        epoch_batches: ``epoch_batches(epoch)`` -> that epoch's batches, the same on every call
-            for the same epoch (a resumed run skips the steps it took).
-        step: ``step(batch, step_number)`` -> (statistics as ``[sum, count]`` pairs on the device
-            with at least ``"loss"``, columns of this step's log row such as the KL weight);
-            takes one optimisation step.
-        validate: ``validate(watch)`` -> validation metrics with ``loss_key``; run its
-            evaluation inside ``watch(module, num_batches)``.
-        on_best: called (on every rank) after a validation with the best loss so far, with
-            the :class:`Progression` (its ``epoch`` and ``step`` say which weights are best).
+        hooks: the recipe's batches, step, validation and what to do with a new best.
         budget: epochs, patience and log/checkpoint intervals.
-        console: where log lines go (a plain line per log row when not on a terminal).
-        progress: the bar (see :func:`~advmask.training.logs.progress_bar`), already started.
+        display: console, progress bar, label and how a validation is described.
         stop: the run's :class:`StopRequest`, entered by the caller (so that its test after
             :func:`fit` honours it too).
-        label: the run's name on the bar and in lines.
         device: where the statistics are.
-        describe: the validation metrics as text for the line printed after each epoch.
-        log_columns: more columns of a training log row (e.g. the learning rate), read
-            when the row is written.
-        loss_key: the validation metric to minimise.
 
     Returns:
         The final :class:`Progression` (``best_valid_result``: the best epoch's metrics).
@@ -123,6 +148,7 @@ def fit(
             checkpoint is kept).
         InterruptedRunError: a SIGINT/SIGTERM was honoured and checkpointed.
     """
+    console, progress, label = display.console, display.progress, display.label
     progression, window = Progression(), MeanWindow()
     rank, world_size = rank_and_world_size()
     if (state := folder.load(map_location=device)) is not None:
@@ -168,7 +194,7 @@ def fit(
     task = progress.add_task(label, total=None, stats="")
     while not progression.finished_training:
         if not progression.awaiting_validation:
-            batches = epoch_batches(progression.epoch)
+            batches = hooks.epoch_batches(progression.epoch)
             progress.reset(
                 task,
                 total=len(batches),
@@ -177,7 +203,7 @@ def fit(
             )
             clock = time.perf_counter()
             for batch in batches[progression.step_in_epoch :]:
-                stats, columns = step(batch, progression.step + 1)
+                stats, columns = hooks.step(batch, progression.step + 1)
                 progression.step += 1
                 now = time.perf_counter()
                 progression.train_seconds, clock = progression.train_seconds + now - clock, now
@@ -188,7 +214,13 @@ def fit(
                 where = {"step": progression.step, "epoch": progression.epoch}
                 if progression.step % budget.log_every == 0:  # the same steps on all ranks
                     guard.check(progression.step, progression.epoch)
-                    row = {**where, "split": "train", **columns, **log_columns(), **window.means()}
+                    row = {
+                        **where,
+                        "split": "train",
+                        **columns,
+                        **hooks.log_columns(),
+                        **window.means(),
+                    }
                     progression.history.append(row)
                     summary = " ".join(
                         f"{k}={row[k]:.3g}" for k in ("loss", "kl", "drop_fraction") if k in row
@@ -232,7 +264,7 @@ def fit(
         windows = window.rank_states()
         try:
             description = f"{label} | validating epoch {epoch}"
-            valid = validate(
+            valid = hooks.validate(
                 _watch(progress, stop, description, f"the validation of epoch {epoch}")
             )
         except BaseException as error:
@@ -243,12 +275,13 @@ def fit(
                     f"{error}; checkpoint in {folder.last}; continue with --resume"
                 ) from None
             raise
+        loss_key = hooks.loss_key
         loss = valid[loss_key]
         if not math.isfinite(loss):
             raise DivergedError(f"validation {loss_key} is {loss} after epoch {epoch}")
         if progression.validated(loss, valid, budget.patience):
-            on_best(progression)
-        console.print(f"{label} epoch {epoch}: valid {describe(valid)}", highlight=False)
+            hooks.on_best(progression)
+        console.print(f"{label} epoch {epoch}: valid {display.describe(valid)}", highlight=False)
         progression.finished_training = (
             epoch >= budget.epochs
             or progression.epochs_without_improvement >= budget.patience
@@ -284,3 +317,45 @@ def _watch(progress: Progress, stop: StopRequest, description: str, where: str) 
 def watch_test(progress: Progress, stop: StopRequest, label: str) -> Watch:
     """A :data:`Watch` for the test (``"stopped during the test"``)."""
     return _watch(progress, stop, f"{label} | test", "the test")
+
+
+_ModelT = TypeVar("_ModelT")
+
+
+def evaluate_best(
+    folder: RunFolder,
+    load: Callable[[Path], _ModelT],
+    test: Callable[[_ModelT, Watch], dict[str, Any]],
+    display: Display,
+    stop: StopRequest,
+) -> tuple[_ModelT, dict[str, Any]]:
+    """The test, once, of the best weights of a run that :func:`fit` trained.
+
+    Args:
+        folder: the run folder; ``load`` reads its ``best.pt``.
+        load: ``load(path)`` -> the model with the best weights.
+        test: ``test(model, watch)`` -> the test metrics; run the evaluation inside
+            ``watch(module, num_batches)``.
+        display, stop: as for :func:`fit`.
+
+    Returns:
+        (the model, its test metrics).
+
+    Raises:
+        UserError: the best weights are missing or damaged (deleted, or damaged on disk).
+        InterruptedRunError: a stop during the test; training is finished, and ``--resume``
+            runs the test.
+    """
+    try:
+        model = load(folder.best)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise UserError(
+            f"{error}: the run's best weights are lost; delete {folder.path} to train it again"
+        ) from None
+    try:
+        return model, test(model, watch_test(display.progress, stop, display.label))
+    except InterruptedRunError as error:
+        raise InterruptedRunError(
+            f"{error}; training is finished (checkpoint in {folder.last}); "
+            "run again with --resume to test"
+        ) from None

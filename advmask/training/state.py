@@ -30,6 +30,7 @@ from advmask.training.checkpoint import (
     save_json,
 )
 from advmask.training.cli import UserError
+from advmask.training.distributed import barrier
 from advmask.training.divergence import DivergedError
 
 __all__ = ["Progression", "RunFolder", "record_differences"]
@@ -191,6 +192,27 @@ class RunFolder:
             for stale in remove_stale_temporaries(self.path):
                 self.console.print(f"[dim]removed {stale}, left by a save that was killed[/dim]")
         return None
+
+    def begin(
+        self,
+        record: Mapping[str, Any],
+        resume: bool,
+        may_change: Collection[str] = (),
+        files: Mapping[str, Any] | None = None,
+        rank_zero: bool = True,
+    ) -> dict[str, Any] | None:
+        """:meth:`start`, then, for a run to train, :meth:`create` on rank 0 once every rank
+        has looked at the folder (under torchrun the others must not find its files yet).
+
+        Returns:
+            The finished run's metrics, or None: train it (the folder is ready).
+        """
+        finished = self.start(record, resume, may_change, files, rank_zero)
+        if finished is None:
+            barrier()
+            if rank_zero:
+                self.create(record, files)
+        return finished
 
     def create(self, record: Mapping[str, Any], files: Mapping[str, Any] | None = None) -> None:
         """Write a new run's ``config.json`` and side files (rank 0, after every rank has

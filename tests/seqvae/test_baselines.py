@@ -23,7 +23,7 @@ def loss_terms(vae, tokens, lengths, baseline, step):
     """(loss, mean reconstruction, per-dimension KL) of one forward with the baseline's
     settings, the noise of z pinned."""
     torch.manual_seed(3)
-    out = vae(tokens, lengths, kl_weight=baseline.kl_weight(step), free_bits=baseline.free_bits)
+    out = vae(tokens, lengths, beta=baseline.beta(step), free_bits=baseline.free_bits)
     return (
         out.loss,
         out.reconstruction.mean(),
@@ -35,7 +35,7 @@ def test_annealing_is_linear_kl_annealing() -> None:
     settings = BaselineSettings(kl_start=0.2, kl_warmup_steps=7)
     baseline = make_baseline("annealing", settings, total_steps=50)
     reference = LinearKLAnnealing(start=0.2, warmup_steps=7)
-    assert [baseline.kl_weight(t) for t in range(1, 12)] == [reference(t) for t in range(1, 12)]
+    assert [baseline.beta(t) for t in range(1, 12)] == [reference(t) for t in range(1, 12)]
     assert baseline.free_bits == 0.0 and baseline.tag == "annealing"
 
 
@@ -53,11 +53,11 @@ def test_beta_scales_the_kl_term_exactly(beta: float) -> None:
 def test_cyclical_shape() -> None:
     settings = BaselineSettings(kl_cycles=3, kl_cycle_ratio=0.25)
     baseline = make_baseline("cyclical", settings, total_steps=24)  # period 8, rise over 2
-    weights = [baseline.kl_weight(t) for t in range(1, 25)]
+    weights = [baseline.beta(t) for t in range(1, 25)]
     one_cycle = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert weights == one_cycle * 3
     assert sum(w == 0.0 for w in weights) == 3  # three restarts, the number of cycles
-    assert baseline.kl_weight(25) == 1.0 and baseline.kl_weight(10_000) == 1.0  # then holds 1
+    assert baseline.beta(25) == 1.0 and baseline.beta(10_000) == 1.0  # then holds 1
 
 
 def test_free_bits_clamp_per_dimension_and_pass_gradients_only_above_the_floor() -> None:
@@ -73,7 +73,7 @@ def test_free_bits_clamp_per_dimension_and_pass_gradients_only_above_the_floor()
     assert below.any() and (~below).any()
     settings = BaselineSettings(kl_start=1.0, kl_warmup_steps=1, free_bits=floor)
     baseline = make_baseline("free-bits", settings, total_steps=10)
-    assert baseline.kl_weight(1) == 1.0 and baseline.free_bits == floor
+    assert baseline.beta(1) == 1.0 and baseline.free_bits == floor
     loss, reconstruction, kl_per_dim = loss_terms(vae, tokens, lengths, baseline, 1)
     # Per dimension, not the total: sum_d max(floor, mean_b KL_bd).
     expected = reconstruction + torch.clamp_min(kl_per_dim.mean(0), floor).sum()
@@ -113,7 +113,7 @@ def test_every_registered_baseline_builds_with_its_defaults() -> None:
         needs_floor = name in ("free-bits", "fbp")
         settings = BaselineSettings(free_bits=0.5) if needs_floor else BaselineSettings()
         baseline = make_baseline(name, settings, total_steps=100, steps_per_epoch=10)
-        assert baseline.name == name and 0 <= baseline.kl_weight(1) <= 1
+        assert baseline.name == name and 0 <= baseline.beta(1) <= 1
 
 
 def test_annealing_keeps_the_labels_and_folders_others_are_named() -> None:

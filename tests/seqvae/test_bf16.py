@@ -19,8 +19,7 @@ from advmask.seqvae.data import Batch
 from advmask.seqvae.evaluation import evaluate
 from advmask.seqvae.factory import ModelSpec, build_sequence_vae
 from advmask.seqvae.models import DoubleLSTMDecoder
-from advmask.seqvae.step import train_step
-from advmask.training.distributed import shard_batch
+from advmask.seqvae.step import Optimizers, StepSettings, train_step
 from advmask.training.optim import adam
 
 UNIT_ROUNDOFF = 2.0**-8
@@ -84,10 +83,9 @@ def test_bf16_step_keeps_float32_weights_gradients_and_optimiser_states() -> Non
             vae_optimizer = adam(model.vae_parameters(), 1e-3)
             adversary_optimizer = adam(model.masker.parameters(), 1e-3)
             tokens, lengths = make_batch()
-            shard = shard_batch(Batch(tokens=tokens, lengths=lengths), 0, 1)
-            stats = train_step(
-                model, model, shard, 1.0, vae_optimizer, adversary_optimizer, 5.0, bf16=bf16
-            )
+            optimizers = Optimizers(vae_optimizer, adversary_optimizer)
+            batch = Batch(tokens=tokens, lengths=lengths)
+            stats = train_step(model, batch, 1.0, optimizers, StepSettings(5.0, bf16=bf16))
             results[bf16] = stats
             for parameter in model.parameters():
                 assert parameter.dtype == torch.float32

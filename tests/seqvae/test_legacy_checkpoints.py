@@ -122,12 +122,12 @@ def test_old_checkpoint_computes_what_the_old_code_computed(stem) -> None:
         close(model.reconstruction_nll(tokens, lengths, z, drop_mask), "reconstruction_nll_dropped")
         close(model.log_likelihood(tokens, lengths, z_samples), "log_likelihood")
         torch.manual_seed(expected["train_seed"])
-        close(model(tokens, lengths, kl_weight=expected["kl_weight"]).loss, "eval_loss")
+        close(model(tokens, lengths, beta=expected["kl_weight"]).loss, "eval_loss")
     # Training mode: the same seed gives the same z, masker noise and decoder dropout, so the
     # random draws happen in the old order.
     model.train()
     torch.manual_seed(expected["train_seed"])
-    out = model(tokens, lengths, kl_weight=expected["kl_weight"])
+    out = model(tokens, lengths, beta=expected["kl_weight"])
     assert out.masker.mask.tolist() == expected["train_mask"]
     assert out.masker.k.tolist() == expected["train_k"]
     close(out.loss.detach(), "train_loss")

@@ -25,6 +25,7 @@ from advmask.seqvae.data import Batch
 from advmask.seqvae.lagging import AggressivePhase, encoder_updates
 from advmask.seqvae.models import LSTMDecoder
 from advmask.seqvae.semi_amortized import refine_posterior, sequence_neg_elbo
+from advmask.seqvae.step import Optimizers, StepSettings
 from advmask.seqvae.trainer import BaselineTrainer
 from advmask.training.distributed import shard_batch
 
@@ -51,7 +52,7 @@ class ScriptedLoss(nn.Module):
         self.decoder = nn.Linear(1, 1)
         self.losses, self.calls = losses, 0
 
-    def forward(self, tokens, lengths, kl_weight=1.0, free_bits=0.0):
+    def forward(self, tokens, lengths, beta=1.0, free_bits=0.0):
         value = self.losses[self.calls]
         self.calls += 1
         tokens_per_row = (lengths - 1).double()
@@ -116,7 +117,7 @@ def lagging_trainer(vae, steps_per_epoch: int) -> BaselineTrainer:
     optimizer = torch.optim.SGD(vae.vae_parameters(), lr=0.5)
     batches = [Batch(*batch([4, 6, 2], seed=s)) for s in range(3)]
     return BaselineTrainer(
-        baseline, vae, vae, optimizer, None, 5.0, steps_per_epoch=steps_per_epoch,
+        baseline, vae, Optimizers(optimizer), StepSettings(5.0), steps_per_epoch=steps_per_epoch,
         batches=lambda split: batches,
     )  # fmt: skip
 
@@ -157,7 +158,7 @@ def test_lagging_needs_batches() -> None:
     vae = model()
     optimizer = torch.optim.SGD(vae.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="batches"):
-        BaselineTrainer(baseline, vae, vae, optimizer, None, 5.0, steps_per_epoch=2)
+        BaselineTrainer(baseline, vae, Optimizers(optimizer), StepSettings(5.0), steps_per_epoch=2)
 
 
 # fbp --------------------------------------------------------------------------------------------
@@ -165,11 +166,9 @@ def test_fbp_schedule_pretrains_without_kl_then_restarts_the_annealing() -> None
     settings = BaselineSettings(kl_start=0.2, kl_warmup_steps=4, free_bits=0.5, pretrain_epochs=2)
     baseline = make_baseline("fbp", settings, total_steps=20, steps_per_epoch=3)
     assert baseline.pretrain_steps == 6 and baseline.free_bits == 0.5
-    assert [baseline.kl_weight(t) for t in range(1, 7)] == [0.0] * 6
+    assert [baseline.beta(t) for t in range(1, 7)] == [0.0] * 6
     annealing = make_baseline("free-bits", replace(settings, pretrain_epochs=1), total_steps=20)
-    assert [baseline.kl_weight(t) for t in range(7, 13)] == [
-        annealing.kl_weight(t) for t in range(1, 7)
-    ]
+    assert [baseline.beta(t) for t in range(7, 13)] == [annealing.beta(t) for t in range(1, 7)]
 
 
 def test_fbp_refuses_pretraining_that_leaves_no_vae_epoch() -> None:
@@ -189,7 +188,7 @@ def test_fbp_resets_the_decoder_and_keeps_the_encoder_fill_and_restarts_the_aver
         vae, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9)
     )
     trainer = BaselineTrainer(
-        baseline, vae, vae, optimizer, None, 5.0, steps_per_epoch=2, averaged=ema
+        baseline, vae, Optimizers(optimizer), StepSettings(5.0), steps_per_epoch=2, averaged=ema
     )
     step_batch = shard_batch(Batch(*batch([5, 3, 4])), 0, 1)
     for number in (1, 2):  # the autoencoder
@@ -332,8 +331,8 @@ def test_sa_vae_and_lagging_refuse_torch_distributed(monkeypatch) -> None:
     for name in ("sa-vae", "lagging"):
         baseline = make_baseline(name, BaselineSettings(), total_steps=10)
         with pytest.raises(ValueError, match=f"'{name}' runs in one process"):
-            BaselineTrainer(baseline, vae, vae, optimizer, None, 5.0, steps_per_epoch=2,
-                            batches=lambda split: [])  # fmt: skip
+            BaselineTrainer(baseline, vae, Optimizers(optimizer), StepSettings(5.0),
+                            steps_per_epoch=2, batches=lambda split: [])  # fmt: skip
 
 
 def test_new_settings_belong_to_their_baselines() -> None:

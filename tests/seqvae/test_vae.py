@@ -91,10 +91,20 @@ def test_loss_is_mean_reconstruction_plus_weighted_kl_plus_regularizer() -> None
     )
     vae = model(masker).train()
     tokens, lengths = batch([4, 6, 2])
-    out = vae(tokens, lengths, kl_weight=0.3)
+    out = vae(tokens, lengths, beta=0.3)
     expected = out.reconstruction.mean() + 0.3 * out.kl.mean() + out.masker.regularizer
     torch.testing.assert_close(out.loss, expected, rtol=1e-12, atol=1e-12)
     assert float(out.masker.regularizer.detach()) > 0
+
+
+def test_the_old_name_of_beta_is_refused_naming_the_new_one() -> None:
+    # kl_weight is the adversary's lambda; on the VAE it would silently mean another weight.
+    vae = model().train()
+    tokens, lengths = batch([4, 6])
+    with pytest.raises(TypeError, match=r"kl_weight is now called beta, got kl_weight=0\.3"):
+        vae(tokens, lengths, kl_weight=0.3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'betta'"):
+        vae(tokens, lengths, betta=0.3)
 
 
 def test_free_bits_change_the_loss_not_the_reported_kl() -> None:
@@ -189,7 +199,7 @@ def test_adversary_with_zero_scores_trains_the_vae_exactly_like_uniform_dropout(
     results = []
     for model in (uniform, adversarial):
         torch.manual_seed(123)
-        out = model(tokens, lengths, kl_weight=1.0)
+        out = model(tokens, lengths, beta=1.0)
         model.zero_grad()
         out.loss.backward()
         grads = {

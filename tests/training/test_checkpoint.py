@@ -279,7 +279,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
                            capture_output=True, text=True, check=True)  # fmt: skip
     (tmp_path / ".lock").write_text(f"{socket.gethostname()} {child.stdout.strip()}\n")
     with RunLock(tmp_path) as lock:
-        host, pid, token = lock.path.read_text().split()  # the token tells this lock from a later one
+        # the token tells this lock from a later one
+        host, pid, token = lock.path.read_text().split()
         assert [host, pid] == [socket.gethostname(), str(os.getpid())]
         assert len(token) >= 8
     assert not (tmp_path / ".lock").exists()

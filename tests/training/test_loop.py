@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from advmask.training.checkpoint import load_checkpoint
 from advmask.training.divergence import DivergedError, FiniteGuard
 from advmask.training.logs import progress_bar, ratio
-from advmask.training.loop import Budget, Watch, fit, watch_test
+from advmask.training.loop import Budget, Display, Hooks, Watch, fit, watch_test
 from advmask.training.signals import InterruptedRunError, StopRequest
 from advmask.training.state import Progression, RunFolder
 
@@ -144,21 +144,17 @@ def run_fit(
     console = Console(file=output, width=200)
     folder = RunFolder(path, console)
     with StopRequest() as stop, progress_bar(console) as progress:
-        progression = fit(
-            folder,
-            toy.players(),
+        hooks = Hooks(
             toy.epoch_batches,
             step or toy.step,
             validate=toy.validate,
             on_best=toy.on_best,
-            budget=budget,
-            console=console,
-            progress=progress,
-            stop=stop,
-            label="toy",
-            device=torch.device("cpu"),
             log_columns=lambda: {"lr": toy.lr()},
             loss_key="mse",
+        )
+        display = Display(console, progress, label="toy")
+        progression = fit(
+            folder, toy.players(), hooks, budget, display, stop, device=torch.device("cpu")
         )
     return progression, output.getvalue()
 
@@ -469,10 +465,11 @@ def test_a_run_on_cuda_resumes(tmp_path: Path) -> None:
             return {"loss": ratio(loss, 1)}, {}
 
         with StopRequest() as stop, progress_bar(console) as progress:
+            hooks = Hooks(lambda epoch: list(range(4)), step, lambda watch: {"neg_elbo": 0.0},
+                          lambda progression: None)  # fmt: skip
             fit(
-                RunFolder(path, console), {"model": model, "optimizer": optimizer},
-                lambda epoch: list(range(4)), step, lambda watch: {"neg_elbo": 0.0},
-                lambda: None, budget, console, progress, stop, "toy", device,
+                RunFolder(path, console), {"model": model, "optimizer": optimizer}, hooks,
+                budget, Display(console, progress, "toy"), stop, device,
             )  # fmt: skip
         return model.weight.detach().cpu(), torch.cuda.get_rng_state(device)
 
