@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "advmask"
 
 
@@ -90,8 +92,6 @@ def test_no_core_module_is_over_500_lines() -> None:
 
 
 def test_names_moved_out_of_the_core_api_warn_and_name_their_module() -> None:
-    import pytest
-
     import advmask
     from advmask.budget import num_to_drop
 
