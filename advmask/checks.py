@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
-import threading
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 
 import torch
 from torch import Tensor
@@ -28,31 +26,23 @@ def check_tensor(name: str, value: object, *, ndim: int, dtypes: tuple[torch.dty
     return value
 
 
-class _ValueChecks(threading.local):
-    """Whether value checks run: the user's switch, and the depth of trusted internal calls.
-
-    Thread-local, so that a check switched off for the internal calls of one entry point in one
-    thread does not switch it off in another.
-    """
-
-    def __init__(self) -> None:
-        self.trusted_depth = 0
-
-
-_value_checks_enabled = True  # the user's switch; process-wide, like torch.distributions'
-_STATE = _ValueChecks()
+_value_checks_enabled = True  # the default switch; process-wide, like torch.distributions'
 
 
 def set_value_checks(enabled: bool) -> None:
-    """Switch the checks that read tensor *values* on or off (on by default).
+    """Switch the default of the checks that read tensor *values* on or off (on by default).
 
     A value check (``lengths`` within ``[0, T]``, token ids within the vocabulary, finite
     scores, ``k`` within ``[0, n]``) copies a result to the host: a device synchronisation that
-    stalls a GPU's training step, and a graph break under :func:`torch.compile`. With checks on,
-    each runs once per call, at the public entry point (an :class:`~advmask.AdversarialMasker`
-    call checks its inputs, and its score network and :func:`~advmask.bottom_k` trust them).
-    With checks off, none runs; shape, dtype and device checks, which read no values, always
-    run. The pattern of :meth:`torch.distributions.Distribution.set_default_validate_args`:
+    stalls a GPU's training step, and a graph break under :func:`torch.compile`. Each object
+    that checks values (:class:`~advmask.maskers.AdversarialMasker`,
+    :class:`~advmask.embedding.MaskedEmbedding`, a score network, ...) takes a
+    ``validate_args`` argument: True or False decides for that object, None (the default)
+    follows this switch, read at each call. An entry point checks its inputs once, then calls
+    the unchecked private helpers of its parts (a masker's call checks its inputs; the score
+    network it built and its bottom-K selection trust them). Shape, dtype and device checks,
+    which read no values, always run; no value check runs while :func:`torch.compile` traces.
+    The pattern of :meth:`torch.distributions.Distribution.set_default_validate_args`:
     validate your data once when you load it, then train with value checks off.
 
     Args:
@@ -75,33 +65,25 @@ def set_value_checks(enabled: bool) -> None:
 
 
 def value_checks_enabled() -> bool:
-    """The switch set by :func:`set_value_checks` (True by default)."""
+    """The default set by :func:`set_value_checks` (True unless switched off)."""
     return _value_checks_enabled
 
 
-def checking_values() -> bool:
-    """Whether a value check should run here and now.
+def check_validate_args(validate_args: object) -> bool | None:
+    """Check an object's ``validate_args``: True, False or None (follow the default)."""
+    if validate_args is not None and not isinstance(validate_args, bool):
+        raise TypeError(f"validate_args must be a bool or None, got {validate_args!r}")
+    return validate_args
 
-    False when value checks are switched off (:func:`set_value_checks`), inside a trusted
-    internal call (:func:`trusted`: the entry point has checked already), and while
-    :func:`torch.compile` traces (a value check would break the graph). Shape, dtype and
-    device checks do not consult this: they always run.
+
+def checks_values(validate_args: bool | None = None) -> bool:
+    """Whether a value check runs now, for an object whose ``validate_args`` is given.
+
+    ``validate_args`` True or False decides; None follows :func:`set_value_checks`. False
+    always while :func:`torch.compile` traces (a value check would break the graph).
     """
-    return _value_checks_enabled and _STATE.trusted_depth == 0 and not torch.compiler.is_compiling()
-
-
-@contextmanager
-def trusted() -> Iterator[None]:
-    """Inside this block, value checks are skipped: the caller has validated the values.
-
-    A public entry point checks its inputs once, then calls other public functions (a score
-    network, :func:`advmask.bottom_k`) inside ``trusted()`` so that they do not check again.
-    """
-    _STATE.trusted_depth += 1
-    try:
-        yield
-    finally:
-        _STATE.trusted_depth -= 1
+    enabled = _value_checks_enabled if validate_args is None else validate_args
+    return enabled and not torch.compiler.is_compiling()
 
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -178,11 +160,13 @@ def check_tokens_lengths(
     *,
     vocab_size: int | None = None,
     min_length: int = 0,
+    validate_args: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Check ``tokens`` (B, T) integer ids and ``lengths`` (B,) integers in ``[min_length, T]``.
 
     The value checks (lengths in range and, with ``vocab_size``, ids in ``[0, vocab_size)``)
-    read four numbers in one host transfer, and only when :func:`checking_values` is True.
+    read four numbers in one host transfer, and only when :func:`checks_values` of the
+    caller's ``validate_args`` is True.
     """
     tokens = check_tensor("tokens", tokens, ndim=2, dtypes=INT_DTYPES)
     lengths = check_tensor("lengths", lengths, ndim=1, dtypes=INT_DTYPES)
@@ -193,7 +177,7 @@ def check_tokens_lengths(
         )
     if lengths.device != tokens.device:
         raise ValueError(f"lengths is on {lengths.device} but tokens is on {tokens.device}")
-    if lengths.numel() == 0 or not checking_values():
+    if lengths.numel() == 0 or not checks_values(validate_args):
         return tokens, lengths
     ends = [lengths.min(), lengths.max()]
     if vocab_size is not None and tokens.numel() > 0:
@@ -250,3 +234,32 @@ def check_decoder_inputs(
     if z.device != embedded.device:
         raise ValueError(f"z is on {z.device} but embedded is on {embedded.device}")
     return embedded, z
+
+
+def check_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Raise a one-line ValueError for the first id of ``tokens`` (B, T) outside
+    ``[0, vocab_size)`` (a value check: one host read)."""
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        return  # the embedding's own dtype error is clear
+    out_of_range = (tokens < 0) | (tokens >= vocab_size)
+    if bool(out_of_range.any()):  # one host sync; the details below only on the error path
+        position = tuple(int(i) for i in out_of_range.nonzero()[0])
+        raise ValueError(
+            f"tokens must be ids in [0, {vocab_size}) (the embedding's vocabulary size), got "
+            f"{int(tokens[position])} at position {position} "
+            f"({int(out_of_range.sum())} of {tokens.numel()} ids out of range)"
+        )
+
+
+_REMOVED = {
+    "trusted": "give the object validate_args=False, or call set_value_checks(False)",
+    "checking_values": "use checks_values(validate_args)",
+}
+
+
+def __getattr__(name: str) -> object:
+    # ImportError, not AttributeError: `from advmask.checks import trusted` would replace an
+    # AttributeError's message by "cannot import name", losing the way to the new one.
+    if name in _REMOVED:
+        raise ImportError(f"advmask.checks.{name} was removed: {_REMOVED[name]}")
+    raise AttributeError(f"module 'advmask.checks' has no attribute {name!r}")

@@ -12,15 +12,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from advmask.checks import FLOAT_DTYPES, INT_DTYPES, check_tensor, checking_values
+from advmask.checks import (
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    check_ids,
+    check_tensor,
+    check_validate_args,
+    checks_values,
+)
 from advmask.outputs import MaskerOutput
+from advmask.positions import ValidInputs, lengths_from_padding
 
 FILL_MODES = ("zero", "token", "learned")
 
@@ -106,6 +113,8 @@ class MaskedEmbedding(nn.Embedding):
             :meth:`valid_inputs` gives lengths; defaults to the embedding's ``padding_idx``
             (None: no padding id, every position is valid).
         unk_id: deprecated name of ``fill_id``.
+        validate_args: whether a call checks that its ids are in the vocabulary (a host
+            read); None follows :func:`advmask.set_value_checks`.
 
     Attributes:
         last_output (MaskerOutput | None): the masker's output of the last training-mode call
@@ -129,9 +138,11 @@ class MaskedEmbedding(nn.Embedding):
         pad_id: int | None = None,
         *,
         unk_id: int | None = None,
+        validate_args: bool | None = None,
     ) -> None:
         # nn.Embedding.__init__ would allocate a new weight: this one takes the embedding's.
         nn.Module.__init__(self)
+        self.validate_args = check_validate_args(validate_args)
         if isinstance(embedding, MaskedEmbedding):
             raise ValueError("embedding is already a MaskedEmbedding; unwrap it first")
         if not isinstance(embedding, nn.Embedding):
@@ -181,7 +192,7 @@ class MaskedEmbedding(nn.Embedding):
         self._pass_outputs: list[MaskerOutput] = []
         self._pass_ended = True
         self._pass_hook: RemovableHandle | None = None
-        self._valid_inputs: _ValidInputs | None = None
+        self._valid_inputs: ValidInputs | None = None
         # Where the missing pad id was looked for (set by mask_input_embeddings), for the
         # warning; the warning is given once per wrapper.
         self._pad_id_source = "the embedding has no padding_idx and no pad_id was given"
@@ -283,7 +294,7 @@ class MaskedEmbedding(nn.Embedding):
                 "attention_mask", attention_mask, ndim=2, dtypes=(torch.bool, *INT_DTYPES)
             )
         previous = self._valid_inputs
-        self._valid_inputs = _ValidInputs(lengths, protected, attention_mask)
+        self._valid_inputs = ValidInputs(lengths, protected, attention_mask)
         try:
             yield self
         finally:
@@ -331,7 +342,7 @@ class MaskedEmbedding(nn.Embedding):
         lengths: Tensor | None = None,
         *,
         protected: Tensor | None = None,
-        ids_checked: bool = False,
+        **removed: Any,
     ) -> Tensor:
         """Embed ``tokens``, dropping inputs in training mode.
 
@@ -345,10 +356,6 @@ class MaskedEmbedding(nn.Embedding):
                 first such call warns.
             protected: optional (T,) or (B, T) bool, True where a position must never be
                 dropped (for example BOS).
-            ids_checked: True when the caller has already checked that ``tokens`` are in
-                ``[0, num_embeddings)`` (:class:`~advmask.seqvae.vae.SequenceVAE` does, in the
-                host read that checks its lengths): skips this call's own id check. The
-                masker still checks what it checks.
 
         Returns:
             (B, T, E) embeddings in the embedding's dtype.
@@ -356,12 +363,23 @@ class MaskedEmbedding(nn.Embedding):
         Raises:
             ValueError: if an id is outside ``[0, num_embeddings)``, naming the first such id
                 and its position. A value check (one host sync): skipped under
-                ``torch.compile``, when value checks are switched off and with
-                ``ids_checked``.
+                ``torch.compile`` and when value checks are off (``validate_args``).
             RuntimeError: in training mode with gradients disabled (see the class docstring).
+            TypeError: for ``ids_checked``, removed (give ``validate_args=False`` instead).
         """
-        if not ids_checked and isinstance(tokens, Tensor) and checking_values():
-            _check_ids(tokens, self.num_embeddings)
+        if removed:
+            raise TypeError(
+                f"MaskedEmbedding.forward takes no {next(iter(removed))!r}; ids_checked was "
+                f"removed: build the wrapper with validate_args=False to skip its id check"
+            )
+        if isinstance(tokens, Tensor) and checks_values(self.validate_args):
+            check_ids(tokens, self.num_embeddings)
+        return self._embed_and_mask(tokens, lengths, protected)
+
+    def _embed_and_mask(
+        self, tokens: Tensor, lengths: Tensor | None, protected: Tensor | None
+    ) -> Tensor:
+        """:meth:`forward` of ids already checked to be in the vocabulary (by the caller)."""
         embedded = self.embed(tokens)
         if not self.training or self.masker is None:
             self.last_output = None
@@ -390,7 +408,7 @@ class MaskedEmbedding(nn.Embedding):
                     # attributed to torch is hidden by the usual "ignore torch" filters
                     stacklevel=1,
                 )
-            lengths, protected = _lengths_from_padding(tokens, self.pad_id, protected)
+            lengths, protected = lengths_from_padding(tokens, self.pad_id, protected)
         output = self.masker(tokens, lengths, protected=protected)
         self.last_output = output
         if self._pass_ended or self._pass_hook is None:
@@ -469,73 +487,3 @@ def rename_state_dict_keys(
         current = current_key(key[len(prefix) :])
         if current is not None and prefix + current not in state_dict:
             state_dict[prefix + current] = state_dict.pop(key)
-
-
-def _check_ids(tokens: Tensor, vocab_size: int) -> None:
-    """Raise a one-line ValueError for the first id outside ``[0, vocab_size)``."""
-    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-        return  # the embedding's own dtype error is clear
-    out_of_range = (tokens < 0) | (tokens >= vocab_size)
-    if bool(out_of_range.any()):  # one host sync; the details below only on the error path
-        position = tuple(int(i) for i in out_of_range.nonzero()[0])
-        raise ValueError(
-            f"tokens must be ids in [0, {vocab_size}) (the embedding's vocabulary size), got "
-            f"{int(tokens[position])} at position {position} "
-            f"({int(out_of_range.sum())} of {tokens.numel()} ids out of range)"
-        )
-
-
-@dataclass(frozen=True)
-class _ValidInputs:
-    """The positions set by :meth:`MaskedEmbedding.valid_inputs`."""
-
-    lengths: Tensor | None
-    protected: Tensor | None
-    attention_mask: Tensor | None
-
-    @property
-    def width(self) -> int | None:
-        """The length ``T`` of the ids these positions describe, if they fix one."""
-        if self.attention_mask is not None:
-            return self.attention_mask.shape[1]
-        if self.protected is not None:
-            return self.protected.shape[-1]
-        return None
-
-    def resolve(self, tokens: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """``(lengths (B,), protected (T,) | (B, T) bool | None)`` for a call on ``tokens``;
-        ``(None, None)`` for ids of another length, which these positions do not describe."""
-        batch, length = tokens.shape
-        if self.width is not None and self.width != length:
-            return None, None
-        for name, given in (("lengths", self.lengths), ("attention_mask", self.attention_mask)):
-            if given is not None and given.shape[0] != batch:
-                raise ValueError(
-                    f"{name} must have one row per row of the token ids ({batch}), got shape "
-                    f"{tuple(given.shape)}"
-                )
-        lengths, protected = self.lengths, self.protected
-        if lengths is None:
-            lengths = torch.full((batch,), length, dtype=torch.int64, device=tokens.device)
-        if self.attention_mask is not None:
-            padding = (self.attention_mask == 0).to(tokens.device)
-            protected = padding if protected is None else protected.to(tokens.device) | padding
-        return lengths, protected
-
-
-def _lengths_from_padding(
-    tokens: Tensor, padding_idx: int | None, protected: Tensor | None
-) -> tuple[Tensor, Tensor | None]:
-    """Lengths that exclude trailing padding; padding ids elsewhere become protected."""
-    batch, length = tokens.shape
-    if padding_idx is None:
-        return torch.full((batch,), length, dtype=torch.int64, device=tokens.device), protected
-    is_padding = tokens == padding_idx
-    # The run of padding at the end of each row: a cumulative product from the right.
-    trailing = is_padding.flip(1).to(torch.int64).cumprod(1).sum(1)
-    if protected is not None and protected.dtype == torch.bool:
-        protected = protected | is_padding
-    elif protected is None:
-        protected = is_padding
-    # (a non-bool ``protected`` is passed on unchanged for the masker to reject)
-    return length - trailing, protected

@@ -29,15 +29,16 @@ from advmask.checks import (
     check_rate,
     check_tensor,
     check_tokens_lengths,
-    checking_values,
-    trusted,
+    check_validate_args,
+    checks_values,
 )
+from advmask.hard_selection import hard_bottom_k
 from advmask.outputs import MaskerOutput
 from advmask.regularizer import score_kl
-from advmask.relaxations import get_relaxation
+from advmask.relaxations import Relaxation, get_relaxation
 from advmask.reversal import GradientReversal
-from advmask.scores import STD_MODES, build_score_network
-from advmask.selection import bottom_k, hard_bottom_k
+from advmask.scores import build_score_network
+from advmask.selection import _unchecked_bottom_k
 
 UNIFORM_MODES = ("exact", "bernoulli")
 
@@ -52,21 +53,34 @@ class AdversarialMasker(nn.Module):
     scores). :meth:`mean_mask` is what the scores' mean alone would drop, in either mode.
 
     Args:
-        vocab_size: number of token ids (for the score network's own embedding).
+        vocab_size: number of token ids (for a named score network's own embedding).
         rate: fraction ``rho`` of eligible positions dropped per row, in [0, 1].
         kl_weight: ``lambda >= 0``, weight of the KL of the scores to N(0, 1).
-        relaxation: name of a registered top-K relaxation (see :mod:`advmask.relaxations`).
+        relaxation: name of a registered top-K relaxation (see :mod:`advmask.relaxations`) or
+            a relaxation function with the signature of
+            :class:`~advmask.relaxations.Relaxation`.
         relaxation_options: keyword options of the relaxation (for example
             ``{"temperature": 0.5}``); checked at construction.
-        score_network: a key of :data:`advmask.scores.SCORE_NETWORKS` or a module with
+        score_network: a key of :data:`advmask.scores.SCORE_NETWORKS` (built here with
+            ``score_network_options``; register more with
+            :func:`advmask.scores.register_score_network`), or a built module with
             ``forward(tokens, lengths, *, embeddings=None) -> (mean, std)``, each (B, T).
-        embedding_dim: embedding size of a named score network.
-        hidden_size: hidden size of a named score network.
-        std: std parameterisation of a named score network (``"softplus"``, ``"logvar"`` or
-            ``"fixed"``, see :data:`advmask.scores.STD_MODES`).
         grl_scale: reversal scale ``alpha >= 0``, or a function of the training step (see
             :class:`advmask.GradientReversal`).
-        padding_idx: padding id of a named score network's embedding (or None).
+        validate_args: whether a call checks the values of its input and of the scores (one
+            host read each); None follows :func:`advmask.set_value_checks`. A named score
+            network trusts what the masker checked; a built module checks per its own
+            ``validate_args``.
+        **score_network_options: settings of a named score network, passed to its class:
+            ``embedding_dim`` (default 128), ``hidden_size`` (256), ``std``
+            (``"softplus"``, ``"logvar"`` or ``"fixed"``, see
+            :data:`advmask.scores.STD_MODES`; default ``"softplus"``), ``padding_idx``
+            (default None: every id is a real token), and the class's own (``max_length``
+            of ``"transformer"``, ``bidirectional`` of ``"lstm"``, ...).
+
+    Raises:
+        ValueError: for settings given with a built ``score_network`` (they would be
+            ignored), a setting the named network does not take, or an unknown name.
 
     Example:
         >>> masker = AdversarialMasker(vocab_size=50, rate=0.5, embedding_dim=8, hidden_size=8)
@@ -80,19 +94,18 @@ class AdversarialMasker(nn.Module):
         vocab_size: int,
         rate: float,
         kl_weight: float = 1.0,
-        relaxation: str = "euclidean",
+        relaxation: str | Relaxation = "euclidean",
         *,
         relaxation_options: dict[str, Any] | None = None,
         score_network: str | nn.Module = "lstm",
-        embedding_dim: int = 128,
-        hidden_size: int = 256,
-        std: str = "softplus",
         grl_scale: float | Callable[[int], float] = 1.0,
-        padding_idx: int | None = 0,
+        validate_args: bool | None = None,
+        **score_network_options: Any,
     ) -> None:
         super().__init__()
         self.rate = check_rate(rate)
         self.kl_weight = check_non_negative(kl_weight, "kl_weight")
+        self.validate_args = check_validate_args(validate_args)
         relax = get_relaxation(relaxation)
         if relaxation_options is None:
             relaxation_options = {}
@@ -102,17 +115,17 @@ class AdversarialMasker(nn.Module):
         self.relaxation = relaxation
         self.relaxation_options = dict(relaxation_options)
         if isinstance(score_network, nn.Module):
+            if score_network_options:
+                name, value = next(iter(score_network_options.items()))
+                raise ValueError(
+                    f"{name}={value!r} is a setting of a named score network, but "
+                    f"score_network is a built {type(score_network).__name__}: set it there"
+                )
             self.score_network = score_network
         else:
-            if std not in STD_MODES:
-                raise ValueError(f"std must be one of {STD_MODES}, got {std!r}")
+            # The masker checks the values of its input once; the network it builds trusts it.
             self.score_network = build_score_network(
-                score_network,
-                vocab_size,
-                embedding_dim=embedding_dim,
-                hidden_size=hidden_size,
-                std=std,
-                padding_idx=padding_idx,
+                score_network, vocab_size, validate_args=False, **score_network_options
             )
         self.reversal = GradientReversal(grl_scale)
 
@@ -162,13 +175,14 @@ class AdversarialMasker(nn.Module):
                 raise ValueError(
                     f"noise must have shape {tuple(mean.shape)}, got {tuple(noise.shape)}"
                 )
-            if checking_values() and not bool((torch.isfinite(noise) | ~eligible).all()):
+            if checks_values(self.validate_args) and not bool(
+                (torch.isfinite(noise) | ~eligible).all()
+            ):
                 raise ValueError("noise must be finite at eligible positions")
         scores = mean + std * noise
-        with trusted():  # k is in range by construction and the scores were checked above
-            mask = bottom_k(
-                scores, k, eligible, self.relaxation, generator=generator, **self.relaxation_options
-            )
+        # k is in range by construction and the scores were checked in _scores: no check.
+        relax = get_relaxation(self.relaxation)
+        mask = _unchecked_bottom_k(scores, k, eligible, relax, generator, self.relaxation_options)
         # The reversal sits on the mask only: the regulariser must not be reversed.
         mask = self.reversal(mask)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
@@ -231,16 +245,18 @@ class AdversarialMasker(nn.Module):
         embeddings: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(eligible, k, mean, std, regularizer)`` of a call (checked input)."""
-        # Value checks run here, once; the score network and bottom_k trust what passed them.
+        # Value checks run here, once; the score network and the selection trust what passed.
         vocab_size = getattr(self.score_network, "vocab_size", None)
         tokens, lengths = check_tokens_lengths(
-            tokens, lengths, vocab_size=vocab_size if embeddings is None else None
+            tokens,
+            lengths,
+            vocab_size=vocab_size if embeddings is None else None,
+            validate_args=self.validate_args,
         )
         eligible = _eligible(tokens, lengths, protected)
         k = num_to_drop(self.rate, eligible.sum(1))
-        with trusted():
-            mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
-        if checking_values():
+        mean, std = self.score_network(tokens, lengths, embeddings=embeddings)
+        if checks_values(self.validate_args):
             _check_scores(mean, std, eligible)
         return eligible, k, mean, std, score_kl(mean, std, eligible, self.kl_weight)
 
@@ -269,6 +285,8 @@ class UniformMasker(nn.Module):
     Args:
         rate: dropout rate ``rho`` in [0, 1].
         mode: ``"exact"`` or ``"bernoulli"``.
+        validate_args: whether a call checks its ``lengths`` are in range (a host read);
+            None follows :func:`advmask.set_value_checks`.
 
     Example:
         >>> masker = UniformMasker(rate=0.5)
@@ -277,9 +295,12 @@ class UniformMasker(nn.Module):
         (tensor([2, 1]), tensor([2., 1.]))
     """
 
-    def __init__(self, rate: float, mode: str = "exact") -> None:
+    def __init__(
+        self, rate: float, mode: str = "exact", *, validate_args: bool | None = None
+    ) -> None:
         super().__init__()
         self.rate = check_rate(rate)
+        self.validate_args = check_validate_args(validate_args)
         if mode not in UNIFORM_MODES:
             raise ValueError(f"mode must be one of {UNIFORM_MODES}, got {mode!r}")
         self.mode = mode
@@ -330,7 +351,7 @@ class UniformMasker(nn.Module):
         self, tokens: Tensor, lengths: Tensor, protected: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(eligible, k, mean 0, std 1, regularizer 0)`` of a call (checked input)."""
-        tokens, lengths = check_tokens_lengths(tokens, lengths)
+        tokens, lengths = check_tokens_lengths(tokens, lengths, validate_args=self.validate_args)
         eligible = _eligible(tokens, lengths, protected)
         k = num_to_drop(self.rate, eligible.sum(1))
         mean = torch.zeros(tokens.shape, dtype=torch.get_default_dtype(), device=tokens.device)
@@ -434,7 +455,7 @@ def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def _dry_run(name: str, relax: Callable[..., Tensor], options: dict[str, Any]) -> None:
+def _dry_run(name: object, relax: Callable[..., Tensor], options: dict[str, Any]) -> None:
     """Call the relaxation once on a tiny problem so that bad options fail at construction."""
     try:
         relax(

@@ -16,14 +16,24 @@ bidirectional LSTM packs its input, and the transformer masks padding keys.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from advmask.checks import FLOAT_DTYPES, check_int, check_tensor, check_tokens_lengths
+from advmask.checks import (
+    FLOAT_DTYPES,
+    check_int,
+    check_tensor,
+    check_tokens_lengths,
+    check_validate_args,
+)
 from advmask.precision import full_precision
 
 #: How the standard deviation of the scores is parameterised.
@@ -46,7 +56,10 @@ class ScoreNetwork(nn.Module):
         embedding_dim: size of the score network's own embedding.
         hidden_size: size ``H`` of the hidden states fed to the head.
         std: one of :data:`STD_MODES`.
-        padding_idx: id whose embedding row is zero and receives no gradient (or None).
+        padding_idx: id whose embedding row is zero and receives no gradient, or None (the
+            default: every id is a real token, as id 0 is in GPT-2's vocabulary).
+        validate_args: whether a call checks the values of its input (lengths in range, ids
+            in the vocabulary); None follows :func:`advmask.set_value_checks`.
     """
 
     def __init__(
@@ -55,9 +68,12 @@ class ScoreNetwork(nn.Module):
         embedding_dim: int,
         hidden_size: int,
         std: str = "softplus",
-        padding_idx: int | None = 0,
+        padding_idx: int | None = None,
+        *,
+        validate_args: bool | None = None,
     ) -> None:
         super().__init__()
+        self.validate_args = check_validate_args(validate_args)
         self.vocab_size = check_int(vocab_size, "vocab_size")
         self.embedding_dim = check_int(embedding_dim, "embedding_dim")
         self.hidden_size = check_int(hidden_size, "hidden_size")
@@ -146,7 +162,9 @@ class ScoreNetwork(nn.Module):
 
     def _embed(self, tokens: Tensor | None, lengths: Tensor, embeddings: Tensor | None) -> Tensor:
         if embeddings is None:
-            tokens, lengths = check_tokens_lengths(tokens, lengths, vocab_size=self.vocab_size)
+            tokens, lengths = check_tokens_lengths(
+                tokens, lengths, vocab_size=self.vocab_size, validate_args=self.validate_args
+            )
             return self.embedding(tokens)
         embeddings = check_tensor("embeddings", embeddings, ndim=3, dtypes=FLOAT_DTYPES)
         if embeddings.shape[2] != self.embedding_dim:
@@ -161,7 +179,7 @@ class ScoreNetwork(nn.Module):
                 f"tokens and embeddings disagree: tokens has shape {tuple(tokens.shape)}, "
                 f"embeddings {tuple(embeddings.shape)}"
             )
-        check_tokens_lengths(stand_in, lengths)
+        check_tokens_lengths(stand_in, lengths, validate_args=self.validate_args)
         return embeddings
 
 
@@ -184,10 +202,11 @@ class _RecurrentScoreNetwork(ScoreNetwork):
         embedding_dim: int = 128,
         hidden_size: int = 256,
         std: str = "softplus",
-        padding_idx: int | None = 0,
+        padding_idx: int | None = None,
         *,
         bidirectional: bool = False,
         num_layers: int = 1,
+        validate_args: bool | None = None,
     ) -> None:
         if not isinstance(bidirectional, bool):
             raise TypeError(f"bidirectional must be a bool, got {bidirectional!r}")
@@ -196,7 +215,9 @@ class _RecurrentScoreNetwork(ScoreNetwork):
             raise ValueError(
                 f"hidden_size must be even for a bidirectional network, got {hidden_size}"
             )
-        super().__init__(vocab_size, embedding_dim, hidden_size, std, padding_idx)
+        super().__init__(
+            vocab_size, embedding_dim, hidden_size, std, padding_idx, validate_args=validate_args
+        )
         self.bidirectional = bidirectional
         self.rnn = self._cell(
             embedding_dim,
@@ -235,9 +256,11 @@ class LSTMScoreNetwork(_RecurrentScoreNetwork):
         embedding_dim: size of the network's own embedding.
         hidden_size: LSTM output size ``H`` (both directions together).
         std: one of :data:`STD_MODES`.
-        padding_idx: id whose embedding row is zero (or None).
+        padding_idx: id whose embedding row is zero, or None (every id a real token).
         bidirectional: read the sequence in both directions.
         num_layers: stacked LSTM layers.
+        validate_args: value checks of a call: True, False, or None to follow
+            :func:`advmask.set_value_checks`.
 
     Example:
         >>> net = LSTMScoreNetwork(vocab_size=10, embedding_dim=4, hidden_size=6)
@@ -263,11 +286,13 @@ class TransformerScoreNetwork(ScoreNetwork):
         embedding_dim: size of the network's own embedding (projected to ``hidden_size``).
         hidden_size: model width ``H``; divisible by ``num_heads``.
         std: one of :data:`STD_MODES`.
-        padding_idx: id whose embedding row is zero (or None).
+        padding_idx: id whose embedding row is zero, or None (every id a real token).
         num_layers: encoder layers.
         num_heads: attention heads.
         max_length: largest padded length ``T`` accepted (size of the position table).
         dropout: dropout inside the encoder layers (0 keeps the scores deterministic).
+        validate_args: value checks of a call: True, False, or None to follow
+            :func:`advmask.set_value_checks`.
 
     Example:
         >>> net = TransformerScoreNetwork(vocab_size=10, embedding_dim=4, hidden_size=8)
@@ -281,14 +306,17 @@ class TransformerScoreNetwork(ScoreNetwork):
         embedding_dim: int = 128,
         hidden_size: int = 256,
         std: str = "softplus",
-        padding_idx: int | None = 0,
+        padding_idx: int | None = None,
         *,
         num_layers: int = 2,
         num_heads: int = 4,
         max_length: int = 512,
         dropout: float = 0.0,
+        validate_args: bool | None = None,
     ) -> None:
-        super().__init__(vocab_size, embedding_dim, hidden_size, std, padding_idx)
+        super().__init__(
+            vocab_size, embedding_dim, hidden_size, std, padding_idx, validate_args=validate_args
+        )
         num_heads = check_int(num_heads, "num_heads")
         if hidden_size % num_heads:
             raise ValueError(
@@ -324,27 +352,92 @@ class TransformerScoreNetwork(ScoreNetwork):
         return self.encoder(hidden, src_key_padding_mask=padding)
 
 
-#: Score networks by name, as accepted by ``AdversarialMasker(score_network=...)``.
-SCORE_NETWORKS: dict[str, type[ScoreNetwork]] = {
-    "lstm": LSTMScoreNetwork,
-    "gru": GRUScoreNetwork,
-    "transformer": TransformerScoreNetwork,
-}
+ScoreNetworkBuilder = Callable[..., nn.Module]
+"""``builder(vocab_size, **settings) -> module``: a score network class, or a function."""
+
+_SCORE_NETWORKS: dict[str, ScoreNetworkBuilder] = {}
+
+#: Score networks by name, as accepted by ``AdversarialMasker(score_network=...)``: a
+#: read-only view; add one with :func:`register_score_network`.
+SCORE_NETWORKS: Mapping[str, ScoreNetworkBuilder] = MappingProxyType(_SCORE_NETWORKS)
 
 
-def build_score_network(
-    name: str,
-    vocab_size: int,
-    *,
-    embedding_dim: int = 128,
-    hidden_size: int = 256,
-    std: str = "softplus",
-    padding_idx: int | None = 0,
-) -> ScoreNetwork:
-    """The score network registered under ``name`` (a key of :data:`SCORE_NETWORKS`)."""
-    if not isinstance(name, str) or name not in SCORE_NETWORKS:
-        known = ", ".join(repr(n) for n in SCORE_NETWORKS)
+def register_score_network(
+    name: str, *, overwrite: bool = False
+) -> Callable[[ScoreNetworkBuilder], ScoreNetworkBuilder]:
+    """Decorator that registers a score network class (or builder) under ``name``.
+
+    The builder is called as ``builder(vocab_size, **settings)`` and returns a module with
+    ``forward(tokens, lengths, *, embeddings=None) -> (mean, std)``, each (B, T) float;
+    ``settings`` are the keyword arguments :func:`build_score_network` (and
+    :class:`~advmask.maskers.AdversarialMasker`) pass on, checked against its signature.
+
+    Args:
+        name: the name users pass as ``score_network=``.
+        overwrite: replace an existing entry instead of raising.
+
+    Raises:
+        ValueError: if ``name`` is registered already and ``overwrite`` is False.
+        TypeError: if ``name`` is not a str, or what is registered is not callable.
+
+    Example:
+        .. code-block:: python
+
+            @register_score_network("cnn")
+            class CNNScoreNetwork(ScoreNetwork):
+                def encode(self, embedded, lengths): ...
+
+            masker = AdversarialMasker(vocab_size, rate=0.3, score_network="cnn")
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r}")
+
+    def decorator(builder: ScoreNetworkBuilder) -> ScoreNetworkBuilder:
+        if not callable(builder):
+            raise TypeError(f"a score network builder must be callable, got {builder!r}")
+        if name in _SCORE_NETWORKS and not overwrite:
+            raise ValueError(f"a score network named {name!r} is already registered")
+        _SCORE_NETWORKS[name] = builder
+        return builder
+
+    return decorator
+
+
+register_score_network("lstm")(LSTMScoreNetwork)
+register_score_network("gru")(GRUScoreNetwork)
+register_score_network("transformer")(TransformerScoreNetwork)
+
+
+def build_score_network(name: str, vocab_size: int, **settings: Any) -> nn.Module:
+    """The score network registered under ``name``, built with ``settings``.
+
+    Args:
+        name: a key of :data:`SCORE_NETWORKS`.
+        vocab_size: number of token ids.
+        **settings: keyword arguments of the registered class, for example
+            ``embedding_dim``, ``hidden_size``, ``std``, ``padding_idx``, ``validate_args``
+            and, for ``"transformer"``, ``max_length``.
+
+    Raises:
+        ValueError: for an unknown name (listing the known ones), or a setting the
+            registered class does not take (naming it).
+
+    Example:
+        >>> net = build_score_network("transformer", 10, embedding_dim=4, hidden_size=8,
+        ...                           max_length=1024)
+        >>> net.max_length
+        1024
+    """
+    if not isinstance(name, str) or name not in _SCORE_NETWORKS:
+        known = ", ".join(repr(n) for n in _SCORE_NETWORKS)
         raise ValueError(f"score_network must be one of {known} or an nn.Module, got {name!r}")
-    return SCORE_NETWORKS[name](
-        vocab_size, embedding_dim, hidden_size, std=std, padding_idx=padding_idx
-    )
+    builder = _SCORE_NETWORKS[name]
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(settings) - set(parameters)) if not takes_any else []
+    if unknown:
+        known = ", ".join(n for n in parameters if n not in ("self", "vocab_size"))
+        raise ValueError(
+            f"score network {name!r} takes no setting {unknown[0]!r}; its settings: {known}"
+        )
+    return builder(vocab_size, **settings)

@@ -2,9 +2,9 @@
 
 The forward pass is the hard K-hot mask; the backward pass is the gradient of a relaxation
 (straight-through, Paulus et al. 2020). ``1`` in every mask returned here means "drop".
-The hard mask itself, :func:`~advmask.hard_selection.hard_bottom_k`, is defined in
-``advmask.hard_selection``, which the relaxations import without importing this module, and is
-re-exported (and documented) here.
+The hard mask itself, :func:`~advmask.hard_selection.hard_bottom_k`, is defined one layer
+below, in ``advmask.hard_selection``: the relaxations (``"perturbed"``) need the hard mask too,
+and this module needs the relaxations. It is re-exported (and documented) here.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from advmask.checks import (
     INT_DTYPES,
     check_mask_like,
     check_tensor,
-    checking_values,
+    checks_values,
 )
 from advmask.hard_selection import hard_bottom_k, mask_dtype
-from advmask.relaxations import get_relaxation
+from advmask.relaxations import Relaxation, get_relaxation
 
 # With __all__, autodoc documents the re-exported hard_bottom_k on this module's page too.
 __all__ = ["bottom_k", "hard_bottom_k", "relaxed_bottom_k", "straight_through"]
@@ -50,7 +50,7 @@ def bottom_k(
     scores: Tensor,
     k: Tensor,
     eligible: Tensor,
-    relaxation: str | None = "euclidean",
+    relaxation: str | Relaxation | None = "euclidean",
     *,
     generator: torch.Generator | None = None,
     **options: Any,
@@ -58,7 +58,7 @@ def bottom_k(
     """Exactly-K mask of the smallest scores, differentiable through a relaxation.
 
     Forward: the hard mask of :func:`~advmask.hard_selection.hard_bottom_k`. Backward: the
-    gradient of the named relaxation (see :mod:`advmask.relaxations`), straight-through. Rows
+    gradient of the relaxation (see :mod:`advmask.relaxations`), straight-through. Rows
     with ``k = 0`` or ``k = n`` have a constant hard mask, so their gradient is exactly zero (a
     relaxation run on them would only add a spurious gradient); ineligible positions always get
     zero gradient.
@@ -68,7 +68,8 @@ def bottom_k(
             scores are upcast to float32.
         k: (B,) integer number to drop per row, ``0 <= k[b] <= eligible[b].sum()``.
         eligible: (B, T) bool, True where a position may be dropped.
-        relaxation: name of a registered relaxation, or None for the hard mask only.
+        relaxation: name of a registered relaxation, a relaxation function (see
+            :class:`~advmask.relaxations.Relaxation`), or None for the hard mask only.
         generator: random generator for stochastic relaxations (``"perturbed"``).
         **options: hyper-parameters of the relaxation (for example ``temperature``).
 
@@ -92,8 +93,25 @@ def bottom_k(
     k = check_tensor("k", k, ndim=1, dtypes=INT_DTYPES)
     if k.shape[0] != scores.shape[0]:
         raise ValueError(f"k must have shape ({scores.shape[0]},), got {tuple(k.shape)}")
-    if checking_values():
+    if checks_values():
         _check_k_and_scores(scores, k, eligible)
+    return _unchecked_bottom_k(scores, k, eligible, relax, generator, options)
+
+
+def _unchecked_bottom_k(
+    scores: Tensor,
+    k: Tensor,
+    eligible: Tensor,
+    relax: Any,
+    generator: torch.Generator | None,
+    options: dict[str, Any],
+) -> Tensor:
+    """:func:`bottom_k` of input already checked: no check here, neither of shapes nor values.
+
+    For a caller that validated at its own boundary (:class:`~advmask.maskers.AdversarialMasker`
+    builds ``k`` in range and checks its scores). Arguments as :func:`bottom_k`'s, with
+    ``relax`` the relaxation itself (a function, or None for the hard mask only).
+    """
     scores = scores.to(mask_dtype(scores.dtype))
     k = k.to(torch.int64)
     hard = hard_bottom_k(scores.detach(), k, eligible)

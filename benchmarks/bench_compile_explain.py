@@ -13,13 +13,8 @@ import warnings
 
 import torch
 
-from advmask import (
-    AdversarialMasker,
-    GRUScoreNetwork,
-    LSTMScoreNetwork,
-    TransformerScoreNetwork,
-    set_value_checks,
-)
+from advmask import AdversarialMasker, LSTMScoreNetwork, set_value_checks
+from advmask.scores import GRUScoreNetwork, TransformerScoreNetwork
 
 VOCAB, EMBEDDING, HIDDEN = 100, 16, 32
 

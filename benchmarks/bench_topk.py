@@ -29,7 +29,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import interleaved, paired_ratios, summary
 
-from advmask import AdversarialMasker, bottom_k, num_to_drop
+from advmask import AdversarialMasker, bottom_k
+from advmask.budget import num_to_drop
 from advmask.relaxations import RELAXATIONS
 from advmask.training.console import print_table
 

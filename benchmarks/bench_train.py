@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         decoder="double-lstm",
         rate=args.rate,
         relaxation=args.relaxation,
+        std="fixed",  # the recipe's default
         adversary_embedding_dim=args.embedding,
         adversary_hidden_size=args.adversary_hidden or args.hidden,
     )

@@ -77,8 +77,8 @@ class Size:
     def spec(self, dropout: str) -> ModelSpec:
         return ModelSpec(
             vocab_size=self.vocab, embedding_dim=self.embedding, hidden_size=self.hidden,
-            latent_dim=32, dropout=dropout, rate=0.4, adversary_embedding_dim=self.embedding,
-            adversary_hidden_size=self.hidden,
+            latent_dim=32, dropout=dropout, rate=0.4, std="fixed",
+            adversary_embedding_dim=self.embedding, adversary_hidden_size=self.hidden,
         )  # fmt: skip
 
 

@@ -22,9 +22,9 @@ from advmask import (
     MaskedEmbedding,
     UniformMasker,
     mask_input_embeddings,
-    num_to_drop,
     unmask_input_embeddings,
 )
+from advmask.budget import num_to_drop
 from advmask.seqvae.models import DoubleLSTMDecoder, LSTMDecoder, TransformerDecoder
 
 PAD, BOS, EOS = 0, 1, 2

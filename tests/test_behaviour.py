@@ -48,7 +48,10 @@ def toy_loss(mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 def train(relaxation: str, kl_weight: float, steps: int = 200, **kwargs) -> AdversarialMasker:
     torch.manual_seed(0)
-    options = {"embedding_dim": 16, "hidden_size": 32, "padding_idx": None, **kwargs}
+    options = kwargs
+    if not isinstance(kwargs.get("score_network"), torch.nn.Module):
+        # settings of a named network (a built one is refused them: it would ignore them)
+        options = {"embedding_dim": 16, "hidden_size": 32, "padding_idx": None, **kwargs}
     masker = AdversarialMasker(
         VOCAB, RATE, kl_weight, relaxation, relaxation_options=RELAXATIONS[relaxation], **options
     )

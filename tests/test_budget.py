@@ -6,7 +6,7 @@ The hypothesis property tests are in tests/properties/test_budget.py.
 import pytest
 import torch
 
-from advmask import eligible_positions, num_to_drop
+from advmask.budget import eligible_positions, num_to_drop
 
 from .properties._helpers import reference_k
 

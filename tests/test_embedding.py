@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advmask.budget import num_to_drop
+from advmask.checks import set_value_checks
 from advmask.embedding import MaskedEmbedding, mask_embeddings
 from advmask.maskers import AdversarialMasker, UniformMasker
 from advmask.regularizer import score_kl
@@ -261,33 +262,51 @@ def test_out_of_vocabulary_ids_name_the_id_position_and_vocabulary(training, bad
     assert f"[0, {VOCAB})" in message and f"got {bad_id} at position {position}" in message
 
 
-def test_out_of_vocabulary_check_is_a_skippable_value_check(monkeypatch) -> None:
-    # Value checks are off under torch.compile (and when switched off): then the embedding's
+def test_out_of_vocabulary_check_is_a_skippable_value_check() -> None:
+    # Value checks are off under torch.compile, when switched off for the wrapper
+    # (validate_args=False) and, by default, when switched off globally: then the embedding's
     # own error surfaces, and no host sync is spent on the check.
-    import advmask.embedding
-
-    monkeypatch.setattr(advmask.embedding, "checking_values", lambda: False)
-    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), None)
+    masked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), None, validate_args=False)
     with pytest.raises(IndexError):
         masked(torch.tensor([[2, VOCAB]]))
+    set_value_checks(False)
+    try:
+        with pytest.raises(IndexError):
+            MaskedEmbedding(nn.Embedding(VOCAB, DIM), None)(torch.tensor([[2, VOCAB]]))
+        # An explicit validate_args=True decides for the wrapper, whatever the default.
+        checked = MaskedEmbedding(nn.Embedding(VOCAB, DIM), None, validate_args=True)
+        with pytest.raises(ValueError, match=f"got {VOCAB} at position"):
+            checked(torch.tensor([[2, VOCAB]]))
+    finally:
+        set_value_checks(True)
+    with pytest.raises(TypeError, match="validate_args must be a bool or None, got 1"):
+        MaskedEmbedding(nn.Embedding(VOCAB, DIM), None, validate_args=1)
 
 
-def test_ids_checked_skips_only_the_id_check(monkeypatch) -> None:
+def test_unchecked_path_skips_only_the_id_check(monkeypatch) -> None:
     # A caller that checked the ids already (SequenceVAE, with its lengths, in one host read)
-    # must not pay a second sync; the masker is still called and checks what it checks.
+    # calls the unchecked path and must not pay a second sync; the masker is still called
+    # and checks what it checks.
     import advmask.embedding
 
     checked = []
-    monkeypatch.setattr(advmask.embedding, "_check_ids", lambda *args: checked.append(args))
+    monkeypatch.setattr(advmask.embedding, "check_ids", lambda *args: checked.append(args))
     masked, _ = setup(UniformMasker(rate=1.0))
     tokens, lengths = batch([4, 2])
     masked(tokens, lengths)
     assert len(checked) == 1
-    out = masked(tokens, lengths, ids_checked=True)
+    out = masked._embed_and_mask(tokens, lengths, None)
     assert len(checked) == 1
     assert masked.last_output is not None and torch.all(out[masked.last_output.mask.bool()] == 0)
     with pytest.raises(ValueError, match=r"lengths must be in \[0, T=5\]"):
-        masked(tokens, torch.tensor([6, 2]), ids_checked=True)
+        masked._embed_and_mask(tokens, torch.tensor([6, 2]), None)
+
+
+def test_the_removed_ids_checked_is_refused_naming_validate_args() -> None:
+    masked, _ = setup(UniformMasker(rate=1.0))
+    tokens, lengths = batch([4, 2])
+    with pytest.raises(TypeError, match=r"ids_checked.*validate_args=False"):
+        masked(tokens, lengths, ids_checked=True)
 
 
 @pytest.mark.parametrize("fill", ["zero", "token", "learned"])

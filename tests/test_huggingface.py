@@ -18,11 +18,11 @@ from advmask import (
     AdversarialMasker,
     MaskedEmbedding,
     UniformMasker,
-    dann_schedule,
     mask_input_embeddings,
-    num_to_drop,
     unmask_input_embeddings,
 )
+from advmask.budget import num_to_drop
+from advmask.reversal import dann_schedule
 
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "advmask"
 
 
@@ -69,3 +71,31 @@ def test_the_import_reader_finds_the_known_imports() -> None:
     # The two tests above would pass vacuously if the reader found no import at all.
     assert "advmask.checks" in imported_modules(PACKAGE / "training" / "distributed.py")
     assert ("advmask.seqvae.vae", "advmask.checks") in cross_layer_imports()
+
+
+def core_modules() -> list[Path]:
+    """The core's source files: ``advmask`` outside ``seqvae`` and ``training``."""
+    return [path for path in PACKAGE.rglob("*.py") if layer(module_name(path)) == "core"]
+
+
+def test_the_core_api_has_at_most_20_names() -> None:
+    import advmask
+
+    assert len(advmask.__all__) <= 20, sorted(advmask.__all__)
+    assert all(hasattr(advmask, name) for name in advmask.__all__)
+
+
+def test_no_core_module_is_over_500_lines() -> None:
+    lengths = {module_name(path): len(path.read_text().splitlines()) for path in core_modules()}
+    assert "advmask.embedding" in lengths and "advmask.relaxations.registry" in lengths
+    assert {name: n for name, n in lengths.items() if n > 500} == {}
+
+
+def test_names_moved_out_of_the_core_api_warn_and_name_their_module() -> None:
+    import advmask
+    from advmask.budget import num_to_drop
+
+    with pytest.warns(DeprecationWarning, match="from advmask.budget import num_to_drop"):
+        assert advmask.num_to_drop is num_to_drop
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = advmask.no_such_name

@@ -1,8 +1,10 @@
 """AdversarialMasker and UniformMasker (SPEC §1, §2, §5, §7)."""
 
+import inspect
 import itertools
 import math
 from collections.abc import Callable
+from types import MappingProxyType
 
 import pytest
 import torch
@@ -14,8 +16,11 @@ from torch import nn
 from advmask.budget import eligible_positions, num_to_drop
 from advmask.maskers import AdversarialMasker, UniformMasker, drop_probabilities
 from advmask.regularizer import score_kl
+from advmask.relaxations import RELAXATIONS
 from advmask.reversal import dann_schedule
+from advmask.scores import LSTMScoreNetwork, TransformerScoreNetwork, register_score_network
 from advmask.selection import bottom_k, hard_bottom_k
+from advmask.seqvae.factory import ModelSpec
 
 from .properties.strategies import RATES, lengths_and_length
 
@@ -283,6 +288,20 @@ def call_adversarial(**kwargs):
             ["relaxation_options", "temprature"],
         ),
         (lambda: adversarial(0.5, std="exp"), ValueError, ["std", "'exp'"]),
+        (lambda: adversarial(0.5, relaxation=42), TypeError, ["relaxation", "int"]),
+        (
+            lambda: AdversarialMasker(
+                VOCAB, 0.5, score_network=ConstantScores(0.0, 1.0), std="bogus", hidden_size=-5
+            ),
+            ValueError,
+            ["std='bogus'", "score_network", "ConstantScores"],
+        ),
+        (
+            lambda: adversarial(0.5, score_network="transformer", bidirectional=True),
+            ValueError,
+            ["'transformer'", "'bidirectional'"],
+        ),
+        (lambda: adversarial(0.5, validate_args="yes"), TypeError, ["validate_args", "'yes'"]),
         (lambda: adversarial(0.5, score_network="cnn"), ValueError, ["score_network", "'cnn'"]),
         (lambda: adversarial(0.5, grl_scale=-1.0), ValueError, ["scale", "-1.0"]),
         (lambda: UniformMasker(2.0), ValueError, ["rate", "2.0"]),
@@ -344,6 +363,76 @@ def test_bad_input_names_argument_and_value(call, error, words) -> None:
         call()
     for word in words:
         assert word in str(info.value)
+
+
+# --- what the masker is given: a score network, a relaxation -----------------------------------
+
+
+def test_a_built_score_network_refuses_every_setting_it_would_ignore() -> None:
+    network = LSTMScoreNetwork(VOCAB, 4, 6)
+    for setting in ({"std": "fixed"}, {"hidden_size": 8}, {"padding_idx": 0}, {"max_length": 9}):
+        with pytest.raises(ValueError, match="score_network is a built LSTMScoreNetwork") as info:
+            AdversarialMasker(VOCAB, 0.5, score_network=network, **setting)
+        assert "\n" not in str(info.value) and next(iter(setting)) in str(info.value)
+    assert AdversarialMasker(VOCAB, 0.5, score_network=network).score_network is network
+
+
+def test_a_named_score_network_gets_its_settings_and_the_masker_checks_for_it() -> None:
+    masker = adversarial(0.5, score_network="transformer", max_length=600, num_heads=2)
+    assert isinstance(masker.score_network, TransformerScoreNetwork)
+    assert masker.score_network.max_length == 600
+    # The masker checked the input: the network it built does not check again.
+    assert masker.validate_args is None and masker.score_network.validate_args is False
+    tokens = random_tokens(torch.tensor([600, 300]), 600)
+    out = masker(tokens, torch.tensor([600, 300]))
+    assert out.k.tolist() == [300, 150]
+    assert torch.equal(out.mask.sum(1).long(), out.k)
+
+
+def test_no_padding_id_by_default_and_the_same_std_default_as_model_spec() -> None:
+    # id 0 is a real token in GPT-2's vocabulary: the core assumes no padding id.
+    assert adversarial(0.5).score_network.embedding.padding_idx is None
+    assert adversarial(0.5, padding_idx=0).score_network.embedding.padding_idx == 0
+    default_std = inspect.signature(LSTMScoreNetwork).parameters["std"].default
+    assert adversarial(0.5).score_network.std_mode == default_std
+    assert ModelSpec(vocab_size=VOCAB).std == default_std
+
+
+def test_a_relaxation_function_works_as_its_registered_name() -> None:
+    tokens = random_tokens(torch.tensor([6, 4]), 6)
+    lengths = torch.tensor([6, 4])
+    outputs = []
+    for relaxation in ("euclidean", RELAXATIONS["euclidean"]):
+        masker = adversarial(0.5, relaxation=relaxation)
+        out = masker(tokens, lengths, generator=torch.Generator().manual_seed(1))
+        (out.mask * torch.arange(6.0)).sum().backward()
+        grads = [p.grad.clone() for p in masker.parameters() if p.grad is not None]
+        outputs.append((out.mask.detach(), grads))
+    (mask, grads), (mask_fn, grads_fn) = outputs
+    assert torch.equal(mask, mask_fn)
+    assert len(grads) == len(grads_fn) > 0
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads_fn, strict=True))
+
+
+def test_register_score_network_adds_a_name_the_masker_accepts(monkeypatch) -> None:
+    import advmask.scores
+
+    monkeypatch.setattr(advmask.scores, "_SCORE_NETWORKS", dict(advmask.scores._SCORE_NETWORKS))
+    monkeypatch.setattr(
+        advmask.scores, "SCORE_NETWORKS", MappingProxyType(advmask.scores._SCORE_NETWORKS)
+    )
+
+    @register_score_network("constant-example")
+    def constant(vocab_size, *, std=1.0, validate_args=None):
+        return ConstantScores(0.0, std)
+
+    assert "constant-example" in advmask.scores.SCORE_NETWORKS
+    masker = AdversarialMasker(VOCAB, 0.5, score_network="constant-example", std=2.0)
+    assert masker.score_network.std == 2.0
+    with pytest.raises(ValueError, match="already registered"):
+        register_score_network("constant-example")(constant)
+    with pytest.raises(TypeError):
+        advmask.scores.SCORE_NETWORKS["other"] = constant  # a read-only view
 
 
 # --- uniform limits (SPEC §7) ------------------------------------------------------------------

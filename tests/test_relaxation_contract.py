@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 import advmask
-from advmask import bottom_k, hard_bottom_k
+from advmask import bottom_k
+from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations import RELAXATIONS
 from advmask.selection import relaxed_bottom_k
 

@@ -14,7 +14,8 @@ import torch
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from advmask import AdversarialMasker, hard_bottom_k
+from advmask import AdversarialMasker
+from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations import RELAXATIONS
 from advmask.scores import build_score_network
 

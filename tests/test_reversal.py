@@ -8,7 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask import GradientReversal, dann_schedule, grad_reverse
+from advmask import GradientReversal
+from advmask.reversal import dann_schedule, grad_reverse
 
 
 def test_forward_is_bitwise_identity() -> None:

@@ -129,9 +129,10 @@ def test_gradcheck_through_the_network(name) -> None:
 
 
 def test_owns_its_embedding_and_starts_at_unit_std() -> None:
-    net = LSTMScoreNetwork(VOCAB, 6, 8)
+    net = LSTMScoreNetwork(VOCAB, 6, 8, padding_idx=0)
     assert isinstance(net.embedding, nn.Embedding)
     assert net.embedding.padding_idx == 0
+    assert LSTMScoreNetwork(VOCAB, 6, 8).embedding.padding_idx is None  # no padding id
     # The std channel starts at exactly 1 when the head's weights are zero.
     with torch.no_grad():
         net.head.weight.zero_()
@@ -148,6 +149,12 @@ def test_registry_and_builder() -> None:
     assert net.head.out_features == 1 and net.head.bias is None
     with pytest.raises(ValueError, match="'cnn'"):
         build_score_network("cnn", VOCAB)
+    with pytest.raises(ValueError, match="'gru' takes no setting 'max_length'"):
+        build_score_network("gru", VOCAB, max_length=600)
+    # The Transformer's position table is sized by max_length (it refused 513 tokens at 512).
+    net = build_score_network("transformer", VOCAB, embedding_dim=4, hidden_size=8, max_length=513)
+    tokens, lengths = batch([513], 513)
+    assert net(tokens, lengths)[0].shape == (1, 513)
 
 
 def test_empty_batches() -> None:

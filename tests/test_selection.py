@@ -6,8 +6,10 @@ The hypothesis property tests are in tests/properties/test_selection.py.
 import pytest
 import torch
 
-from advmask import bottom_k, hard_bottom_k, straight_through
+from advmask import bottom_k
+from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations import RELAXATIONS
+from advmask.selection import straight_through
 
 
 def test_ties_lower_index_first() -> None:

@@ -187,6 +187,33 @@ def test_sequence_vae_checks_lengths_and_ids_once_at_its_entry() -> None:
         model(torch.full((2, 5), 41), torch.tensor([5, 5]))
 
 
+def test_validate_args_decides_for_its_object_whatever_the_default() -> None:
+    masker, tokens, lengths = masker_problem()
+    run = masker_step(masker, tokens, lengths)
+    run()
+    masker.validate_args = False  # with the default switch on
+    assert host_reads(run) == 0
+    ones = torch.ones(2, 4, dtype=torch.int64)
+    set_value_checks(False)
+    try:
+        checked = AdversarialMasker(40, 0.4, embedding_dim=8, hidden_size=8, validate_args=True)
+        with pytest.raises(ValueError, match=r"lengths must be in \[0, T=9\]"):
+            checked(tokens, torch.tensor([10, 1, 1, 1]))
+        with pytest.raises(ValueError, match=r"lengths must be in \[0, T=4\]"):
+            UniformMasker(0.5, validate_args=True)(ones, torch.tensor([5, 1]))
+    finally:
+        set_value_checks(True)
+    # validate_args=False: the bad length goes unchecked, as with the switch off.
+    UniformMasker(0.5, validate_args=False)(ones, torch.tensor([5, 1]))
+
+
+def test_the_removed_thread_local_names_are_refused_naming_the_new_way() -> None:
+    with pytest.raises(ImportError, match="trusted was removed: give the object validate_args"):
+        from advmask.checks import trusted  # noqa: F401
+    with pytest.raises(ImportError, match="checking_values was removed: use checks_values"):
+        from advmask.checks import checking_values  # noqa: F401
+
+
 def test_checks_off_skips_value_checks_but_not_shape_checks(checks_off) -> None:
     masker, tokens, _ = masker_problem()
     with pytest.raises(ValueError, match="lengths must have one entry per row"):

@@ -61,15 +61,28 @@ def register_relaxation(
     return decorator
 
 
-def get_relaxation(name: str) -> Relaxation:
-    """The relaxation registered under ``name``; ValueError listing the known names if none."""
-    if not isinstance(name, str):
-        raise TypeError(f"relaxation must be a name (str), got {type(name).__name__}")
+def get_relaxation(relaxation: str | Relaxation) -> Relaxation:
+    """The relaxation registered under a name, or a relaxation function itself.
+
+    Args:
+        relaxation: a key of :data:`RELAXATIONS`, or a function with the signature of
+            :class:`Relaxation` (returned as it is).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+        TypeError: for anything else than a str or a callable.
+    """
+    if callable(relaxation):
+        return relaxation
+    if not isinstance(relaxation, str):
+        raise TypeError(
+            f"relaxation must be a registered name or a function, got {type(relaxation).__name__}"
+        )
     try:
-        return RELAXATIONS[name]
+        return RELAXATIONS[relaxation]
     except KeyError:
         known = ", ".join(repr(n) for n in sorted(RELAXATIONS))
-        raise ValueError(f"unknown relaxation {name!r}; known: {known}") from None
+        raise ValueError(f"unknown relaxation {relaxation!r}; known: {known}") from None
 
 
 def parse_relaxation_options(name: str, items: Sequence[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from advmask.maskers import AdversarialMasker, UniformMasker
-from advmask.seqvae.data.vocab import UNK_ID
+from advmask.seqvae.data.vocab import PAD_ID, UNK_ID
 from advmask.seqvae.models import DECODERS, LSTMEncoder
 from advmask.seqvae.vae import SequenceVAE
 from advmask.training.checkpoint import load_checkpoint, save_checkpoint
@@ -41,7 +41,8 @@ class ModelSpec:
         kl_weight: ``lambda``, weight of the adversary's KL regulariser.
         relaxation: top-K relaxation of the adversary (see :mod:`advmask.relaxations`).
         relaxation_options: its keyword settings (e.g. ``{"temperature": 0.5}``).
-        std: ``"fixed"`` (unit variance, the authors' code) or ``"softplus"`` (learned).
+        std: ``"softplus"`` (learned, the default, as in :class:`advmask.AdversarialMasker`)
+            or ``"fixed"`` (unit variance, the authors' code and the recipe's default).
         adversary_embedding_dim: embedding size of the score network.
         adversary_hidden_size: hidden size of the score network.
         encoder_init: ``"authors"`` or ``"pytorch"`` (see
@@ -72,7 +73,7 @@ class ModelSpec:
     rate: float = 0.0
     kl_weight: float = 1.0
     relaxation: str = "euclidean"
-    std: str = "fixed"
+    std: str = "softplus"
     adversary_embedding_dim: int = 512
     adversary_hidden_size: int = 1024
     encoder_init: str = "authors"
@@ -146,6 +147,7 @@ def build_sequence_vae(spec: ModelSpec) -> SequenceVAE:
             std=spec.std,
             embedding_dim=spec.adversary_embedding_dim,
             hidden_size=spec.adversary_hidden_size,
+            padding_idx=PAD_ID,  # the core has no padding id by default
         )
     return SequenceVAE(encoder, decoder, masker, fill=spec.fill, unk_id=spec.unk_id)
 
@@ -174,7 +176,8 @@ def sequence_vae_from_state(state: dict[str, Any]) -> tuple[SequenceVAE, ModelSp
     """The model of a checkpoint already loaded (:func:`load_sequence_vae` without the file),
     so that its other entries (``epoch``, ``step``) are read from the same file as the
     weights."""
-    spec = ModelSpec(**state["spec"])
+    # "fixed" was ModelSpec's default before 0.1: a spec saved without it meant that.
+    spec = ModelSpec(**{"std": "fixed", **state["spec"]})
     model = build_sequence_vae(spec)
     model.load_state_dict(state["state_dict"])
     return model.eval(), spec

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from advmask.adapters import mask_input_embeddings
-from advmask.checks import check_tokens_lengths, trusted
+from advmask.checks import check_tokens_lengths
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
 from advmask.seqvae.decoder_inputs import decoder_inputs
@@ -190,6 +190,12 @@ class SequenceVAE(nn.Module):
         """``q(z|x)`` as (mean, logvar), each (B, D)."""
         return self.encoder(tokens, lengths)
 
+    def _posterior_of_checked(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`posterior` of input :meth:`forward` has checked: the encoder's unchecked path
+        where it has one (:class:`~advmask.seqvae.models.LSTMEncoder`), else its call."""
+        encode = getattr(self.encoder, "_encode", self.encoder)
+        return encode(tokens, lengths)
+
     def fill_vector(self) -> Tensor | None:
         """(E,) vector a dropped input is replaced by; None means the zero vector."""
         return self.input_embedding.fill_vector()
@@ -311,17 +317,14 @@ class SequenceVAE(nn.Module):
         tokens, lengths = check_tokens_lengths(
             tokens, lengths, vocab_size=input_embedding.num_embeddings, min_length=2
         )
-        with trusted():
-            mean, logvar = self.posterior(tokens, lengths)
+        mean, logvar = self._posterior_of_checked(tokens, lengths)
         # z is drawn before the masker's noise and the decoder's dropout: the order of the
         # random draws fixes the results of a seed. A refined posterior needs the inputs first.
         if refine is None:
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         inputs = decoder_inputs(tokens, lengths)
         # Training mode: the masker drops some of the words; eval mode: the plain embedding.
-        embedded = input_embedding(
-            inputs.ids, inputs.lengths, protected=inputs.protected, ids_checked=True
-        )
+        embedded = input_embedding._embed_and_mask(inputs.ids, inputs.lengths, inputs.protected)
         masker_output = input_embedding.last_output
         if refine is not None:
             mean, logvar = refine(tokens, lengths, embedded, mean, logvar)

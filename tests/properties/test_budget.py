@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask import num_to_drop
+from advmask.budget import num_to_drop
 
 from ._helpers import reference_k
 from .strategies import RATES

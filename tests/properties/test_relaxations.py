@@ -12,7 +12,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from advmask import bottom_k, hard_bottom_k
+from advmask import bottom_k
+from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations import RELAXATIONS
 from advmask.selection import relaxed_bottom_k
 

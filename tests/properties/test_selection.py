@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advmask import hard_bottom_k
+from advmask.hard_selection import hard_bottom_k
 
 from .strategies import selection_problems
 

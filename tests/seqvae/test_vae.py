@@ -237,11 +237,13 @@ def test_the_decoder_embedding_is_the_masked_embedding_holding_masker_and_fill()
 def test_training_and_dropped_reconstruction_go_through_masked_embedding(monkeypatch) -> None:
     # Spy on the wrapper's forward and drop: the VAE's training step must call them (and what
     # forward returns must be what the decoder reads), so that a fix made in MaskedEmbedding
-    # reaches the model and the two paths cannot diverge again.
+    # reaches the model and the two paths cannot diverge again. The VAE checks the ids at its
+    # entry and calls the wrapper's forward past its id check (_embed_and_mask), the part of
+    # forward that embeds and masks: that is the part spied on.
     from advmask.embedding import MaskedEmbedding
 
     calls = {"forward": 0, "drop": 0}
-    forward, drop = MaskedEmbedding.forward, MaskedEmbedding.drop
+    forward, drop = MaskedEmbedding._embed_and_mask, MaskedEmbedding.drop
     marker = 1e3  # added to the wrapper's output: visible in the loss if the decoder reads it
 
     def spy_forward(self, *args, **kwargs):
@@ -256,7 +258,7 @@ def test_training_and_dropped_reconstruction_go_through_masked_embedding(monkeyp
     tokens, lengths = batch([4, 6, 2])
     torch.manual_seed(3)
     plain = vae(tokens, lengths)
-    monkeypatch.setattr(MaskedEmbedding, "forward", spy_forward)
+    monkeypatch.setattr(MaskedEmbedding, "_embed_and_mask", spy_forward)
     monkeypatch.setattr(MaskedEmbedding, "drop", spy_drop)
     torch.manual_seed(3)
     spied = vae(tokens, lengths)

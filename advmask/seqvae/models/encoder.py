@@ -59,6 +59,11 @@ class LSTMEncoder(SequenceModule):
         tokens, lengths = check_tokens_lengths(
             tokens, lengths, vocab_size=self.vocab_size, min_length=1
         )
+        return self._encode(tokens, lengths)
+
+    def _encode(self, tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` of input already checked (by :class:`~advmask.seqvae.vae.SequenceVAE`,
+        at its entry): no value check here."""
         if tokens.shape[0] == 0:
             raise ValueError(f"tokens must have at least one row, got shape {tuple(tokens.shape)}")
         # The LSTM is causal, so its state at t = lengths - 1 has read tokens[:lengths] only:
