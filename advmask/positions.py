@@ -16,7 +16,7 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class ValidInputs:
-    """The positions set by :meth:`MaskedEmbedding.valid_inputs`."""
+    """The positions set by :meth:`~advmask.embedding.MaskedEmbedding.valid_inputs`."""
 
     lengths: Tensor | None
     protected: Tensor | None

@@ -107,9 +107,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # comparison is paired. ~1,000 steps: EMA 0.9995 would still weigh the initial weights by
     # ~0.5, and the authors' init leaves a 128-unit encoder blind to x (AU 0) in that budget.
     # No embedding dropout (the AWD authors' decoder): with it, word dropout cost likelihood.
-    # Uniform and adversarial dropout only, so that six runs fill two processes three times
-    # over (under 5 minutes on a slow 2-core VM); ``--dropout none uniform adversarial`` adds
-    # the no-dropout baseline (half as much time again).
+    # Uniform and adversarial dropout only: six runs fill two processes three times over
+    # (under 5 minutes on a slow 2-core VM); ``--dropout none uniform adversarial`` adds one.
     "synthetic": dict(
         dropout=("uniform", "adversarial"), rate=(0.4,), seed=(0, 1, 2), embedding_dim=64,
         hidden_size=128, latent_dim=16, adversary_embedding_dim=32, adversary_hidden_size=64,

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 GRID_SETTINGS = ("dropout", "seed", "rate", "kl_weight")
-"""The settings that list the runs of a grid: a value given twice would be one run twice."""
+"""The settings that list the runs of a grid (a value given twice would be one run twice)."""
 
 
 class SettingError(ValueError):

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -95,7 +95,8 @@ class Hooks:
     step: Callable[[Any, int], tuple[Mapping[str, Tensor], dict[str, Any]]]
     validate: Callable[[Watch], dict[str, Any]]
     on_best: Callable[[Progression], None]
-    log_columns: Callable[[], dict[str, Any]] = dict
+    # default_factory: a callable default set as a class attribute would read as a method.
+    log_columns: Callable[[], dict[str, Any]] = field(default_factory=lambda: dict)
     loss_key: str = "neg_elbo"
 
 
@@ -113,7 +114,7 @@ class Display:
     console: Console
     progress: Progress
     label: str
-    describe: Callable[[dict[str, Any]], str] = str
+    describe: Callable[[dict[str, Any]], str] = field(default_factory=lambda: str)
 
 
 def fit(
