@@ -18,20 +18,15 @@ Sections (``--sections``, all by default):
   matmul makes (the loss reads them forward and backward and writes their gradient) at the
   memory bandwidth measured here; what the step takes beyond that is overhead to hunt.
 
-``--precision fp32 bf16`` times ``step`` and ``iw`` in each precision, interleaved in the same
-repeats, and adds the paired bf16 / fp32 ratio. bf16 pays on CPUs with AMX and on Ampere+ GPUs;
-say which CPU flags (``lscpu``) a measurement had.
-
-Every repeat runs every method once in shuffled order; ratios are paired per repeat and
+``--precision fp32 bf16`` times ``step`` and ``iw`` in each precision in the same repeats and
+adds the paired bf16 / fp32 ratio (bf16 pays on AMX CPUs and Ampere+ GPUs: give ``lscpu``). Every
+repeat runs every method once in shuffled order; ratios are paired per repeat and
 reported as median [min-max] (see ``benchmarks/_timing.py``). ``--json FILE`` writes the raw
 timings, which ``benchmarks/compare_commits.py`` pairs across two checkouts.
 
-Usage::
-
-    python benchmarks/bench_train.py --threads 1
-    python benchmarks/bench_train.py --sections step --json step.json
-    python benchmarks/bench_train.py --hidden 2048 --vocab 20000 --length 80 --device cuda
-    python benchmarks/bench_train.py --threads 1 --precision fp32 bf16 --sections step iw floor
+Usage: ``python benchmarks/bench_train.py --threads 1`` (all sections), ``--sections step
+--json step.json``, ``--hidden 2048 --vocab 20000 --length 80 --device cuda``, ``--threads 1
+--precision fp32 bf16 --sections step iw floor``.
 """
 
 from __future__ import annotations
