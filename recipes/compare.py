@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         help="print A - B paired by seed; A and B are dropout kinds or row labels",
     )
     args = parser.parse_args(argv)
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True)  # a line per message, never broken inside a path
     run_dirs = []
     for run_dir in map(Path, args.run_dirs):
         if not run_dir.is_dir():
@@ -104,7 +104,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"on validation -ELBO (best of {len(rivals)}"
                 f"{_seeds_note(rivals)})",
                 highlight=False,
-                soft_wrap=True,
             )
         groups = {label: groups[label] for label in chosen.values()}
     # A wrong --paired name is an error before any table is printed.
@@ -112,13 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     table = results_table(runs, title=f"{args.split} results", split=args.split, groups=groups)
     print_table(console, table)
     legend = results_legend([str(column.header) for column in table.columns])
-    console.print(legend, highlight=False, soft_wrap=True)
+    console.print(legend, highlight=False)
     if paired is None:
         return
     label_a, label_b, differences = paired
     print_table(console, paired_table(differences, label_a, label_b, args.split))
     line = comparison_line(label_a, label_b, differences)
-    console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(line, highlight=False, markup=False)
     seeds = {label: {run_seed(run) for run in groups[label]} for label in (label_a, label_b)}
     for label in seeds:
         alone = sorted(seeds[label] - (seeds[label_a] & seeds[label_b]))

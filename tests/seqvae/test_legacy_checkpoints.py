@@ -163,13 +163,17 @@ def test_new_checkpoints_round_trip_with_the_new_keys(tmp_path, fill, dropout) -
     build_sequence_vae(spec).load_state_dict(state)
 
 
+# A learned fill vector and an adversary: every kind of key whose name changed across layouts.
+LEARNED_FILL_SPEC = ModelSpec(
+    vocab_size=20, embedding_dim=8, hidden_size=8, latent_dim=4, fill="learned",
+    dropout="adversarial", rate=0.4, adversary_embedding_dim=4, adversary_hidden_size=4,
+)  # fmt: skip
+
+
 def test_old_keys_load_under_a_prefix_and_into_a_bare_decoder() -> None:
     # An AveragedModel (the recipe's EMA) loads its model's keys under "module.": the remap
     # must respect the prefix. A decoder saved before it was masked loads into the wrapper.
-    spec = ModelSpec(
-        vocab_size=20, embedding_dim=8, hidden_size=8, latent_dim=4, fill="learned",
-        dropout="adversarial", rate=0.4, adversary_embedding_dim=4, adversary_hidden_size=4,
-    )  # fmt: skip
+    spec = LEARNED_FILL_SPEC
     torch.manual_seed(0)
     source = build_sequence_vae(spec)
     with torch.no_grad():
@@ -196,10 +200,7 @@ def test_old_keys_load_under_a_prefix_and_into_a_bare_decoder() -> None:
 
 
 def test_state_of_the_layout_in_between_loads_strictly() -> None:
-    spec = ModelSpec(
-        vocab_size=20, embedding_dim=8, hidden_size=8, latent_dim=4, fill="learned",
-        dropout="adversarial", rate=0.4, adversary_embedding_dim=4, adversary_hidden_size=4,
-    )  # fmt: skip
+    spec = LEARNED_FILL_SPEC
     torch.manual_seed(0)
     source = build_sequence_vae(spec)
     state = intermediate_state_dict(source)
