@@ -21,6 +21,12 @@ pytest.importorskip("matplotlib", reason="the figures need the plot extra (matpl
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "results" / "make_figures.py"
 
 
+@pytest.fixture(autouse=True)
+def _script_folder_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As when the script runs: its folder (which holds comparisons.py) is on sys.path.
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+
+
 def load_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_figures", SCRIPT)
     assert spec is not None and spec.loader is not None

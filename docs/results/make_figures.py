@@ -8,7 +8,7 @@ Usage (from the repository root; needs matplotlib, ``pip install -e ".[plot]"``)
 Each figure reads committed files only: ``log.csv`` (validation rows, one per epoch),
 ``pmi.json`` (mean next-word PMI per bin of drop probability), ``dropped.json`` (drop
 probability by word-frequency rank and position) and ``metrics.json``. The script also prints
-the paired differences of :data:`COMPARISONS`, the numbers of the page's summary table.
+the paired differences of ``comparisons.COMPARISONS``, the numbers of the page's summary table.
 The output is deterministic: no randomness, a fixed matplotlib style, PNG without a timestamp.
 """
 
@@ -17,12 +17,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
-import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The page's comparisons live beside this script (its folder is on sys.path when it runs).
+from comparisons import (
+    ADAM_SEEDS,
+    ADAM_VARIANTS,
+    COMPARISONS,
+    FIVE,
+    PTB_ADAM,
+    SEEDS,
+    Comparison,
+    paired,
+    print_study_table,
+    print_summary,
+)
 
 from advmask.seqvae.analysis import rate_ablation
 from advmask.seqvae.analysis.plots import plot_rate_ablation, pyplot, save_figure
@@ -41,9 +52,6 @@ METRICS = (("neg_elbo", "-ELBO (nats)"), ("kl", "KL (nats)"), ("mutual_informati
 
 MIN_BIN_COUNT = 30
 """PMI bins with fewer inputs than this are left out (their standard errors are huge)."""
-
-# Two-sided 95% quantiles of Student's t by degrees of freedom (seeds - 1).
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776}
 
 
 def read_validation_curve(run: Path) -> dict[str, list[float]]:
@@ -217,240 +225,6 @@ def plot_rate_grid(folder: Path, stem: Path, *, corpus: str) -> list[Path]:
     return plot_rate_ablation(points, stem, title=title, formats=FORMATS)
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """A - B paired by seed.
-
-    Attributes:
-        corpus: the study's corpus, as the page names it.
-        label: ``"A - B, setting"``.
-        a: the run folders of A under ``docs/results``, one per seed.
-        b: those of B, in the same seed order.
-        chosen: whether the configurations were chosen on the validation split (``"yes"``),
-            and if not, why they were run; the letters point to the notes under the page's
-            table.
-    """
-
-    corpus: str
-    label: str
-    a: tuple[str, ...]
-    b: tuple[str, ...]
-    chosen: str
-
-
-def _pair(
-    corpus: str, label: str, a: str, b: str, chosen: str, seeds: Sequence[int] = (0, 1, 2)
-) -> Comparison:
-    """The runs ``a.format(seed)`` against ``b.format(seed)`` over ``seeds``."""
-    return Comparison(
-        corpus,
-        label,
-        tuple(a.format(s) for s in seeds),
-        tuple(b.format(s) for s in seeds),
-        chosen,
-    )
-
-
-SYN, SNLI, PTB, PTB_3K = "synthetic", "SNLI carve-out", "PTB, 10k sentences", "PTB, 3k sentences"
-SNLI_IN0 = "SNLI, no emb. dropout"
-SEEDS, FIVE = (0, 1, 2), (0, 1, 2, 3, 4)
-PRESET = "no (preset lambda)"
-VALIDATION = "yes"
-COMPARISONS: tuple[Comparison, ...] = (
-    _pair(
-        SYN,
-        "AWD - uniform, rate 0.4",
-        "synthetic/adversarial-seed{}",
-        "synthetic/uniform-seed{}",
-        "no (demo settings)",
-    ),
-    _pair(
-        SYN,
-        "AWD - none, rate 0.4",
-        "synthetic/adversarial-seed{}",
-        "synthetic/none-seed{}",
-        "no (demo settings)",
-    ),
-    _pair(
-        SYN,
-        "uniform - none, rate 0.4",
-        "synthetic/uniform-seed{}",
-        "synthetic/none-seed{}",
-        "no (demo settings)",
-    ),
-    _pair(
-        SNLI,
-        "AWD (lambda 0.1) - uniform, rate 0.4",
-        "snli-carve/adversarial-seed{}",
-        "snli-carve/uniform-seed{}",
-        PRESET,
-    ),
-    _pair(
-        SNLI,
-        "uniform - none, rate 0.4",
-        "snli-carve/uniform-seed{}",
-        "snli-carve/none-seed{}",
-        "no (paper's rate)",
-    ),
-    _pair(
-        SNLI,
-        "AWD (lambda 0.1) - none, rate 0.4",
-        "snli-carve/adversarial-seed{}",
-        "snli-carve/none-seed{}",
-        PRESET,
-    ),
-    _pair(
-        SNLI,
-        "AWD (lambda 10) - uniform, rate 0.2",
-        "snli-carve/adversarial-rate0.2-lambda10-seed{}",
-        "snli-carve/uniform-rate0.2-seed{}",
-        VALIDATION,
-    ),
-    _pair(
-        SNLI,
-        "uniform - none, rate 0.2",
-        "snli-carve/uniform-rate0.2-seed{}",
-        "snli-carve/none-seed{}",
-        "yes (rate)",
-    ),
-    _pair(
-        SNLI,
-        "AWD (lambda 10) - none, rate 0.2",
-        "snli-carve/adversarial-rate0.2-lambda10-seed{}",
-        "snli-carve/none-seed{}",
-        VALIDATION,
-    ),
-    _pair(
-        SNLI,
-        "AWD (lambda 10) - uniform, rate 0.3",
-        "snli-carve/adversarial-rate0.3-lambda10-seed{}",
-        "snli-carve/uniform-rate0.3-seed{}",
-        "no (a)",
-        FIVE,
-    ),
-    _pair(
-        SNLI_IN0,
-        "AWD (lambda 1) - uniform, rate 0.3",
-        "snli-carve-dropout-in0/adversarial-seed{}",
-        "snli-carve-dropout-in0/uniform-seed{}",
-        "no (b)",
-    ),
-    _pair(
-        SNLI_IN0,
-        "uniform: without - with emb. dropout, rate 0.3",
-        "snli-carve-dropout-in0/uniform-seed{}",
-        "snli-carve/uniform-rate0.3-seed{}",
-        "no (demo setting)",
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 1) - uniform, rate 0.4",
-        "ptb-10k/adversarial-seed{}",
-        "ptb-10k/uniform-seed{}",
-        PRESET,
-    ),
-    _pair(
-        PTB,
-        "uniform - none, rate 0.4",
-        "ptb-10k/uniform-seed{}",
-        "ptb-10k/none-seed{}",
-        "no (paper's rate)",
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 1) - none, rate 0.4",
-        "ptb-10k/adversarial-seed{}",
-        "ptb-10k/none-seed{}",
-        PRESET,
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 10) - uniform, rate 0.2",
-        "ptb-10k/adversarial-rate0.2-lambda10-seed{}",
-        "ptb-10k/uniform-rate0.2-seed{}",
-        VALIDATION,
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 1) - uniform, rate 0.2",
-        "ptb-10k/adversarial-rate0.2-seed{}",
-        "ptb-10k/uniform-rate0.2-seed{}",
-        "rate only (c)",
-    ),
-    _pair(
-        PTB,
-        "uniform - none, rate 0.2",
-        "ptb-10k/uniform-rate0.2-seed{}",
-        "ptb-10k/none-seed{}",
-        "yes (rate)",
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 10) - none, rate 0.2",
-        "ptb-10k/adversarial-rate0.2-lambda10-seed{}",
-        "ptb-10k/none-seed{}",
-        VALIDATION,
-    ),
-    _pair(
-        PTB,
-        "AWD (lambda 1) - none, rate 0.2",
-        "ptb-10k/adversarial-rate0.2-seed{}",
-        "ptb-10k/none-seed{}",
-        "rate only (c)",
-    ),
-    _pair(
-        PTB_3K,
-        "beta-VAE 0.5 - annealing",
-        "ptb-3k-baselines/none-beta-vae0.5-seed{}",
-        "ptb-3k-baselines/none-seed{}",
-        "no (not tuned)",
-        (0, 1),
-    ),
-    _pair(
-        PTB_3K,
-        "free bits 0.1 - annealing",
-        "ptb-3k-baselines/none-free-bits0.1-seed{}",
-        "ptb-3k-baselines/none-seed{}",
-        "no (not tuned)",
-        (0, 1),
-    ),
-    _pair(
-        PTB_3K,
-        "FBP 0.1 - annealing",
-        "ptb-3k-baselines/none-fbp0.1-seed{}",
-        "ptb-3k-baselines/none-seed{}",
-        "no (not tuned)",
-        (0, 1),
-    ),
-)
-"""Every paired comparison of the results page that has committed runs."""
-
-
-@dataclass(frozen=True)
-class Difference:
-    """Mean of A - B over seeds, its standard error and 95% t-interval, for one metric."""
-
-    mean: float
-    se: float
-    low: float
-    high: float
-
-
-def paired(comparison: Comparison, key: str, split: str = "test") -> Difference:
-    """The paired difference of one metric; ``se`` is the sample std over seeds / sqrt(n)."""
-    values = []
-    for run_a, run_b in zip(comparison.a, comparison.b, strict=True):
-        a = json.loads((RESULTS / run_a / "metrics.json").read_text())
-        b = json.loads((RESULTS / run_b / "metrics.json").read_text())
-        if a["seed"] != b["seed"]:
-            raise ValueError(f"{run_a} and {run_b} are not the same seed")
-        values.append(a[split][key] - b[split][key])
-    mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values))
-    half = T_95[len(values) - 1] * se
-    return Difference(mean, se, mean - half, mean + half)
-
-
 def plot_paired_differences(comparisons: Sequence[Comparison], stem: Path) -> list[Path]:
     """d(-ELBO) and d(MI) of each comparison with its 95% t-interval (test split)."""
     plt = pyplot()
@@ -483,26 +257,30 @@ def plot_paired_differences(comparisons: Sequence[Comparison], stem: Path) -> li
     return save_figure(figure, stem, FORMATS)
 
 
-def print_summary(comparisons: Sequence[Comparison]) -> None:
-    """The rows of the page's summary table, as reStructuredText list-table rows.
-
-    Each difference is "d (se)"; the 95% t-interval of each follows in brackets.
-    """
-    for comparison in comparisons:
-        cells = [comparison.corpus, comparison.label, str(len(comparison.a))]
-        for key in ("neg_elbo", "mutual_information", "kl"):
-            d = paired(comparison, key)
-            cells.append(f"{d.mean:+.2f} ({d.se:.2f}) [{d.low:+.2f}, {d.high:+.2f}]")
-        cells.append(comparison.chosen)
-        print("   * - " + "\n     - ".join(cells))
-
-
 def draw_all(out: Path) -> list[Path]:
     """Every figure of the results page, written under ``out``; returns the paths."""
     ptb, snli = RESULTS / "ptb-10k", RESULTS / "snli-carve"
     snli_in0 = RESULTS / "snli-carve-dropout-in0"
     baselines = RESULTS / "ptb-3k-baselines"
     paths = []
+    adam = RESULTS / "ptb-adam"
+    paths += plot_learning_curves(
+        {
+            "uniform, rate 0.4": adam / "uniform-seed0",
+            "AWD, rate 0.4, lambda 1": adam / "adversarial-lambda1-seed0",
+            "AWD, rate 0.4, lambda 10": adam / "adversarial-lambda10-seed0",
+        },
+        out / "ptb_adam_curves",
+        title="PTB, all 42,068 training sentences, Adam, seed 0",
+    )
+    adam_adversaries = {
+        "PTB, all, Adam": {
+            "rate 0.4, lambda 10": [adam / f"adversarial-lambda10-seed{s}" for s in ADAM_SEEDS],
+            "rate 0.4, lambda 1": [adam / "adversarial-lambda1-seed0"],
+        }
+    }
+    paths += plot_pmi_by_drop_probability(adam_adversaries, out / "ptb_adam_pmi")
+    paths += plot_drop_by_frequency(adam_adversaries, out / "ptb_adam_dropped")
     paths += plot_learning_curves(
         {
             "uniform, rate 0.4": RESULTS / "ptb-full-probe/uniform-seed0",
@@ -555,7 +333,11 @@ def draw_all(out: Path) -> list[Path]:
     paths += plot_drop_by_frequency(panels_dropped, out / "drop_by_frequency")
     paths += plot_rate_grid(ptb, out / "rate_grid_ptb", corpus="PTB, 10k sentences")
     paths += plot_rate_grid(snli, out / "rate_grid_snli", corpus="SNLI carve-out")
-    paths += plot_paired_differences(COMPARISONS, out / "paired_differences")
+    # The Adam study's comparisons get a figure of their own, shown in its section.
+    in_adam_study = [c for c in COMPARISONS if c.corpus == PTB_ADAM]
+    earlier = [c for c in COMPARISONS if c.corpus != PTB_ADAM]
+    paths += plot_paired_differences(in_adam_study, out / "ptb_adam_paired_differences")
+    paths += plot_paired_differences(earlier, out / "paired_differences")
     return paths
 
 
@@ -565,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # One style whatever the user's matplotlibrc says, so that the files are reproducible.
     pyplot().rcdefaults()
+    print_study_table(ADAM_VARIANTS)
     print_summary(COMPARISONS)
     for path in draw_all(args.out):
         print(f"written {path} ({path.stat().st_size // 1024} KiB)")
