@@ -111,8 +111,12 @@ def train_step(
     vae_optimizer, adversary_optimizer = optimizers.vae, optimizers.adversary
     grad_clip = settings.grad_clip
     autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
-    with autocast, nullcontext() if shard is None else shard.randomness():
-        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits)
+    # Under torchrun the posterior sample z is told its rows of the global batch; the other
+    # per-row draws are still intercepted by shape (shard.randomness(), issue 37).
+    sharded = shard is not None and shard.num_sequences != shard.total
+    rows = {"rows": shard.rows()} if sharded else {}
+    with autocast, shard.randomness() if sharded else nullcontext():
+        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits, **rows)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)

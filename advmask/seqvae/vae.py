@@ -31,6 +31,7 @@ from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
+from advmask.row_draws import RowDraws
 from advmask.seqvae.decoder_inputs import decoder_inputs
 from advmask.seqvae.gaussian import gaussian_kl_per_dimension
 from advmask.seqvae.low_precision_loss import low_precision_cross_entropy
@@ -286,6 +287,8 @@ class SequenceVAE(nn.Module):
         beta: float = 1.0,
         free_bits: float = 0.0,
         refine: PosteriorRefinement | None = None,
+        *,
+        rows: RowDraws | None = None,
         **renamed: object,
     ) -> VAEOutput:
         """Negative ELBO of a batch, with decoder inputs masked in training mode.
@@ -302,6 +305,10 @@ class SequenceVAE(nn.Module):
                 decoder's (masked) inputs ``embedded`` (B, T - 1, E): semi-amortised inference
                 (:func:`advmask.seqvae.semi_amortized.refine_posterior`). ``kl`` is then that of
                 the refined posterior.
+            rows: which rows of a global batch ``tokens`` is (:class:`advmask.row_draws.RowDraws`),
+                so that the posterior sample ``z`` gets the noise of those rows in one process's
+                draw for the global batch (``torchrun``); None: ``tokens`` is the whole batch.
+                Its row count must be ``B``.
 
         Returns:
             A :class:`VAEOutput`.
@@ -318,17 +325,18 @@ class SequenceVAE(nn.Module):
             tokens, lengths, vocab_size=input_embedding.num_embeddings, min_length=2
         )
         mean, logvar = self._posterior_of_checked(tokens, lengths)
+        rows = RowDraws.whole(tokens.shape[0]) if rows is None else rows
         # z is drawn before the masker's noise and the decoder's dropout: the order of the
         # random draws fixes the results of a seed. A refined posterior needs the inputs first.
         if refine is None:
-            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            z = mean + torch.exp(0.5 * logvar) * rows.randn_like(mean)
         inputs = decoder_inputs(tokens, lengths)
         # Training mode: the masker drops some of the words; eval mode: the plain embedding.
         embedded = input_embedding._embed_and_mask(inputs.ids, inputs.lengths, inputs.protected)
         masker_output = input_embedding.last_output
         if refine is not None:
             mean, logvar = refine(tokens, lengths, embedded, mean, logvar)
-            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            z = mean + torch.exp(0.5 * logvar) * rows.randn_like(mean)
         reconstruction = sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)

@@ -8,6 +8,12 @@ global batch and keeps this rank's rows, so every rank's random number generator
 advances exactly as one process's does. In one process nothing is intercepted
 (:meth:`~advmask.training.distributed.BatchShard.randomness` is then a no-op context).
 
+The replacement is explicit: code that draws per-row noise is given its rows, a
+:class:`~advmask.row_draws.RowDraws` (:meth:`~advmask.training.distributed.BatchShard.rows`),
+and draws ``(total, ...)`` itself. The posterior sample ``z`` of
+:meth:`~advmask.seqvae.vae.SequenceVAE.forward` is drawn so; its global-shaped draw is not
+intercepted here. The other draws of the training step still are.
+
 What it does not do (the known limits, see issue 37): it recognises a per-row draw by its
 shape (the leading dimension is this shard's row count), and it covers the draws the training
 step makes today (``randn``, ``rand``, their ``_like`` forms, ``normal_``, ``uniform_``,
