@@ -114,9 +114,9 @@ def train_step(
     # Under torchrun the posterior sample z is told its rows of the global batch; the other
     # per-row draws are still intercepted by shape (shard.randomness(), issue 37).
     sharded = shard is not None and shard.num_sequences != shard.total
-    rows = {"rows": shard.rows()} if sharded else {}
+    draws = {"row_draws": shard.rows()} if sharded else {}
     with autocast, shard.randomness() if sharded else nullcontext():
-        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits, **rows)
+        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits, **draws)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)

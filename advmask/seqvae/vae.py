@@ -288,7 +288,7 @@ class SequenceVAE(nn.Module):
         free_bits: float = 0.0,
         refine: PosteriorRefinement | None = None,
         *,
-        rows: RowDraws | None = None,
+        row_draws: RowDraws | None = None,
         **renamed: object,
     ) -> VAEOutput:
         """Negative ELBO of a batch, with decoder inputs masked in training mode.
@@ -305,10 +305,10 @@ class SequenceVAE(nn.Module):
                 decoder's (masked) inputs ``embedded`` (B, T - 1, E): semi-amortised inference
                 (:func:`advmask.seqvae.semi_amortized.refine_posterior`). ``kl`` is then that of
                 the refined posterior.
-            rows: which rows of a global batch ``tokens`` is (:class:`advmask.row_draws.RowDraws`),
-                so that the posterior sample ``z`` gets the noise of those rows in one process's
-                draw for the global batch (``torchrun``); None: ``tokens`` is the whole batch.
-                Its row count must be ``B``.
+            row_draws: which rows of a global batch ``tokens`` is
+                (:class:`advmask.row_draws.RowDraws`), so that the posterior sample ``z`` gets
+                the noise of those rows in one process's draw for the global batch
+                (``torchrun``); None: ``tokens`` is the whole batch. Its row count must be ``B``.
 
         Returns:
             A :class:`VAEOutput`.
@@ -325,18 +325,18 @@ class SequenceVAE(nn.Module):
             tokens, lengths, vocab_size=input_embedding.num_embeddings, min_length=2
         )
         mean, logvar = self._posterior_of_checked(tokens, lengths)
-        rows = RowDraws.whole(tokens.shape[0]) if rows is None else rows
+        draws = RowDraws.whole(tokens.shape[0]) if row_draws is None else row_draws
         # z is drawn before the masker's noise and the decoder's dropout: the order of the
         # random draws fixes the results of a seed. A refined posterior needs the inputs first.
         if refine is None:
-            z = mean + torch.exp(0.5 * logvar) * rows.randn_like(mean)
+            z = mean + torch.exp(0.5 * logvar) * draws.randn_like(mean)
         inputs = decoder_inputs(tokens, lengths)
         # Training mode: the masker drops some of the words; eval mode: the plain embedding.
         embedded = input_embedding._embed_and_mask(inputs.ids, inputs.lengths, inputs.protected)
         masker_output = input_embedding.last_output
         if refine is not None:
             mean, logvar = refine(tokens, lengths, embedded, mean, logvar)
-            z = mean + torch.exp(0.5 * logvar) * rows.randn_like(mean)
+            z = mean + torch.exp(0.5 * logvar) * draws.randn_like(mean)
         reconstruction = sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)

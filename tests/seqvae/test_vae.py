@@ -96,7 +96,7 @@ def test_rows_of_a_global_batch_get_the_posterior_noise_of_one_process(start, st
     after_whole = torch.get_rng_state()
     torch.manual_seed(1)
     rows = RowDraws(start, stop, 3)
-    part = vae(tokens[start:stop], lengths[start:stop], rows=rows)
+    part = vae(tokens[start:stop], lengths[start:stop], row_draws=rows)
     assert torch.equal(torch.get_rng_state(), after_whole)
     torch.testing.assert_close(
         part.reconstruction, whole.reconstruction[start:stop], rtol=1e-12, atol=1e-12
@@ -106,7 +106,7 @@ def test_rows_of_a_global_batch_get_the_posterior_noise_of_one_process(start, st
         alone = vae(tokens[start:stop], lengths[start:stop])
         assert not torch.allclose(alone.reconstruction, part.reconstruction, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"shape must have 2 rows \(rows 0:2 of 3\)"):
-        vae(tokens, lengths, rows=RowDraws(0, 2, 3))
+        vae(tokens, lengths, row_draws=RowDraws(0, 2, 3))
 
 
 def test_loss_is_mean_reconstruction_plus_weighted_kl_plus_regularizer() -> None:
