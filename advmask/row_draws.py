@@ -143,14 +143,22 @@ class RowDraws:
         Returns:
             Tensor like ``x``: kept elements scaled by ``1 / (1 - p)``, dropped ones 0. The
             whole batch calls ``F.dropout`` itself; a block draws the global Bernoulli(1 - p)
-            keep mask, which on the CPU is what ``F.dropout`` draws.
+            keep mask in the memory order of ``x``'s dimensions (a batch-first view of a
+            time-major tensor: time-major), which on the CPU is what ``F.dropout`` draws. On
+            CUDA ``F.dropout`` draws in a fused kernel: a block's mask is then a valid mask but
+            not the one of one process.
         """
         self._global(x.shape)
         if self.is_whole or not training or p == 0.0:
             return F.dropout(x, p, training)
         if p == 1.0:
             return x * 0.0
-        keep = x.new_empty((self.total, *x.shape[1:])).bernoulli_(1.0 - p).div_(1.0 - p)
+        # F.dropout fills a tensor with x's strides in memory order: draw the global mask
+        # with the dimensions in the same order, so that its rows are one process's.
+        order = _memory_order(x)
+        shape = [self.total if dim == 0 else x.shape[dim] for dim in order]
+        keep = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+        keep = keep.permute([order.index(dim) for dim in range(x.dim())])
         return x * keep[self._slice()]
 
     def _slice(self) -> slice:
@@ -165,3 +173,12 @@ class RowDraws:
                 f"{self.total}) in dimension 0, got shape {shape}"
             )
         return (self.total, *shape[1:])
+
+
+def _memory_order(x: Tensor) -> list[int]:
+    """``x``'s dimensions from the outermost in memory to the innermost.
+
+    Larger strides first; a size-1 dimension (its stride says nothing) sits just inside the
+    dimension that shares its stride, where a contiguous tensor's size-1 dimension sits.
+    """
+    return sorted(range(x.dim()), key=lambda dim: (-x.stride(dim), x.shape[dim] == 1))
