@@ -2,7 +2,9 @@
 
 The end-to-end test runs ``recipes/seqvae_awd.py`` under ``torchrun`` with 2 CPU processes
 (gloo) and batch B, and in this process with batch 2B, and compares every logged training
-value, the final parameters and the validation/test metrics (about 15 s on 2 cores).
+value, the final parameters and the validation/test metrics (about 15 s on 2 cores). The
+per-row random draws themselves are tested in ``tests/test_row_draws.py`` and
+``tests/seqvae/test_sharded_draws.py``.
 """
 
 from __future__ import annotations
@@ -159,7 +161,10 @@ def single_and_two_ranks(tmp_path_factory):
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("ddp")
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # PYTHONPATH: the ranks import this checkout's advmask, as this process does (not an
+    # installed one).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     # --standalone: a rendezvous on a free local port, so parallel test runs do not collide.
