@@ -9,9 +9,17 @@ process's does. In one process (``RowDraws.whole(B)``) it makes exactly the call
 without it, so the draws are bit-identical to plain ``torch.randn`` / ``F.dropout``.
 
 Nothing is intercepted: a draw is per-row because the caller says so, never because its shape
-happens to match. Draws whose outcome for one row depends on the other rows' inputs (for
-example ``torch.multinomial`` over rows of probabilities) cannot be reproduced from one
-shard and are not offered.
+happens to match. The maskers (their score noise), the ``"perturbed"`` relaxation, the sequence
+VAE (``z``), its decoders (input and output dropout) and its semi-amortised refinement take a
+``row_draws`` argument; None makes the plain draws of the batch they are given. Random numbers
+drawn inside PyTorch's own layers and kernels (the dropout inside ``nn.TransformerEncoderLayer``
+and fused attention, between the layers of a multi-layer ``nn.LSTM``) are not told the rows: a
+shard draws them for its own rows, valid noise but not one process's. So is a block's dropout
+mask on CUDA, where one process's ``F.dropout`` draws in a fused kernel
+(:meth:`RowDraws.dropout`).
+Draws whose outcome for one row depends on the other rows' inputs (``torch.multinomial`` over
+rows of probabilities) cannot be reproduced from one shard and are not offered; the training
+step makes none.
 """
 
 from __future__ import annotations
