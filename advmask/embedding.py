@@ -28,6 +28,7 @@ from advmask.checks import (
 )
 from advmask.outputs import MaskerOutput
 from advmask.positions import ValidInputs, lengths_from_padding
+from advmask.row_draws import RowDraws
 
 FILL_MODES = ("zero", "token", "learned")
 
@@ -377,9 +378,14 @@ class MaskedEmbedding(nn.Embedding):
         return self._embed_and_mask(tokens, lengths, protected)
 
     def _embed_and_mask(
-        self, tokens: Tensor, lengths: Tensor | None, protected: Tensor | None
+        self,
+        tokens: Tensor,
+        lengths: Tensor | None,
+        protected: Tensor | None,
+        row_draws: RowDraws | None = None,
     ) -> Tensor:
-        """:meth:`forward` of ids already checked to be in the vocabulary (by the caller)."""
+        """:meth:`forward` of ids already checked to be in the vocabulary (by the caller);
+        ``row_draws`` is passed to the masker (the rows of a global batch, under torchrun)."""
         embedded = self.embed(tokens)
         if not self.training or self.masker is None:
             self.last_output = None
@@ -409,7 +415,8 @@ class MaskedEmbedding(nn.Embedding):
                     stacklevel=1,
                 )
             lengths, protected = lengths_from_padding(tokens, self.pad_id, protected)
-        output = self.masker(tokens, lengths, protected=protected)
+        draws = {} if row_draws is None else {"row_draws": row_draws}
+        output = self.masker(tokens, lengths, protected=protected, **draws)
         self.last_output = output
         if self._pass_ended or self._pass_hook is None:
             self._pass_outputs = []

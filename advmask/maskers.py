@@ -37,6 +37,7 @@ from advmask.outputs import MaskerOutput
 from advmask.regularizer import score_kl
 from advmask.relaxations import Relaxation, get_relaxation
 from advmask.reversal import GradientReversal
+from advmask.row_draws import RowDraws
 from advmask.scores import build_score_network
 from advmask.selection import _unchecked_bottom_k
 
@@ -138,6 +139,7 @@ class AdversarialMasker(nn.Module):
         embeddings: Tensor | None = None,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
+        row_draws: RowDraws | None = None,
     ) -> MaskerOutput:
         """Choose the positions to drop.
 
@@ -153,6 +155,10 @@ class AdversarialMasker(nn.Module):
                 on the device of the scores.
             noise: optional pre-drawn (B, T) standard-normal ``eps`` (training mode only);
                 overrides ``generator`` for the scores.
+            row_draws: which rows of a global batch these ``B`` rows are (under
+                ``torchrun``): the score noise (and a stochastic relaxation's) is then those
+                rows of the global batch's draw (:class:`advmask.row_draws.RowDraws`). None:
+                the plain draws of this batch.
 
         Returns:
             A :class:`advmask.MaskerOutput`; ``mask`` has exactly ``k[b]`` ones in row ``b``.
@@ -166,9 +172,7 @@ class AdversarialMasker(nn.Module):
         if not self.training:
             return _nothing_dropped(mean, std, eligible)
         if noise is None:
-            noise = torch.randn(
-                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
-            )
+            noise = _standard_normal(mean, generator, row_draws)
         else:
             noise = check_tensor("noise", noise, ndim=2, dtypes=(mean.dtype,))
             if noise.shape != mean.shape:
@@ -182,7 +186,10 @@ class AdversarialMasker(nn.Module):
         scores = mean + std * noise
         # k is in range by construction and the scores were checked in _scores: no check.
         relax = get_relaxation(self.relaxation)
-        mask = _unchecked_bottom_k(scores, k, eligible, relax, generator, self.relaxation_options)
+        options = self.relaxation_options
+        if row_draws is not None:  # only then: a relaxation of one process need not take it
+            options = {**options, "row_draws": row_draws}
+        mask = _unchecked_bottom_k(scores, k, eligible, relax, generator, options)
         # The reversal sits on the mask only: the regulariser must not be reversed.
         mask = self.reversal(mask)
         return MaskerOutput(mask, k, regularizer, mean, std, eligible)
@@ -313,6 +320,7 @@ class UniformMasker(nn.Module):
         protected: Tensor | None = None,
         embeddings: Tensor | None = None,
         generator: torch.Generator | None = None,
+        row_draws: RowDraws | None = None,
     ) -> MaskerOutput:
         """Choose the positions to drop (arguments as :meth:`AdversarialMasker.forward`).
 
@@ -324,9 +332,10 @@ class UniformMasker(nn.Module):
             return _nothing_dropped(mean, std, eligible)
         if self.mode == "exact":
             # Exchangeable, a.s. distinct scores: the K smallest are a uniform K-subset.
-            mask = hard_bottom_k(_standard_normal(mean, generator), k, eligible)
+            mask = hard_bottom_k(_standard_normal(mean, generator, row_draws), k, eligible)
         else:
-            uniform = torch.rand(mean.shape, generator=generator, device=mean.device, dtype=dtype)
+            draw = torch.rand if row_draws is None else row_draws.rand
+            uniform = draw(mean.shape, generator=generator, device=mean.device, dtype=dtype)
             drop = (uniform < self.rate) & eligible
             mask = drop.to(dtype)
             k = drop.sum(1)
@@ -451,8 +460,12 @@ def _check_scores(mean: Tensor, std: Tensor, eligible: Tensor) -> None:
         )
 
 
-def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+def _standard_normal(
+    like: Tensor, generator: torch.Generator | None, row_draws: RowDraws | None
+) -> Tensor:
+    """N(0, 1) noise like ``like`` (B, T): this batch's plain draw, or ``row_draws``' rows."""
+    draw = torch.randn if row_draws is None else row_draws.randn
+    return draw(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 def _dry_run(name: object, relax: Callable[..., Tensor], options: dict[str, Any]) -> None:

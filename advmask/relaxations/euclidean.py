@@ -28,6 +28,7 @@ from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_positive
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 
 def capped_simplex_threshold(logits: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
@@ -116,6 +117,7 @@ def euclidean(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     temperature: float = 1.0,
 ) -> Tensor:
     """Euclidean projection of ``-scores / temperature`` onto ``{y in [0,1]^n : sum y = k}``.
@@ -124,7 +126,7 @@ def euclidean(
         scores: (B, T) float32/float64 scores, finite.
         k: (B,) int64 number to select per row, ``1 <= k[b] <= n_b - 1``.
         eligible: (B, T) bool, True where a position may be selected (``n_b >= 2`` per row).
-        generator: unused (deterministic relaxation).
+        generator, row_draws: unused (deterministic relaxation).
         temperature: tau > 0; scores are divided by it before projecting. ``1`` is the
             authors' setting; smaller is sharper.
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from advmask.checks import check_positive
 from advmask.relaxations._calibrated import calibrated_sigmoid
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 
 @register_relaxation("lml")
@@ -24,6 +25,7 @@ def lml(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     temperature: float = 0.1,
 ) -> Tensor:
     """Calibrated-sigmoid soft mask of the ``k`` smallest eligible scores.
@@ -32,7 +34,7 @@ def lml(
         scores: (B, T) float32/float64 scores, finite.
         k: (B,) int64 number to select per row, ``1 <= k[b] <= n_b - 1``.
         eligible: (B, T) bool, True where a position may be selected (``n_b >= 2`` per row).
-        generator: unused (deterministic relaxation).
+        generator, row_draws: unused (deterministic relaxation).
         temperature: tau > 0; smaller is sharper.
 
     Returns:

@@ -25,6 +25,7 @@ from torch.autograd.function import once_differentiable
 from advmask.checks import check_int, check_positive
 from advmask.hard_selection import hard_bottom_k
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 
 class _PerturbedBottomK(autograd.Function):
@@ -78,6 +79,7 @@ def perturbed(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     num_samples: int = 500,
     sigma: float = 0.05,
 ) -> Tensor:
@@ -93,6 +95,8 @@ def perturbed(
         generator: source of the noise ``Z`` (B, num_samples, T); on the device where the noise
             should be drawn (the result is moved to the device of ``scores``). None uses the
             global generator.
+        row_draws: which rows of a global batch the ``B`` rows are (``torchrun``): ``Z`` is
+            then those rows of the global batch's draw (:class:`advmask.row_draws.RowDraws`).
         num_samples: M >= 1, perturbations per row.
         sigma: noise scale > 0.
 
@@ -114,7 +118,8 @@ def perturbed(
     sigma = check_positive(sigma, "sigma")
     batch, length = scores.shape
     device = scores.device if generator is None else generator.device
-    noise = torch.randn(
+    draw = torch.randn if row_draws is None else row_draws.randn
+    noise = draw(
         (batch, num_samples, length), generator=generator, device=device, dtype=scores.dtype
     ).to(scores.device)
     noise = torch.where(eligible.unsqueeze(1), noise, 0.0)

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from advmask.row_draws import RowDraws
+
 
 class Relaxation(Protocol):
     """Signature every registered relaxation follows (see :mod:`advmask.relaxations`)."""
@@ -26,11 +28,15 @@ class Relaxation(Protocol):
         eligible: Tensor,
         *,
         generator: torch.Generator | None = None,
+        row_draws: RowDraws | None = None,
         **options: object,
     ) -> Tensor: ...
 
 
 RELAXATIONS: dict[str, Relaxation] = {}
+
+# What the callers pass; everything else a relaxation takes is an option.
+_ARGUMENTS = ("scores", "k", "eligible", "generator", "row_draws")
 
 
 def register_relaxation(
@@ -44,7 +50,8 @@ def register_relaxation(
 
     Example:
         >>> @register_relaxation("hard-sigmoid-example")
-        ... def hard_sigmoid(scores, k, eligible, *, generator=None, temperature=1.0):
+        ... def hard_sigmoid(scores, k, eligible, *, generator=None, row_draws=None,
+        ...                  temperature=1.0):
         ...     soft = torch.sigmoid(-scores / temperature)
         ...     return torch.where(eligible, soft, torch.zeros_like(soft))
         >>> "hard-sigmoid-example" in RELAXATIONS
@@ -120,7 +127,7 @@ def parse_relaxation_options(name: str, items: Sequence[str]) -> dict[str, Any]:
             ) from None
     parameters = inspect.signature(relax).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        accepted = [p for p in parameters if p not in ("scores", "k", "eligible", "generator")]
+        accepted = [p for p in parameters if p not in _ARGUMENTS]
         if unknown := sorted(set(options) - set(accepted)):
             raise ValueError(f"relaxation {name!r} takes {accepted}, got {unknown}")
     try:

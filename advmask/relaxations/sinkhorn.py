@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 from advmask.checks import check_bool, check_choice, check_int, check_positive
 from advmask.relaxations._calibrated import calibrated_vjp
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 BACKWARDS = ("unrolled", "implicit")
 
@@ -141,6 +142,7 @@ def sinkhorn(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     epsilon: float = 0.1,
     num_iters: int = 200,
     normalize_cost: bool = True,
@@ -152,7 +154,7 @@ def sinkhorn(
         scores: (B, T) float32/float64 scores, finite.
         k: (B,) int64 number to select per row, ``1 <= k[b] <= n_b - 1``.
         eligible: (B, T) bool, True where a position may be selected (``n_b >= 2`` per row).
-        generator: unused (deterministic relaxation).
+        generator, row_draws: unused (deterministic relaxation).
         epsilon: entropic regularisation > 0 (the reference default 0.1).
         num_iters: Sinkhorn iterations >= 1 (reference default 200). Small ``epsilon`` relative
             to the score gaps needs more.

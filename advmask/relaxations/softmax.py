@@ -20,6 +20,7 @@ from torch import Tensor
 
 from advmask.checks import check_positive
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 # The reference clamps 1 - a at float32's smallest normal number, for every dtype.
 TINY = torch.finfo(torch.float32).tiny
@@ -32,6 +33,7 @@ def successive_softmax(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     temperature: float = 0.1,
 ) -> Tensor:
     """Sum of ``k`` successive softmaxes of ``-scores / temperature`` over eligible positions.
@@ -43,7 +45,7 @@ def successive_softmax(
         scores: (B, T) float32/float64 scores, finite.
         k: (B,) int64 number of rounds (= positions to select) per row, ``1 <= k[b] <= n_b - 1``.
         eligible: (B, T) bool, True where a position may be selected (``n_b >= 2`` per row).
-        generator: unused (deterministic relaxation).
+        generator, row_draws: unused (deterministic relaxation).
         temperature: tau > 0; smaller is sharper.
 
     Returns:

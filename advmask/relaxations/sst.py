@@ -18,6 +18,7 @@ from torch import Tensor
 
 from advmask.checks import check_positive
 from advmask.relaxations.registry import register_relaxation
+from advmask.row_draws import RowDraws
 
 # Finite "log 0": logaddexp(-inf, -inf) has a NaN gradient; -1e30 + -1e30 is still
 # finite in float32, and exp(-1e30 - x) is exactly 0, so sentinel paths carry zero gradient.
@@ -66,6 +67,7 @@ def sst(
     eligible: Tensor,
     *,
     generator: torch.Generator | None = None,
+    row_draws: RowDraws | None = None,
     temperature: float = 0.1,
 ) -> Tensor:
     """Marginal probabilities ``P(i in S)`` under ``p(S) ∝ exp(-sum_{i in S} s_i / tau)``.
@@ -76,7 +78,7 @@ def sst(
         scores: (B, T) float32/float64 scores, finite.
         k: (B,) int64 subset size per row, ``1 <= k[b] <= n_b - 1``.
         eligible: (B, T) bool, True where a position may be selected (``n_b >= 2`` per row).
-        generator: unused (deterministic relaxation).
+        generator, row_draws: unused (deterministic relaxation).
         temperature: tau > 0; smaller is sharper.
 
     Returns:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from advmask.checks import check_int, check_positive
+from advmask.row_draws import RowDraws
 from advmask.seqvae.gaussian import gaussian_kl
 from advmask.seqvae.models.double_lstm import DoubleLSTMDecoder, double_lstm_reference
 from advmask.seqvae.vae import sequence_nll
@@ -41,11 +42,14 @@ from advmask.seqvae.vae import sequence_nll
 __all__ = ["refine_posterior", "sequence_neg_elbo"]
 
 
-def _decode_twice_differentiable(decoder: nn.Module, embedded: Tensor, z: Tensor) -> Tensor:
+def _decode_twice_differentiable(
+    decoder: nn.Module, embedded: Tensor, z: Tensor, row_draws: RowDraws | None
+) -> Tensor:
     """The decoder's logits through a path autograd can differentiate twice."""
+    draws = {} if row_draws is None else {"row_draws": row_draws}
     if isinstance(decoder, DoubleLSTMDecoder):
-        return double_lstm_reference(decoder, embedded, z)
-    return decoder(embedded, z)
+        return double_lstm_reference(decoder, embedded, z, **draws)
+    return decoder(embedded, z, **draws)
 
 
 class _NegELBO(nn.Module):
@@ -55,13 +59,13 @@ class _NegELBO(nn.Module):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        return sequence_neg_elbo(self.decoder, *inputs)
+    def forward(self, *inputs: Tensor, row_draws: RowDraws | None = None) -> Tensor:
+        return sequence_neg_elbo(self.decoder, *inputs, row_draws=row_draws)
 
 
 def sequence_neg_elbo(
     decoder: nn.Module, tokens: Tensor, lengths: Tensor, embedded: Tensor, mean: Tensor,
-    logvar: Tensor,
+    logvar: Tensor, *, row_draws: RowDraws | None = None,
 ) -> Tensor:  # fmt: skip
     """One-sample ``-ELBO`` of each sequence, twice differentiable in ``mean`` and ``logvar``.
 
@@ -71,12 +75,15 @@ def sequence_neg_elbo(
         lengths: (B,) int64 non-padding tokens per row.
         embedded: (B, T - 1, E) float decoder inputs (masked as in the training step).
         mean, logvar: (B, D) float posterior parameters.
+        row_draws: the rows of a global batch these ``B`` rows are (torchrun): ``z``'s noise
+            and the decoder's dropout are those rows of the global batch's draws.
 
     Returns:
         (B,) ``-log p(x_b | z_b) + KL(q_b || N(0, I))`` in nats, ``z_b ~ q_b`` drawn once.
     """
-    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-    logits = _decode_twice_differentiable(decoder, embedded, z)
+    noise = torch.randn_like(mean) if row_draws is None else row_draws.randn_like(mean)
+    z = mean + torch.exp(0.5 * logvar) * noise
+    logits = _decode_twice_differentiable(decoder, embedded, z, row_draws)
     nll = sequence_nll(logits, tokens[:, 1:], lengths, twice_differentiable=True)
     return nll + gaussian_kl(mean, logvar)
 
@@ -93,6 +100,7 @@ def refine_posterior(
     lr: float,
     grad_clip: float = 5.0,
     create_graph: bool = True,
+    row_draws: RowDraws | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``lambda_K``: the posterior parameters after ``steps`` SVI steps on each sequence.
 
@@ -114,6 +122,8 @@ def refine_posterior(
         grad_clip: largest gradient norm per sequence (> 0).
         create_graph: keep each step's graph, so that gradients reach the encoder through the
             refinement (training); False refines detached parameters (analysis).
+        row_draws: as in :func:`sequence_neg_elbo` (given by
+            :meth:`~advmask.seqvae.vae.SequenceVAE.forward` when it is given one).
 
     Returns:
         ``(mean_K, logvar_K)``, each (B, D).
@@ -132,7 +142,10 @@ def refine_posterior(
             mean, logvar = mean.detach().requires_grad_(), logvar.detach().requires_grad_()
         with torch.enable_grad():
             neg_elbo = functional_call(
-                objective, constants, (tokens, lengths, embedded, mean, logvar)
+                objective,
+                constants,
+                (tokens, lengths, embedded, mean, logvar),
+                {"row_draws": row_draws},
             )
             grad_mean, grad_logvar = torch.autograd.grad(
                 neg_elbo.sum(), (mean, logvar), create_graph=create_graph

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from advmask.row_draws import RowDraws
 from advmask.seqvae.data import Batch
 from advmask.seqvae.vae import SequenceVAE, VAEOutput
 from advmask.training.distributed import BatchShard
@@ -76,8 +76,9 @@ def train_step(
     backward pass, plus the plain gradient of its KL regulariser; each player has its own
     optimiser and its gradient norm is clipped separately. Under DDP (``forward`` wraps
     ``model``, ``batch`` is this rank's :class:`~advmask.training.distributed.BatchShard`) the
-    loss is scaled to this rank's share of the global batch mean, the random draws are the
-    global batch's rows (:meth:`~advmask.training.distributed.BatchShard.randomness`), and both
+    loss is scaled to this rank's share of the global batch mean, the per-row random draws are
+    the global batch's rows (the forward pass is given a :class:`~advmask.row_draws.RowDraws`
+    of the shard's ``start``, ``stop`` and ``total``), and both
     players' gradients are averaged over the ranks before clipping, so every rank takes the
     step one process takes on the whole batch.
 
@@ -111,8 +112,13 @@ def train_step(
     vae_optimizer, adversary_optimizer = optimizers.vae, optimizers.adversary
     grad_clip = settings.grad_clip
     autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
-    with autocast, nullcontext() if shard is None else shard.randomness():
-        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits)
+    # A shard's per-row draws are its rows of the global batch's draws (one process's noise);
+    # one process makes the plain draws.
+    draws = {}
+    if shard is not None and shard.num_sequences != shard.total:
+        draws["row_draws"] = RowDraws(shard.start, shard.stop, shard.total)
+    with autocast:
+        out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits, **draws)
     vae_optimizer.zero_grad(set_to_none=True)
     if adversary_optimizer is not None:
         adversary_optimizer.zero_grad(set_to_none=True)

@@ -31,6 +31,7 @@ from advmask.adapters import mask_input_embeddings
 from advmask.checks import check_tokens_lengths
 from advmask.embedding import MaskedEmbedding, rename_state_dict_keys
 from advmask.outputs import MaskerOutput
+from advmask.row_draws import RowDraws
 from advmask.seqvae.decoder_inputs import decoder_inputs
 from advmask.seqvae.gaussian import gaussian_kl_per_dimension
 from advmask.seqvae.low_precision_loss import low_precision_cross_entropy
@@ -70,9 +71,9 @@ def _renamed_keywords(keywords: dict[str, object]) -> str:
     return f"SequenceVAE.forward got an unexpected keyword argument {name!r}"
 
 
-PosteriorRefinement = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
-"""``refine(tokens, lengths, embedded, mean, logvar) -> (mean, logvar)``: see
-:meth:`SequenceVAE.forward`."""
+PosteriorRefinement = Callable[..., tuple[Tensor, Tensor]]
+"""``refine(tokens, lengths, embedded, mean, logvar) -> (mean, logvar)``, with the keyword
+``row_draws=`` when :meth:`SequenceVAE.forward` is given one: see there."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,8 @@ class SequenceVAE(nn.Module):
         beta: float = 1.0,
         free_bits: float = 0.0,
         refine: PosteriorRefinement | None = None,
+        *,
+        row_draws: RowDraws | None = None,
         **renamed: object,
     ) -> VAEOutput:
         """Negative ELBO of a batch, with decoder inputs masked in training mode.
@@ -302,6 +305,12 @@ class SequenceVAE(nn.Module):
                 decoder's (masked) inputs ``embedded`` (B, T - 1, E): semi-amortised inference
                 (:func:`advmask.seqvae.semi_amortized.refine_posterior`). ``kl`` is then that of
                 the refined posterior.
+            row_draws: which rows of a global batch ``tokens`` is
+                (:class:`advmask.row_draws.RowDraws`, ``torchrun``): every per-row draw of the
+                pass (the noise of ``z``, the masker's, the decoder's dropout masks; ``refine``
+                and the decoder are then called with ``row_draws=``) is those rows of one
+                process's draw for the global batch. None: ``tokens`` is the whole batch (the
+                plain draws). Its row count must be ``B``.
 
         Returns:
             A :class:`VAEOutput`.
@@ -318,18 +327,24 @@ class SequenceVAE(nn.Module):
             tokens, lengths, vocab_size=input_embedding.num_embeddings, min_length=2
         )
         mean, logvar = self._posterior_of_checked(tokens, lengths)
+        # Passed on only when given: a decoder or refinement of one process need not take it.
+        draws = {} if row_draws is None else {"row_draws": row_draws}
+        noise_like = torch.randn_like if row_draws is None else row_draws.randn_like
         # z is drawn before the masker's noise and the decoder's dropout: the order of the
         # random draws fixes the results of a seed. A refined posterior needs the inputs first.
         if refine is None:
-            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            z = mean + torch.exp(0.5 * logvar) * noise_like(mean)
         inputs = decoder_inputs(tokens, lengths)
         # Training mode: the masker drops some of the words; eval mode: the plain embedding.
-        embedded = input_embedding._embed_and_mask(inputs.ids, inputs.lengths, inputs.protected)
+        embedded = input_embedding._embed_and_mask(
+            inputs.ids, inputs.lengths, inputs.protected, row_draws
+        )
         masker_output = input_embedding.last_output
         if refine is not None:
-            mean, logvar = refine(tokens, lengths, embedded, mean, logvar)
-            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        reconstruction = sequence_nll(self.decoder(embedded, z), tokens[:, 1:], lengths)
+            mean, logvar = refine(tokens, lengths, embedded, mean, logvar, **draws)
+            z = mean + torch.exp(0.5 * logvar) * noise_like(mean)
+        logits = self.decoder(embedded, z, **draws)
+        reconstruction = sequence_nll(logits, tokens[:, 1:], lengths)
         kl_per_dim = gaussian_kl_per_dimension(mean, logvar)
         kl = kl_per_dim.sum(-1)
         kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl.mean()

@@ -11,8 +11,7 @@
   lines; Ctrl-C/SIGTERM as a stop request; the non-finite-loss guard.
 * :mod:`~advmask.training.checkpoint`: atomic, checksummed files; a lock per run folder.
 * :mod:`~advmask.training.cli`: flags generated from a dataclass (and presets), one-line errors.
-* :mod:`~advmask.training.distributed`, :mod:`~advmask.training.randomness`,
-  :mod:`~advmask.training.optim`: torchrun/DDP (shards of one global batch, their random draws,
-  reductions) and fused Adam.
+* :mod:`~advmask.training.distributed`, :mod:`~advmask.training.optim`: torchrun/DDP (shards
+  of one global batch, reductions) and fused Adam.
 * :mod:`~advmask.training.processes`: independent runs side by side, each in a process of its own.
 """

@@ -10,10 +10,11 @@ process with ``W * B`` sequences. Four pieces make that hold:
   batch-mean loss is multiplied by :attr:`BatchShard.loss_scale` ``= W * B_r / N``: the average
   over ranks is then the mean over all ``N`` sequences, even when the shards differ in size.
   The adversary lives inside the model, so its (reversed) gradient is averaged the same way.
-* **The same random draws.** Inside
-  :class:`~advmask.training.randomness.ShardedRandomness` (:meth:`BatchShard.randomness`) the
-  random draws of the global batch's rows are drawn for the global batch and sliced, so the
-  ranks' random number streams stay identical to each other and to one process's.
+* **The same random draws.** A per-row random tensor is drawn for the global batch and
+  sliced, so that sequence ``n`` gets the noise it gets in one process and the ranks' random
+  number streams stay identical to each other and to one process's. Nothing is intercepted:
+  the code that draws per-row noise is told its rows explicitly (a shard's ``start``,
+  ``stop`` and ``total``; :class:`advmask.row_draws.RowDraws` in the sequence VAE's step).
 * **Reduced metrics.** :func:`reduce_ratios` sums (numerator, denominator) pairs over ranks;
   :func:`all_gather_rows` concatenates per-sequence tensors in rank order.
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Generic, Protocol, TypeVar
 
@@ -38,7 +39,6 @@ from lightning_utilities.core.rank_zero import rank_zero_only
 from torch import Tensor
 
 from advmask.checks import check_int
-from advmask.training.randomness import ShardedRandomness
 
 __all__ = [
     "BatchShard",
@@ -369,13 +369,6 @@ class BatchShard(Generic[RowsT]):
         """``W * B_r / N``: turns this shard's batch-mean loss into its share of the global
         mean under DDP's gradient averaging (1.0 in one process)."""
         return self.world_size * self.num_sequences / self.total
-
-    def randomness(self) -> ShardedRandomness | nullcontext[None]:
-        """A :class:`ShardedRandomness` context for this shard's forward pass; a no-op context
-        when the shard is the whole batch (one process), so that path pays no dispatch cost."""
-        if self.stop - self.start == self.total:
-            return nullcontext()
-        return ShardedRandomness(self.start, self.stop, self.total)
 
 
 def shard_batch(batch: RowsT, rank: int, world_size: int) -> BatchShard[RowsT]:

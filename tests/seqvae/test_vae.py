@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from advmask import AdversarialMasker, UniformMasker
+from advmask.row_draws import RowDraws
 from advmask.seqvae.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from advmask.seqvae.models import DoubleLSTMDecoder, LSTMDecoder, LSTMEncoder
 from advmask.seqvae.vae import SequenceVAE
@@ -83,6 +84,29 @@ def test_eval_mode_does_not_mask_and_is_deterministic_given_z() -> None:
     assert out.masker is None
     torch.manual_seed(1)
     assert torch.equal(vae(tokens, lengths).loss, out.loss)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 2), (1, 3), (2, 3)])
+def test_rows_of_a_global_batch_get_the_posterior_noise_of_one_process(start, stop) -> None:
+    # Eval mode: z is the only draw, so a block's loss terms are the whole batch's rows.
+    vae = model().eval()
+    tokens, lengths = batch([4, 6, 5])
+    torch.manual_seed(1)
+    whole = vae(tokens, lengths)
+    after_whole = torch.get_rng_state()
+    torch.manual_seed(1)
+    rows = RowDraws(start, stop, 3)
+    part = vae(tokens[start:stop], lengths[start:stop], row_draws=rows)
+    assert torch.equal(torch.get_rng_state(), after_whole)
+    torch.testing.assert_close(
+        part.reconstruction, whole.reconstruction[start:stop], rtol=1e-12, atol=1e-12
+    )
+    if start > 0:  # without the rows, the block draws the noise of rows 0:stop - start
+        torch.manual_seed(1)
+        alone = vae(tokens[start:stop], lengths[start:stop])
+        assert not torch.allclose(alone.reconstruction, part.reconstruction, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"shape must have 2 rows \(rows 0:2 of 3\)"):
+        vae(tokens, lengths, row_draws=RowDraws(0, 2, 3))
 
 
 def test_loss_is_mean_reconstruction_plus_weighted_kl_plus_regularizer() -> None:

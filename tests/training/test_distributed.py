@@ -2,7 +2,9 @@
 
 The end-to-end test runs ``recipes/seqvae_awd.py`` under ``torchrun`` with 2 CPU processes
 (gloo) and batch B, and in this process with batch 2B, and compares every logged training
-value, the final parameters and the validation/test metrics (about 15 s on 2 cores).
+value, the final parameters and the validation/test metrics (about 15 s on 2 cores). The
+per-row random draws themselves are tested in ``tests/test_row_draws.py`` and
+``tests/seqvae/test_sharded_draws.py``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
 from advmask.seqvae.data import collate, make_batches
 from advmask.training.distributed import (
     DistributedContext,
-    ShardedRandomness,
     all_gather_rows,
     any_rank,
     block_range,
@@ -89,57 +89,6 @@ def test_a_rank_without_rows_is_refused() -> None:
         shard_batch(collate([[5], [6]]), 2, 3)
     with pytest.raises(ValueError, match="rank"):
         block_range(4, 2, 2)
-
-
-# --------------------------------------------------------------------------------------------
-# Random draws of a shard are the global draws' rows
-# --------------------------------------------------------------------------------------------
-def _draws(rows: torch.Tensor) -> list[torch.Tensor]:
-    """The kinds of draws a training step makes, in a fixed order."""
-    batch = rows.shape[0]
-    return [
-        torch.randn_like(rows[:, 0]),  # z noise: (B, D)
-        torch.randn((batch, 6), dtype=torch.float64),  # masker scores: (B, T)
-        torch.rand(batch, 4),
-        F.dropout(rows, 0.3, training=True),
-        torch.nn.Dropout(0.5)(rows),
-        torch.empty(batch, 3).normal_(),
-        torch.empty(batch, 3).uniform_(),
-        torch.empty(batch, 2).bernoulli_(0.25),
-    ]
-
-
-@pytest.mark.parametrize(("start", "stop"), [(0, 3), (3, 5), (1, 4)])
-def test_a_shard_draws_the_global_rows_and_leaves_the_generator_in_step(start, stop) -> None:
-    rows = torch.randn(5, 4, 3)
-    torch.manual_seed(7)
-    whole = _draws(rows)
-    after_whole = torch.get_rng_state()
-    torch.manual_seed(7)
-    with ShardedRandomness(start, stop, 5):
-        part = _draws(rows[start:stop])
-    assert torch.equal(torch.get_rng_state(), after_whole)
-    for index, (got, expected) in enumerate(zip(part, whole, strict=True)):
-        assert torch.equal(got, expected[start:stop]), index
-
-
-def test_draws_of_other_shapes_pass_through() -> None:
-    torch.manual_seed(3)
-    expected = torch.randn(7, 2)
-    torch.manual_seed(3)
-    with ShardedRandomness(0, 2, 4):
-        got = torch.randn(7, 2)  # leading dimension is not the shard's 2 rows
-    assert torch.equal(got, expected)
-
-
-def test_dropout_still_gets_gradients_and_eval_mode_is_untouched() -> None:
-    rows = torch.randn(2, 5, requires_grad=True)
-    with ShardedRandomness(2, 4, 4):
-        dropped = F.dropout(rows, 0.5, training=True)
-        kept = F.dropout(rows, 0.5, training=False)
-    dropped.sum().backward()
-    assert torch.equal(kept, rows)
-    assert set(rows.grad.unique().tolist()) <= {0.0, 2.0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +161,10 @@ def single_and_two_ranks(tmp_path_factory):
         pytest.skip("torch.distributed with gloo is not available")
     out = tmp_path_factory.mktemp("ddp")
     torchrun = [sys.executable, "-m", "torch.distributed.run"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # PYTHONPATH: the ranks import this checkout's advmask, as this process does (not an
+    # installed one).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     # --standalone: a rendezvous on a free local port, so parallel test runs do not collide.

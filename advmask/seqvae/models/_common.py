@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from advmask.checks import check_choice, check_dropout, check_int
+from advmask.row_draws import RowDraws
 from advmask.seqvae.data.vocab import PAD_ID
 
 WEIGHT_INIT = 0.01
@@ -90,6 +91,14 @@ class SequenceDecoder(SequenceModule):
         super().__init__(vocab_size, embedding_dim, hidden_size, latent_dim, init)
         self.dropout_in = nn.Dropout(check_dropout(dropout_in, "dropout_in"))
         self.dropout_out = nn.Dropout(check_dropout(dropout_out, "dropout_out"))
+
+
+def row_dropout(dropout: nn.Dropout, x: Tensor, row_draws: RowDraws | None) -> Tensor:
+    """``dropout(x)`` of ``x`` (B, ...); with ``row_draws`` (the rows of a global batch that
+    ``x`` is, under torchrun) the mask is those rows of the global batch's mask."""
+    if row_draws is None:
+        return dropout(x)
+    return row_draws.dropout(x, dropout.p, dropout.training)
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from advmask.checks import check_decoder_inputs
-from advmask.seqvae.models._common import SequenceDecoder
+from advmask.row_draws import RowDraws
+from advmask.seqvae.models._common import SequenceDecoder, row_dropout
 
 
 class DoubleLSTMDecoder(SequenceDecoder):
@@ -68,13 +69,15 @@ class DoubleLSTMDecoder(SequenceDecoder):
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)
         self.reset_parameters()
 
-    def forward(self, embedded: Tensor, z: Tensor) -> Tensor:
+    def forward(self, embedded: Tensor, z: Tensor, *, row_draws: RowDraws | None = None) -> Tensor:
         """Next-token logits for every step.
 
         Args:
             embedded: (B, T, E) float decoder-input embeddings (step ``t`` predicts token
                 ``t + 1``), already masked by the caller.
             z: (B, D) float latent codes.
+            row_draws: the rows of a global batch these ``B`` rows are (torchrun): the dropout
+                masks are then those rows of the global batch's. None: this batch's own.
 
         Returns:
             (B, T, V) logits; step ``t`` depends on ``embedded[:, :t + 1]`` and ``z`` only.
@@ -82,9 +85,10 @@ class DoubleLSTMDecoder(SequenceDecoder):
         embedded, z = check_decoder_inputs(embedded, z, self.embedding_dim, self.latent_dim)
         if embedded.shape[1] == 0:
             return embedded.new_zeros(embedded.shape[0], 0, self.vocab_size)
-        return self.decode_projected(self.project_inputs(embedded), z)
+        projected = self.project_inputs(embedded, row_draws=row_draws)
+        return self.decode_projected(projected, z, row_draws=row_draws)
 
-    def project_inputs(self, embedded: Tensor) -> Tensor:
+    def project_inputs(self, embedded: Tensor, *, row_draws: RowDraws | None = None) -> Tensor:
         """The part of the word cell's input gates that does not depend on ``z``.
 
         ``forward(embedded, z) == decode_projected(project_inputs(embedded), z)``; computing
@@ -93,21 +97,31 @@ class DoubleLSTMDecoder(SequenceDecoder):
 
         Args:
             embedded: (B, T, E) float decoder-input embeddings.
+            row_draws: as in :meth:`forward`.
 
         Returns:
             (T, B, 4H) ``W_ih2[:, :E] dropout_in(e_t)``, time-major so that step ``t`` reads
             one contiguous (B, 4H) block.
         """
-        inputs = rearrange(self.dropout_in(embedded), "b t e -> t b e")
+        inputs = rearrange(row_dropout(self.dropout_in, embedded, row_draws), "b t e -> t b e")
         return F.linear(inputs, self.word_cell.weight_ih[:, : self.embedding_dim])
 
-    def decode_projected(self, projected: Tensor, z: Tensor, rows: Tensor | None = None) -> Tensor:
+    def decode_projected(
+        self,
+        projected: Tensor,
+        z: Tensor,
+        rows: Tensor | None = None,
+        *,
+        row_draws: RowDraws | None = None,
+    ) -> Tensor:
         """Logits (B, T, V) from :meth:`project_inputs`' (T, N, 4H) output and ``z`` (B, D).
 
         ``rows``: optional (B,) int64 indices into the N projected sequences (one per ``z``;
         several ``z`` may share a sequence); None means ``B = N``, row ``b`` for sequence ``b``.
+        ``row_draws``: as in :meth:`forward`, for the output dropout.
         """
-        return self.output(self.dropout_out(self.recurrent_states(projected, z, rows)))
+        hidden = self.recurrent_states(projected, z, rows)
+        return self.output(row_dropout(self.dropout_out, hidden, row_draws))
 
     def recurrent_states(self, projected: Tensor, z: Tensor, rows: Tensor | None = None) -> Tensor:
         """Hidden states ``h_t`` (B, T, H) from :meth:`project_inputs`' output and ``z``.
@@ -362,7 +376,9 @@ def _sum_of_outer_products(grad_gates: Tensor, states: Tensor) -> Tensor:
     return rearrange(grad_gates, "t b g -> g (t b)") @ rearrange(states, "t b h -> (t b) h")
 
 
-def double_lstm_reference(decoder: DoubleLSTMDecoder, embedded: Tensor, z: Tensor) -> Tensor:
+def double_lstm_reference(
+    decoder: DoubleLSTMDecoder, embedded: Tensor, z: Tensor, *, row_draws: RowDraws | None = None
+) -> Tensor:
     """The Double-LSTM logits from a plain Python loop of ``nn.LSTMCell`` calls.
 
     Slow and obviously correct: the oracle for :class:`DoubleLSTMDecoder`'s fast path in tests
@@ -374,6 +390,7 @@ def double_lstm_reference(decoder: DoubleLSTMDecoder, embedded: Tensor, z: Tenso
         decoder: the decoder whose parameters to use.
         embedded: (B, T, E) float decoder-input embeddings.
         z: (B, D) float latent codes.
+        row_draws: as in :meth:`DoubleLSTMDecoder.forward`.
 
     Returns:
         (B, T, V) logits.
@@ -383,7 +400,7 @@ def double_lstm_reference(decoder: DoubleLSTMDecoder, embedded: Tensor, z: Tenso
     embedded, z = check_decoder_inputs(embedded, z, decoder.embedding_dim, decoder.latent_dim)
     if embedded.shape[1] == 0:
         return embedded.new_zeros(embedded.shape[0], 0, decoder.vocab_size)
-    inputs = decoder.dropout_in(embedded)
+    inputs = row_dropout(decoder.dropout_in, embedded, row_draws)
     hidden = decoder.latent_to_hidden(z)
     cell = torch.zeros_like(hidden)
     outputs = []
@@ -391,4 +408,4 @@ def double_lstm_reference(decoder: DoubleLSTMDecoder, embedded: Tensor, z: Tenso
         hidden, cell = decoder.prior_cell(z, (hidden, cell))
         hidden, cell = decoder.word_cell(torch.cat([inputs[:, step], z], dim=-1), (hidden, cell))
         outputs.append(hidden)
-    return decoder.output(decoder.dropout_out(torch.stack(outputs, dim=1)))
+    return decoder.output(row_dropout(decoder.dropout_out, torch.stack(outputs, dim=1), row_draws))

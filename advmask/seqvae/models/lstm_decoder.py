@@ -7,7 +7,8 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from advmask.checks import check_decoder_inputs
-from advmask.seqvae.models._common import SequenceDecoder
+from advmask.row_draws import RowDraws
+from advmask.seqvae.models._common import SequenceDecoder, row_dropout
 
 
 class LSTMDecoder(SequenceDecoder):
@@ -55,13 +56,15 @@ class LSTMDecoder(SequenceDecoder):
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)
         self.reset_parameters()
 
-    def forward(self, embedded: Tensor, z: Tensor) -> Tensor:
+    def forward(self, embedded: Tensor, z: Tensor, *, row_draws: RowDraws | None = None) -> Tensor:
         """Next-token logits for every step.
 
         Args:
             embedded: (B, T, E) float decoder-input embeddings (step ``t`` predicts token
                 ``t + 1``), already masked by the caller.
             z: (B, D) float latent codes.
+            row_draws: the rows of a global batch these ``B`` rows are (torchrun): the dropout
+                masks are then those rows of the global batch's. None: this batch's own.
 
         Returns:
             (B, T, V) logits; step ``t`` depends on ``embedded[:, :t + 1]`` and ``z`` only.
@@ -70,8 +73,9 @@ class LSTMDecoder(SequenceDecoder):
         steps = embedded.shape[1]
         if steps == 0:  # nn.LSTM rejects empty sequences; there is nothing to predict
             return embedded.new_zeros(embedded.shape[0], 0, self.vocab_size)
-        inputs = torch.cat([self.dropout_in(embedded), repeat(z, "b d -> b t d", t=steps)], dim=-1)
+        embedded = row_dropout(self.dropout_in, embedded, row_draws)
+        inputs = torch.cat([embedded, repeat(z, "b d -> b t d", t=steps)], dim=-1)
         cell = self.latent_to_cell(z)
         state = (rearrange(torch.tanh(cell), "b h -> 1 b h"), rearrange(cell, "b h -> 1 b h"))
         hidden, _ = self.lstm(inputs, state)
-        return self.output(self.dropout_out(hidden))
+        return self.output(row_dropout(self.dropout_out, hidden, row_draws))

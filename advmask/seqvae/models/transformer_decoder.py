@@ -9,8 +9,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from advmask.checks import check_decoder_inputs, check_dropout, check_int
+from advmask.row_draws import RowDraws
 from advmask.seqvae.data.vocab import PAD_ID
-from advmask.seqvae.models._common import SequenceDecoder
+from advmask.seqvae.models._common import SequenceDecoder, row_dropout
 
 INIT_STD = 0.02
 """Standard deviation of the normal initialisation of weights and embeddings (GPT-2)."""
@@ -121,13 +122,18 @@ class TransformerDecoder(SequenceDecoder):
             nn.init.normal_(layer.linear2.weight, std=residual_std)
         self.embedding.weight[PAD_ID].zero_()
 
-    def forward(self, embedded: Tensor, z: Tensor) -> Tensor:
+    def forward(self, embedded: Tensor, z: Tensor, *, row_draws: RowDraws | None = None) -> Tensor:
         """Next-token logits for every step.
 
         Args:
             embedded: (B, T, E) float decoder-input embeddings (step ``t`` predicts token
                 ``t + 1``), already masked by the caller; ``T <= max_length``.
             z: (B, D) float latent codes.
+            row_draws: the rows of a global batch these ``B`` rows are (torchrun): the masks
+                of ``dropout_in`` and ``dropout_out`` are then those rows of the global
+                batch's. The blocks' own dropout (``dropout``, inside PyTorch's layers and its
+                fused attention) is not told: under torchrun with ``dropout > 0`` each rank
+                draws it for its own rows, valid dropout but not one process's draws.
 
         Returns:
             (B, T, V) logits; step ``t`` depends on ``embedded[:, :t + 1]`` and ``z`` only.
@@ -139,7 +145,7 @@ class TransformerDecoder(SequenceDecoder):
                 f"embedded has {steps} steps, more than max_length={self.max_length}; build "
                 "the decoder with a larger max_length"
             )
-        inputs = self.input_projection(self.dropout_in(embedded))
+        inputs = self.input_projection(row_dropout(self.dropout_in, embedded, row_draws))
         inputs = inputs + rearrange(self.latent_to_input(z), "b h -> b 1 h")
         prefix = rearrange(self.latent_to_prefix(z), "b h -> b 1 h")
         sequence = torch.cat([prefix, inputs], dim=1)
@@ -148,4 +154,4 @@ class TransformerDecoder(SequenceDecoder):
             steps + 1, device=sequence.device, dtype=sequence.dtype
         )
         hidden = self.blocks(sequence, mask=causal, is_causal=True)
-        return self.output(self.dropout_out(hidden[:, 1:]))
+        return self.output(row_dropout(self.dropout_out, hidden[:, 1:], row_draws))
