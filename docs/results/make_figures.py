@@ -266,6 +266,7 @@ def draw_all(out: Path) -> list[Path]:
     adam = RESULTS / "ptb-adam"
     paths += plot_learning_curves(
         {
+            "no word dropout": adam / "none-seed0",
             "uniform, rate 0.4": adam / "uniform-seed0",
             "AWD, rate 0.4, lambda 1": adam / "adversarial-lambda1-seed0",
             "AWD, rate 0.4, lambda 10": adam / "adversarial-lambda10-seed0",
