@@ -1,8 +1,9 @@
 """The contract every registered relaxation keeps (advmask.relaxations module docstring).
 
-Algorithm-specific oracles live in tests/test_relaxations.py. For every name, the property
-tests in tests/properties/test_relaxations.py check on generated problems that the forward value
-is the exact hard mask, that padding and degenerate rows get zero gradient, that the soft mask
+Algorithm-specific oracles live in tests/test_relaxation_oracles.py, test_relaxation_sinkhorn.py
+and test_relaxation_perturbed.py. For every name, the property tests in
+tests/properties/test_relaxations.py check on generated problems that the forward value is the
+exact hard mask, that padding and degenerate rows get zero gradient, that the soft mask
 sums to k and that it sharpens to the hard mask (its sharp options must be added to ``SHARP``
 there); this file checks float32 and half inputs, and that torch.func.vmap over a batch of
 problems gives what a loop over them gives.

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.recipes.test_analyze import _one_line_error
+from tests.recipes.test_analyze_commands import _one_line_error
 from tests.recipes.test_recipe import load_recipe
 
 

@@ -27,8 +27,8 @@ from advmask.maskers import drop_probabilities
 from advmask.seqvae import identity, report
 from advmask.seqvae.analysis import studies
 from advmask.training import checkpoint as checkpoints
+from tests.recipes._trust_helpers import SMALL, run, write_corpus
 from tests.recipes.test_recipe import load_recipe
-from tests.recipes.test_trust import SMALL, run, write_corpus
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from advmask.seqvae.gaussian import gaussian_kl_per_dimension
 from advmask.seqvae.grid import Variant
 from advmask.seqvae.schedules import LinearKLAnnealing, free_bits_kl
 
+from ..recipes._trust_helpers import assert_one_line_error, recipe, run  # noqa: F401
 from ..recipes.test_recipe import TINY
-from ..recipes.test_trust import assert_one_line_error, recipe, run  # noqa: F401
 from .test_vae import batch, model
 
 

@@ -29,8 +29,8 @@ from advmask.seqvae.step import Optimizers, StepSettings
 from advmask.seqvae.trainer import BaselineTrainer
 from advmask.training.distributed import shard_batch
 
+from ..recipes._trust_helpers import assert_one_line_error, recipe, run  # noqa: F401
 from ..recipes.test_recipe import TINY
-from ..recipes.test_trust import assert_one_line_error, recipe, run  # noqa: F401
 from .test_vae import batch, model
 
 

@@ -2,7 +2,8 @@
 
 KL, importance-weighted log-likelihood, perplexity, MI and active units, against
 torch.distributions and brute-force oracles. The examples (closed forms, the linear-Gaussian toy,
-expectations over replicates, validation) are in tests/seqvae/test_metrics.py.
+expectations over replicates, validation) are in tests/seqvae/test_metrics_likelihood.py and
+tests/seqvae/test_metrics_latent.py.
 """
 
 from __future__ import annotations
