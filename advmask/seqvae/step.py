@@ -112,10 +112,10 @@ def train_step(
     vae_optimizer, adversary_optimizer = optimizers.vae, optimizers.adversary
     grad_clip = settings.grad_clip
     autocast = torch.autocast(batch.tokens.device.type, dtype=torch.bfloat16, enabled=settings.bf16)
-    # A shard's per-row draws are its rows of the global batch's draws (one process's noise);
-    # one process makes the plain draws.
+    # A shard's per-row draws are its rows of the global batch's draws (one process's noise;
+    # a shard holding the whole batch makes the plain draws); one process makes the plain draws.
     draws = {}
-    if shard is not None and shard.num_sequences != shard.total:
+    if shard is not None:
         draws["row_draws"] = RowDraws(shard.start, shard.stop, shard.total)
     with autocast:
         out = forward(batch.tokens, batch.lengths, beta=beta, free_bits=settings.free_bits, **draws)

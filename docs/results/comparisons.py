@@ -59,10 +59,9 @@ def _pair(
 SYN, SNLI, PTB, PTB_3K = "synthetic", "SNLI carve-out", "PTB, 10k sentences", "PTB, 3k sentences"
 SNLI_IN0 = "SNLI, no emb. dropout"
 PTB_ADAM = "PTB, all, Adam"
-ADAM_SEEDS = (0, 1, 2)
-"""Seeds of the Adam study's uniform and AWD runs (``docs/results/ptb-adam``)."""
-NONE_SEEDS = (0, 1, 2)
-"""Seeds of its runs without dropout."""
+ADAM_NONE, ADAM_UNIFORM = "ptb-adam/none-seed{}", "ptb-adam/uniform-seed{}"
+ADAM_AWD = "ptb-adam/adversarial-lambda10-seed{}"
+"""The Adam study's run folders (seeds 0-2); its AWD is the validation-chosen lambda 10."""
 SEEDS, FIVE = (0, 1, 2), (0, 1, 2, 3, 4)
 PRESET = "no (preset lambda)"
 VALIDATION = "yes"
@@ -72,26 +71,23 @@ COMPARISONS: tuple[Comparison, ...] = (
     _pair(
         PTB_ADAM,
         "AWD (lambda 10) - uniform, rate 0.4",
-        "ptb-adam/adversarial-lambda10-seed{}",
-        "ptb-adam/uniform-seed{}",
+        ADAM_AWD,
+        ADAM_UNIFORM,
         "yes (lambda)",
-        ADAM_SEEDS,
     ),
     _pair(
         PTB_ADAM,
         "uniform - none, rate 0.4",
-        "ptb-adam/uniform-seed{}",
-        "ptb-adam/none-seed{}",
+        ADAM_UNIFORM,
+        ADAM_NONE,
         "no (paper's rate)",
-        NONE_SEEDS,
     ),
     _pair(
         PTB_ADAM,
         "AWD (lambda 10) - none, rate 0.4",
-        "ptb-adam/adversarial-lambda10-seed{}",
-        "ptb-adam/none-seed{}",
+        ADAM_AWD,
+        ADAM_NONE,
         "yes (lambda)",
-        NONE_SEEDS,
     ),
     _pair(
         SYN,
@@ -311,17 +307,13 @@ STUDY_METRICS = (
 )
 """(key in ``metrics.json``'s test split, column title) of the page's leading table."""
 
-ADAM_VARIANTS = {
-    "none": ("ptb-adam/none-seed{}", NONE_SEEDS),
-    "uniform [0.4]": ("ptb-adam/uniform-seed{}", ADAM_SEEDS),
-    "AWD [0.4], lambda 10": ("ptb-adam/adversarial-lambda10-seed{}", ADAM_SEEDS),
-}
-"""The Adam study's variants: label to (run folder pattern, seeds)."""
+ADAM_VARIANTS = {"none": ADAM_NONE, "uniform [0.4]": ADAM_UNIFORM, "AWD [0.4], lambda 10": ADAM_AWD}
+"""The Adam study's variants: label to run folder pattern."""
 
 
-def print_study_table(variants: dict[str, tuple[str, Sequence[int]]]) -> None:
+def print_study_table(variants: dict[str, str], seeds: Sequence[int] = SEEDS) -> None:
     """The rows of the page's leading table: each metric's mean (std) over seeds, test split."""
-    for label, (pattern, seeds) in variants.items():
+    for label, pattern in variants.items():
         folders = [RESULTS / pattern.format(seed) for seed in seeds]
         runs = [json.loads((folder / "metrics.json").read_text()) for folder in folders]
         cells = [label, str(len(runs))]

@@ -23,7 +23,7 @@ from typing import Any
 
 # The page's comparisons live beside this script (its folder is on sys.path when it runs).
 from comparisons import (
-    ADAM_SEEDS,
+    ADAM_AWD,
     ADAM_VARIANTS,
     COMPARISONS,
     FIVE,
@@ -276,7 +276,7 @@ def draw_all(out: Path) -> list[Path]:
     )
     adam_adversaries = {
         "PTB, all, Adam": {
-            "rate 0.4, lambda 10": [adam / f"adversarial-lambda10-seed{s}" for s in ADAM_SEEDS],
+            "rate 0.4, lambda 10": [RESULTS / ADAM_AWD.format(s) for s in SEEDS],
             "rate 0.4, lambda 1": [adam / "adversarial-lambda1-seed0"],
         }
     }
