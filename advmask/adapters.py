@@ -121,6 +121,9 @@ def mask_input_embeddings(
     install(wrapper)
     # always_call: a forward that raised still ends its pass
     wrapper._pass_hook = model.register_forward_hook(wrapper._end_pass, always_call=True)
+    wrapper._home = _beyond_model_setter(model, wrapper)
+    if wrapper._home is not None:
+        wrapper._home_hook = model.register_forward_pre_hook(wrapper._return_home)
     return wrapper
 
 
@@ -146,9 +149,10 @@ def unmask_input_embeddings(model: nn.Module, *, attribute: str | None = None) -
             f"the input embedding of {type(model).__name__} ({where}) is not masked: it is a "
             f"{type(found).__name__}"
         )
-    if found._pass_hook is not None:
-        found._pass_hook.remove()
-        found._pass_hook = None
+    for hook in ("_pass_hook", "_home_hook"):
+        if getattr(found, hook) is not None:
+            getattr(found, hook).remove()
+            setattr(found, hook, None)
     original = found.unwrapped()
     install(original)
     return original
@@ -223,6 +227,22 @@ def _at_attribute(model: nn.Module, attribute: object) -> tuple[object, _Install
         setattr(parent, name, module)
 
     return found, install, f"attribute={attribute!r}"
+
+
+def _beyond_model_setter(model: nn.Module, wrapper: MaskedEmbedding) -> str | None:
+    """Where the wrapper is in ``model``, if the model's own ``get_input_embeddings()`` does
+    not return it (the decoder's side of a T5, whose ``shared`` embedding the encoder keeps);
+    None otherwise. There, ``resize_token_embeddings`` resizes the model's embedding and hands
+    it to ``set_input_embeddings``, which puts it in the wrapper's place."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if not callable(getter):
+        return None
+    try:
+        if getter() is wrapper:
+            return None
+    except NotImplementedError:  # transformers' base class without an embedding
+        return None
+    return next(name for name, module in model.named_modules() if module is wrapper)
 
 
 def _config_pad_id(model: nn.Module) -> int | None:
