@@ -193,10 +193,7 @@ class MaskedEmbedding(nn.Embedding):
         self._pass_outputs: list[MaskerOutput] = []
         self._pass_ended = True
         self._pass_hook: RemovableHandle | None = None
-        # Where mask_input_embeddings put the wrapper, when the model's set_input_embeddings
-        # can replace it there (see _return_home); None elsewhere.
-        self._home: str | None = None
-        self._home_hook: RemovableHandle | None = None
+        self._home_hook: RemovableHandle | None = None  # see advmask.adapters._return_home
         self._valid_inputs: ValidInputs | None = None
         # Where the missing pad id was looked for (set by mask_input_embeddings), for the
         # warning; the warning is given once per wrapper.
@@ -432,21 +429,6 @@ class MaskedEmbedding(nn.Embedding):
         # A forward hook of the owning model (installed by mask_input_embeddings; ``*_`` are
         # the hook's arguments): the next training-mode call starts a new regularizer sum.
         self._pass_ended = True
-
-    def _return_home(self, model: nn.Module, _args: Any) -> None:
-        # A forward pre-hook of the owning model, where the wrapper sits beyond the model's
-        # own set_input_embeddings (the decoder of a T5): resize_token_embeddings resizes the
-        # plain embedding in place and hands it to set_input_embeddings, which puts it in the
-        # wrapper's place. That embedding holds the wrapper's weight Parameter (resized in
-        # place): put the wrapper back, on its vocabulary (the masker follows), so that
-        # masking does not stop silently.
-        parent_path, _, name = self._home.rpartition(".")
-        parent = model.get_submodule(parent_path)
-        found = getattr(parent, name)
-        if found is not self and isinstance(found, nn.Embedding) and found.weight is self.weight:
-            self.padding_idx = found.padding_idx
-            self.num_embeddings = found.num_embeddings
-            setattr(parent, name, self)
 
     def extra_repr(self) -> str:
         # nn.Embedding's extra_repr formats self.__dict__, where num_embeddings is not
