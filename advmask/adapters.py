@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import nn
 
@@ -75,7 +76,10 @@ def mask_input_embeddings(
     masker's are added (``wte.masker.*``, and ``wte.drop_vector`` for ``fill="learned"``),
     which a plain model ignores when it loads the checkpoint. A forward hook on ``model``
     ends each forward pass, so that :attr:`~advmask.embedding.MaskedEmbedding.regularizer`
-    sums the calls of one pass (an encoder and a decoder sharing the wrapper).
+    sums the calls of one pass (an encoder and a decoder sharing the wrapper). Where the
+    model's own ``set_input_embeddings`` would put the plain embedding in the wrapper's place
+    (``resize_token_embeddings`` of a T5 whose decoder is masked), a forward pre-hook puts the
+    wrapper back, on the resized vocabulary, when the next forward pass starts.
 
     Args:
         model: the decoder (any ``nn.Module``).
@@ -121,6 +125,9 @@ def mask_input_embeddings(
     install(wrapper)
     # always_call: a forward that raised still ends its pass
     wrapper._pass_hook = model.register_forward_hook(wrapper._end_pass, always_call=True)
+    home = _beyond_model_setter(model, wrapper)
+    if home is not None:
+        wrapper._home_hook = model.register_forward_pre_hook(partial(_return_home, wrapper, home))
     return wrapper
 
 
@@ -146,9 +153,10 @@ def unmask_input_embeddings(model: nn.Module, *, attribute: str | None = None) -
             f"the input embedding of {type(model).__name__} ({where}) is not masked: it is a "
             f"{type(found).__name__}"
         )
-    if found._pass_hook is not None:
-        found._pass_hook.remove()
-        found._pass_hook = None
+    for hook in ("_pass_hook", "_home_hook"):
+        if getattr(found, hook) is not None:
+            getattr(found, hook).remove()
+            setattr(found, hook, None)
     original = found.unwrapped()
     install(original)
     return original
@@ -223,6 +231,41 @@ def _at_attribute(model: nn.Module, attribute: object) -> tuple[object, _Install
         setattr(parent, name, module)
 
     return found, install, f"attribute={attribute!r}"
+
+
+def _beyond_model_setter(model: nn.Module, wrapper: MaskedEmbedding) -> str | None:
+    """Where the wrapper is in ``model``, if the model's own ``get_input_embeddings()`` does
+    not return it (the decoder's side of a T5, whose ``shared`` embedding the encoder keeps);
+    None otherwise. There, ``resize_token_embeddings`` resizes the model's embedding and hands
+    it to ``set_input_embeddings``, which puts it in the wrapper's place."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if not callable(getter):
+        return None
+    try:
+        if getter() is wrapper:
+            return None
+    except NotImplementedError:  # transformers' base class without an embedding
+        return None
+    return next(name for name, module in model.named_modules() if module is wrapper)
+
+
+def _return_home(wrapper: MaskedEmbedding, home: str, model: nn.Module, _args: object) -> None:
+    """Put ``wrapper`` back at ``home`` in ``model`` if a resize replaced it there.
+
+    A forward pre-hook of the model (``partial(_return_home, wrapper, home)``: picklable),
+    where the wrapper sits beyond the model's own ``set_input_embeddings`` (the decoder of a
+    T5): ``resize_token_embeddings`` resizes the plain embedding in place and hands it to
+    ``set_input_embeddings``, which puts it in the wrapper's place, and masking would stop
+    silently. That embedding holds the wrapper's weight ``Parameter``, resized: the wrapper
+    takes its vocabulary (the masker follows) and goes back.
+    """
+    parent_path, _, name = home.rpartition(".")
+    parent = model.get_submodule(parent_path)
+    found = getattr(parent, name)
+    if found is not wrapper and isinstance(found, nn.Embedding) and found.weight is wrapper.weight:
+        wrapper.padding_idx = found.padding_idx
+        wrapper.num_embeddings = found.num_embeddings
+        setattr(parent, name, wrapper)
 
 
 def _config_pad_id(model: nn.Module) -> int | None:

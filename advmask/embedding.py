@@ -193,6 +193,7 @@ class MaskedEmbedding(nn.Embedding):
         self._pass_outputs: list[MaskerOutput] = []
         self._pass_ended = True
         self._pass_hook: RemovableHandle | None = None
+        self._home_hook: RemovableHandle | None = None  # see advmask.adapters._return_home
         self._valid_inputs: ValidInputs | None = None
         # Where the missing pad id was looked for (set by mask_input_embeddings), for the
         # warning; the warning is given once per wrapper.

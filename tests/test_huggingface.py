@@ -312,6 +312,35 @@ def test_t5_with_both_sides_masked_sums_the_regularizer_of_one_pass() -> None:
     assert len(wrapper._pass_outputs) == 2
 
 
+@pytest.mark.parametrize("attribute", [None, "encoder.embed_tokens", "shared"])
+def test_t5_resize_keeps_the_chosen_side_masked_and_the_adversary_follows(attribute) -> None:
+    # T5's set_input_embeddings, which resize_token_embeddings calls with the shared
+    # embedding, puts that embedding on both sides: a wrapper on one side only must come back.
+    model = t5()
+    wrapper = mask_input_embeddings(model, adversary(), attribute=attribute)
+    if attribute == "shared":
+        model.set_input_embeddings(wrapper)
+    masked_sides = [model.encoder.embed_tokens is wrapper, model.decoder.embed_tokens is wrapper]
+    model.resize_token_embeddings(VOCAB + 3, mean_resizing=False)
+    ids, attention_mask = batch()
+    ids[:, 0] = VOCAB + 2  # a new id
+    labels = ids[:, :5].contiguous()
+    model.train()
+    model(input_ids=ids, attention_mask=attention_mask, labels=labels)
+    assert [model.encoder.embed_tokens is wrapper, model.decoder.embed_tokens is wrapper] == (
+        masked_sides
+    )
+    assert wrapper.last_output is not None
+    assert wrapper.num_embeddings == VOCAB + 3 == wrapper.weight.shape[0]
+    assert wrapper.masker.score_network.vocab_size == VOCAB + 3
+    assert wrapper.weight is model.shared.weight
+    # The wrapper put back, unmasking still restores the plain model.
+    original = unmask_input_embeddings(model, attribute=attribute)
+    if attribute == "shared":
+        model.set_input_embeddings(original)  # undo as it was done
+    assert not any(isinstance(module, MaskedEmbedding) for module in model.modules())
+
+
 def test_a_masked_lm_drops_inputs_to_the_mask_token() -> None:
     torch.manual_seed(0)
     config = transformers.BertConfig(
