@@ -44,7 +44,7 @@ from advmask.seqvae.data import collate, make_batches
 from advmask.seqvae.data.corpus import read_lines
 from advmask.seqvae.report import load_runs
 from advmask.training.checkpoint import atomic_write, save_json
-from advmask.training.cli import Parser, UserError, bounded, exit_with_error
+from advmask.training.cli import Parser, UserError, bounded, exit_with_error, folder_problem
 from advmask.training.distributed import check_device
 
 SPLITS = ("train", "valid", "test")
@@ -330,6 +330,13 @@ def _device(text: str) -> str:
     return text
 
 
+def _out_folder(text: str) -> Path:
+    """``--out``: a folder that can be written (created if missing), checked before any work."""
+    if problem := folder_problem(Path(text)):
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)
+
+
 POSITIVE = bounded(int, minimum=1)
 SCORE_SAMPLES = "Monte-Carlo draws of the adversary's scores per sentence"
 FLAGS: dict[str, dict[str, Any]] = {
@@ -431,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run_dir", metavar="RUN", help="run directory of recipes/seqvae_awd.py")
         for flag, options in flags.items():
             sub.add_argument(flag, **{**FLAGS.get(flag, {}), **options})
-        sub.add_argument("--out", help="output folder (default: RUN/analysis)")
+        sub.add_argument("--out", type=_out_folder, help="output folder (default: RUN/analysis)")
         sub.add_argument(
             "--seed", type=bounded(int, minimum=0), default=0, help="of every random draw"
         )
@@ -441,7 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
         about = study.__doc__.splitlines()[0]
         sub = commands.add_parser(name, help=about, description=about)
         sub.add_argument("run_dirs", metavar="RUN", nargs="+", type=Path, help="run directories")
-        sub.add_argument("--out", help="output folder (default: the runs' common parent/analysis)")
+        sub.add_argument(
+            "--out",
+            type=_out_folder,
+            help="output folder (default: the runs' common parent/analysis)",
+        )
         if name == "rate-ablation":
             sub.add_argument("--split", default="test", choices=("test", "valid"))
         sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
@@ -454,6 +465,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
         return _main(argv, console)
     except UserError as error:
         exit_with_error(error)
+    except OSError as error:  # writing the results: a full disk, a folder that went away
+        exit_with_error(f"{error.filename}: {error.strerror}" if error.filename else error)
 
 
 def _in_order(words: list[str]) -> list[str]:
@@ -484,11 +497,18 @@ def _main(argv: list[str] | None, console: Console | None) -> Any:
         torch.set_num_threads(args.threads)
     if args.analysis in STUDIES:
         parents = [str(p.resolve().parent) for p in args.run_dirs]
-        out = Path(args.out) if args.out else Path(os.path.commonpath(parents)) / "analysis"
+        out = args.out or _default_out(Path(os.path.commonpath(parents)) / "analysis")
         return STUDIES[args.analysis](args, out, console)
     run = TrainedRun(args.run_dir, device=args.device)
-    out = Path(args.out) if args.out else run.directory / "analysis"
+    out = args.out or _default_out(run.directory / "analysis")
     return COMMANDS[args.analysis][0](run, args, out, console)
+
+
+def _default_out(folder: Path) -> Path:
+    """The results' folder when ``--out`` is not given, checked as ``--out`` is."""
+    if problem := folder_problem(folder):
+        raise UserError(f"cannot write the results in {str(folder)!r}: {problem}; pass --out")
+    return folder
 
 
 if __name__ == "__main__":

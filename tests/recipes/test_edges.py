@@ -297,6 +297,42 @@ def test_analyze_numbers_out_of_range_are_one_line_naming_the_flag(
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize("command", ["sample", "rate-ablation"])
+def test_analyze_out_that_cannot_be_written_is_one_line_before_any_work(
+    analyze, runs, tmp_path, capsys, command
+) -> None:
+    a_file, run = tmp_path / "a-file", runs / "adversarial-seed0"
+    a_file.write_text("x")
+    before = sorted(run.rglob("*"))
+    for out in (a_file, a_file / "results"):
+        code = exit_code(analyze.main, [command, str(run), "--out", str(out)])
+        one_line_error(code, capsys.readouterr().err, "argument --out", str(a_file), "is a file")
+    assert a_file.read_text() == "x" and sorted(run.rglob("*")) == before
+
+
+def test_analyze_default_out_that_cannot_be_written_is_one_line(
+    analyze, runs, monkeypatch, capsys
+) -> None:
+    run = runs / "adversarial-seed0"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # read-only, even for root
+    code = exit_code(analyze.main, ["sample", str(run), "--num-samples", "2"])
+    one_line_error(code, capsys.readouterr().err, str(run / "analysis"), "permission denied",
+                   "pass --out")  # fmt: skip
+
+
+def test_a_full_disk_under_analyze_is_one_line_naming_the_file(
+    analyze, runs, tmp_path, monkeypatch, capsys
+) -> None:
+    def full(content, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(analyze, "save_json", full)
+    out = tmp_path / "out"
+    argv = ["sample", str(runs / "adversarial-seed0"), "--num-samples", "2", "--out", str(out)]
+    code = exit_code(analyze.main, argv)
+    one_line_error(code, capsys.readouterr().err, f"{out / 'samples.json'}: No space left")
+
+
 # --------------------------------------------------------------------------------------------
 # Analyses of a run in training; drop probabilities of impossible inputs
 # --------------------------------------------------------------------------------------------
