@@ -19,6 +19,12 @@ import advmask.seqvae.trainer as trainer_module
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def this_checkout() -> dict[str, str]:
+    """The environment in which a recipe started as a process imports this checkout's advmask
+    (not an installed one)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
 def load_recipe(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -144,7 +150,9 @@ def test_jobs_train_the_runs_side_by_side_with_the_same_results(tmp_path) -> Non
     def run(*flags: str) -> str:
         command = [sys.executable, str(ROOT / "recipes" / "seqvae_awd.py"), *TINY]
         command += ["--dropout", *ALL_DROPOUTS, *flags]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, check=False, env=this_checkout()
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
@@ -176,7 +184,7 @@ def test_ctrl_c_with_jobs_stops_every_run_and_keeps_its_checkpoint(tmp_path) -> 
     # A session of its own: the signal reaches the recipe and its processes, as Ctrl-C does.
     recipe = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, env=this_checkout(),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while len(list(out.glob("synthetic/*-seed0/log.csv"))) < 2 and time.monotonic() < deadline:
