@@ -44,8 +44,15 @@ from advmask.seqvae.data import collate, make_batches
 from advmask.seqvae.data.corpus import read_lines
 from advmask.seqvae.report import load_runs
 from advmask.training.checkpoint import atomic_write, save_json
-from advmask.training.cli import Parser, UserError, bounded, exit_with_error, folder_problem
-from advmask.training.distributed import check_device
+from advmask.training.cli import (
+    Parser,
+    UserError,
+    bounded,
+    default_folder,
+    device_argument,
+    exit_with_error,
+    writable_folder,
+)
 
 SPLITS = ("train", "valid", "test")
 
@@ -320,23 +327,6 @@ def rate_ablation_study(args: argparse.Namespace, out: Path, console: Console) -
 # --------------------------------------------------------------------------------------------
 # Command line: one subcommand per analysis, each with its own flags
 # --------------------------------------------------------------------------------------------
-def _device(text: str) -> str:
-    try:
-        check_device(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return text
-
-
-def _out_folder(text: str) -> Path:
-    """``--out``: a folder that can be written (created if missing), checked before any work."""
-    if problem := folder_problem(Path(text)):
-        raise argparse.ArgumentTypeError(problem)
-    return Path(text)
-
-
 POSITIVE = bounded(int, minimum=1)
 SCORE_SAMPLES = "Monte-Carlo draws of the adversary's scores per sentence"
 FLAGS: dict[str, dict[str, Any]] = {
@@ -433,30 +423,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="analyze.py", description=__doc__.splitlines()[0], epilog=epilog)
     commands = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     for name, (function, flags) in COMMANDS.items():
-        about = function.__doc__.splitlines()[0]
-        sub = commands.add_parser(name, help=about, description=about)
+        sub = _subcommand(commands, name, function, default_out="RUN/analysis")
         sub.add_argument("run_dir", metavar="RUN", help="run directory of recipes/seqvae_awd.py")
         for flag, options in flags.items():
             sub.add_argument(flag, **{**FLAGS.get(flag, {}), **options})
-        sub.add_argument("--out", type=_out_folder, help="output folder (default: RUN/analysis)")
         sub.add_argument(
             "--seed", type=bounded(int, minimum=0), default=0, help="of every random draw"
         )
-        sub.add_argument("--device", type=_device, default="cpu", help="cpu, cuda[:N], mps, auto")
-        sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
-    for name, study in STUDIES.items():
-        about = study.__doc__.splitlines()[0]
-        sub = commands.add_parser(name, help=about, description=about)
-        sub.add_argument("run_dirs", metavar="RUN", nargs="+", type=Path, help="run directories")
         sub.add_argument(
-            "--out",
-            type=_out_folder,
-            help="output folder (default: the runs' common parent/analysis)",
+            "--device", type=device_argument, default="cpu", help="cpu, cuda[:N], mps, auto"
         )
+    for name, study in STUDIES.items():
+        sub = _subcommand(commands, name, study, default_out="the runs' common parent/analysis")
+        sub.add_argument("run_dirs", metavar="RUN", nargs="+", type=Path, help="run directories")
         if name == "rate-ablation":
             sub.add_argument("--split", default="test", choices=("test", "valid"))
-        sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
     return parser
+
+
+def _subcommand(commands: Any, name: str, function: Callable, default_out: str) -> Parser:
+    """The subparser of one analysis or study, with the flags every one has."""
+    about = function.__doc__.splitlines()[0]
+    sub = commands.add_parser(name, help=about, description=about)
+    sub.add_argument("--out", type=writable_folder, help=f"output folder (default: {default_out})")
+    sub.add_argument("--threads", type=POSITIVE, default=None, help="torch CPU threads")
+    return sub
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> Any:
@@ -497,18 +488,11 @@ def _main(argv: list[str] | None, console: Console | None) -> Any:
         torch.set_num_threads(args.threads)
     if args.analysis in STUDIES:
         parents = [str(p.resolve().parent) for p in args.run_dirs]
-        out = args.out or _default_out(Path(os.path.commonpath(parents)) / "analysis")
+        out = args.out or default_folder(Path(os.path.commonpath(parents)) / "analysis")
         return STUDIES[args.analysis](args, out, console)
     run = TrainedRun(args.run_dir, device=args.device)
-    out = args.out or _default_out(run.directory / "analysis")
+    out = args.out or default_folder(run.directory / "analysis")
     return COMMANDS[args.analysis][0](run, args, out, console)
-
-
-def _default_out(folder: Path) -> Path:
-    """The results' folder when ``--out`` is not given, checked as ``--out`` is."""
-    if problem := folder_problem(folder):
-        raise UserError(f"cannot write the results in {str(folder)!r}: {problem}; pass --out")
-    return folder
 
 
 if __name__ == "__main__":

@@ -26,9 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import torch
 import torch.distributed as dist
 from rich.console import Console
 
+from advmask.training.distributed import check_device
 from advmask.training.divergence import DivergedError
 from advmask.training.signals import InterruptedRunError
 
@@ -383,6 +385,46 @@ def bounded(kind: type, **limits: float) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def writable_folder(text: str) -> Path:
+    """An argparse ``type=`` for an output folder (created when needed), refused when the flags
+    are parsed, before any work, if files cannot be written there (:func:`folder_problem`).
+
+    Example:
+        >>> parser = Parser(prog="analyze.py")
+        >>> _ = parser.add_argument("--out", type=writable_folder)
+        >>> parser.parse_args(["--out", "results"]).out.name
+        'results'
+    """
+    if problem := folder_problem(Path(text)):
+        raise argparse.ArgumentTypeError(problem)
+    return Path(text)
+
+
+def default_folder(folder: Path, flag: str = "--out") -> Path:
+    """``folder``, the default of an output flag that was not given, if files can be written
+    there.
+
+    Raises:
+        UserError: naming ``folder``, why (:func:`folder_problem`) and the flag to pass.
+    """
+    if problem := folder_problem(folder):
+        raise UserError(f"cannot write the results in {str(folder)!r}: {problem}; pass {flag}")
+    return folder
+
+
+def device_argument(text: str) -> str:
+    """An argparse ``type=`` for ``--device``: a device this machine has
+    (:func:`~advmask.training.distributed.check_device`); ``auto`` becomes ``cuda`` where
+    there is one, else ``cpu``."""
+    try:
+        check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return text
 
 
 def parse_with_presets(
