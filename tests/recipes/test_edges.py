@@ -383,7 +383,13 @@ def test_ctrl_c_at_any_moment_of_a_jobs_run_is_one_line_and_130(corpus, tmp_path
                                env=env, start_new_session=True)  # fmt: skip
     time.sleep(delay)
     os.killpg(process.pid, signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        # Not left running into the next tests (its pipes and processes would fail them).
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"a Ctrl-C {delay} s after the start was not honoured within 120 s")
     if process.returncode == 0:
         pytest.fail(f"not interrupted after {delay} s: the runs ended first")
     assert process.returncode == 130, err
