@@ -24,7 +24,7 @@ step makes none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,9 +101,7 @@ class RowDraws:
         Returns:
             Tensor of ``shape``: rows ``start:stop`` of ``torch.randn((total, ...))``.
         """
-        return torch.randn(self._global(shape), generator=generator, device=device, dtype=dtype)[
-            self._slice()
-        ]
+        return self._rows_of(torch.randn, shape, generator=generator, device=device, dtype=dtype)
 
     def rand(
         self,
@@ -114,23 +112,7 @@ class RowDraws:
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """Uniform on ``[0, 1)`` of ``shape`` (``(stop - start, ...)``), as ``torch.rand``."""
-        return torch.rand(self._global(shape), generator=generator, device=device, dtype=dtype)[
-            self._slice()
-        ]
-
-    def randint(
-        self,
-        high: int,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> Tensor:
-        """int64 uniform on ``[0, high)`` of ``shape`` (``(stop - start, ...)``), as
-        ``torch.randint(high, ...)``."""
-        return torch.randint(high, self._global(shape), generator=generator, device=device)[
-            self._slice()
-        ]
+        return self._rows_of(torch.rand, shape, generator=generator, device=device, dtype=dtype)
 
     def randn_like(self, like: Tensor) -> Tensor:
         """Standard normal in ``like``'s shape (``(stop - start, ...)``), dtype and device, as
@@ -168,6 +150,12 @@ class RowDraws:
         keep = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
         keep = keep.permute([order.index(dim) for dim in range(x.dim())])
         return x * keep[self._slice()]
+
+    def _rows_of(
+        self, draw: Callable[..., Tensor], shape: Sequence[int], **options: object
+    ) -> Tensor:
+        """Rows ``start:stop`` of ``draw((total, ...), **options)``."""
+        return draw(self._global(shape), **options)[self._slice()]
 
     def _slice(self) -> slice:
         return slice(self.start, self.stop)

@@ -8,12 +8,6 @@ import re
 import pytest
 
 from tests.recipes.test_analyze_commands import _one_line_error
-from tests.recipes.test_recipe import load_recipe
-
-
-@pytest.fixture(scope="module")
-def analyze():
-    return load_recipe("analyze")
 
 
 def test_help_lists_the_studies(analyze, capsys) -> None:

@@ -27,28 +27,13 @@ from advmask.maskers import drop_probabilities
 from advmask.seqvae import identity, report
 from advmask.seqvae.analysis import studies
 from advmask.training import checkpoint as checkpoints
-from tests.recipes._trust_helpers import SMALL, run, write_corpus
-from tests.recipes.test_recipe import load_recipe
-
-
-@pytest.fixture(scope="module")
-def recipe():
-    return load_recipe("seqvae_awd")
+from tests.recipes._trust_helpers import SMALL, run
+from tests.recipes.test_recipe import ROOT, load_recipe, this_checkout
 
 
 @pytest.fixture(scope="module")
 def compare():
     return load_recipe("compare")
-
-
-@pytest.fixture(scope="module")
-def analyze():
-    return load_recipe("analyze")
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    return write_corpus(tmp_path / "corpus")
 
 
 def one_line_error(code: int, err: str, *fragments: str) -> str:
@@ -366,9 +351,6 @@ def test_drop_probabilities_refuse_k_above_the_eligible_positions_and_nan_std() 
 # --------------------------------------------------------------------------------------------
 # --jobs: a Ctrl-C at any moment is one line and status 130
 # --------------------------------------------------------------------------------------------
-ROOT = Path(__file__).resolve().parents[2]
-
-
 # Not sooner: before the recipe's first line runs, Python itself is starting up.
 @pytest.mark.parametrize("delay", [1.5, 3.0, 6.0])
 def test_ctrl_c_at_any_moment_of_a_jobs_run_is_one_line_and_130(corpus, tmp_path, delay) -> None:
@@ -378,7 +360,7 @@ def test_ctrl_c_at_any_moment_of_a_jobs_run_is_one_line_and_130(corpus, tmp_path
                "--data-dir", str(corpus), "--out", str(tmp_path), "--epochs", "100",
                "--patience", "100"]  # fmt: skip
     # A narrow terminal: the stop's line names a long path and must stay one line.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "60"}
+    env = {**this_checkout(), "COLUMNS": "60"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)  # fmt: skip
     time.sleep(delay)
